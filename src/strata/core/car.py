@@ -1,0 +1,178 @@
+"""CAR v1 (Content Addressable aRchive): the streaming reader and writer repositories travel in.
+
+A CAR is a varint-prefixed DAG-CBOR header `{version: 1, roots: [CID]}` followed by sections,
+each a varint length, a binary CID and the block. The reader is streaming and bounded: it never
+holds more than one section beyond its read buffer, and a section longer than `max_block_size`
+is rejected before it is read, so hostile input cannot make it allocate without bound.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO, Final
+
+from strata.core import cbor
+from strata.core.cid import CID, cid_length, encode_uvarint
+from strata.core.errors import DecodeError
+
+MAX_HEADER_SIZE: Final = 64 * 1024
+# Records are capped well below this; the bound exists for hostile input.
+DEFAULT_MAX_BLOCK_SIZE: Final = 4 * 1024 * 1024
+_CHUNK: Final = 256 * 1024
+_STD_PREFIXES: Final = (b"\x01\x71\x12\x20", b"\x01\x55\x12\x20")
+
+
+class _Buffer:
+    """Bytes from a stream, refilled in chunks so that small reads stay cheap."""
+
+    __slots__ = ("_buf", "_pos", "_stream")
+
+    def __init__(self, source: bytes | bytearray | memoryview | BinaryIO) -> None:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            self._buf = bytes(source)
+            self._stream: BinaryIO | None = None
+        else:
+            self._buf = b""
+            self._stream = source
+        self._pos = 0
+
+    def _fill(self, need: int) -> bool:
+        """Make at least `need` bytes available; False when the stream ends first."""
+        while len(self._buf) - self._pos < need:
+            if self._stream is None:
+                return False
+            chunk = self._stream.read(max(_CHUNK, need))
+            if not chunk:
+                self._stream = None
+                return False
+            self._buf = self._buf[self._pos :] + chunk
+            self._pos = 0
+        return True
+
+    def at_end(self) -> bool:
+        return not self._fill(1)
+
+    def varint(self) -> int:
+        self._fill(10)
+        buf, pos = self._buf, self._pos
+        value = 0
+        shift = 0
+        while True:
+            if pos >= len(buf):
+                raise DecodeError("CAR is truncated inside a varint")
+            byte = buf[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                if shift and byte == 0:
+                    raise DecodeError("CAR varint is not minimally encoded")
+                self._pos = pos
+                return value
+            shift += 7
+            if shift > 63:
+                raise DecodeError("CAR varint is too long")
+
+    def take(self, n: int) -> bytes:
+        if not self._fill(n):
+            raise DecodeError(f"CAR is truncated: wanted {n} bytes")
+        start = self._pos
+        self._pos = start + n
+        return self._buf[start : self._pos]
+
+
+class CarReader:
+    """Iterate the blocks of a CAR as `(CID, bytes)`, checking each block against its CID.
+
+    `roots` is available right after construction. Blocks whose hash does not match their CID
+    raise `DecodeError`; so do truncation, bad varints and oversized sections.
+    """
+
+    def __init__(
+        self,
+        source: bytes | bytearray | memoryview | BinaryIO,
+        *,
+        verify: bool = True,
+        max_block_size: int = DEFAULT_MAX_BLOCK_SIZE,
+    ) -> None:
+        self._buf = _Buffer(source)
+        self._verify = verify
+        self._max_block_size = max_block_size
+        self.roots = self._read_header()
+
+    def _read_header(self) -> list[CID]:
+        size = self._buf.varint()
+        if size == 0 or size > MAX_HEADER_SIZE:
+            raise DecodeError(f"CAR header size {size} is out of bounds")
+        header = cbor.decode(self._buf.take(size))
+        if not isinstance(header, dict) or header.get("version") != 1:
+            raise DecodeError("CAR header is not a version 1 header")
+        roots = header.get("roots")
+        if not isinstance(roots, list) or not all(isinstance(r, CID) for r in roots):
+            raise DecodeError("CAR header roots must be a list of CIDs")
+        if len(set(roots)) != len(roots):
+            raise DecodeError("CAR header lists the same root twice")
+        return roots
+
+    def __iter__(self) -> Iterator[tuple[CID, bytes]]:
+        buf = self._buf
+        max_size = self._max_block_size
+        verify = self._verify
+        while not buf.at_end():
+            size = buf.varint()
+            if size > max_size:
+                raise DecodeError(f"CAR section of {size} bytes exceeds the {max_size} limit")
+            section = buf.take(size)
+            if section[:4] in _STD_PREFIXES and size >= 36:
+                n = 36
+            else:
+                n = cid_length(section)
+            cid = CID(section[:n])
+            block = section[n:]
+            if verify and not cid.verify(block):
+                raise DecodeError(f"CAR block does not match its CID {cid}")
+            yield cid, block
+
+
+def read_car(
+    source: bytes | bytearray | memoryview | BinaryIO,
+    *,
+    verify: bool = True,
+    max_block_size: int = DEFAULT_MAX_BLOCK_SIZE,
+) -> tuple[CID, dict[CID, bytes]]:
+    """Read a whole single-root CAR whose root block is present; return (root, blocks)."""
+    reader = CarReader(source, verify=verify, max_block_size=max_block_size)
+    if len(reader.roots) != 1:
+        raise DecodeError(f"CAR must have exactly one root, found {len(reader.roots)}")
+    root = reader.roots[0]
+    blocks = dict(reader)
+    if root not in blocks:
+        raise DecodeError(f"CAR root {root} is not among its blocks")
+    return root, blocks
+
+
+def car_header(roots: list[CID]) -> bytes:
+    """The varint-prefixed header of a CAR with these roots."""
+    header = cbor.encode({"version": 1, "roots": roots})
+    return encode_uvarint(len(header)) + header
+
+
+def car_section(cid: CID, block: bytes) -> bytes:
+    """One varint-prefixed section of a CAR."""
+    cid_bytes = cid.cid_bytes
+    return encode_uvarint(len(cid_bytes) + len(block)) + cid_bytes + block
+
+
+def iter_car(roots: list[CID], blocks: Iterable[tuple[CID, bytes]]) -> Iterator[bytes]:
+    """Yield a CAR piece by piece, for streaming it to a file or an HTTP response."""
+    yield car_header(roots)
+    for cid, block in blocks:
+        yield car_section(cid, block)
+
+
+def write_car(roots: list[CID], blocks: Iterable[tuple[CID, bytes]]) -> bytes:
+    """A whole CAR as bytes."""
+    out = io.BytesIO()
+    for piece in iter_car(roots, blocks):
+        out.write(piece)
+    return out.getvalue()

@@ -1,0 +1,150 @@
+"""DAG-CBOR and the atproto data model, with its JSON form.
+
+Encoding is delegated to `cbrrr`, whose encoder is canonical by construction (shortest integers,
+map keys sorted length-first, no floats in atproto data) and which only emits tag 42 for values of
+our `CID` type, never for byte strings that happen to look like one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any, Final
+
+import cbrrr
+
+from strata.core.cid import CID
+from strata.core.errors import DecodeError
+
+# Deeper nesting than this is hostile input, not data: records are shallow.
+MAX_DEPTH: Final = 128
+
+DataModel = Any
+"""A value of the atproto data model: None, bool, int, str, bytes, CID, list, dict[str, ...]."""
+
+
+def encode(value: DataModel) -> bytes:
+    """Encode a data-model value as canonical DAG-CBOR."""
+    try:
+        return bytes(cbrrr.encode_dag_cbor(value, cid_type=CID))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DecodeError(f"value cannot be encoded as DAG-CBOR: {exc}") from exc
+
+
+def decode(data: bytes | memoryview) -> DataModel:
+    """Decode exactly one DAG-CBOR object, rejecting trailing bytes and non-canonical forms."""
+    try:
+        return cbrrr.decode_dag_cbor(bytes(data), cid_ctor=CID)
+    except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
+        raise DecodeError(f"invalid DAG-CBOR: {exc}") from exc
+
+
+def encode_with_cid(value: DataModel) -> tuple[CID, bytes]:
+    """Encode a value and return its CID alongside the bytes."""
+    block = encode(value)
+    return CID.dag_cbor(block), block
+
+
+def cid_of(value: DataModel) -> CID:
+    """The CID of a value's canonical DAG-CBOR encoding."""
+    return CID.dag_cbor(encode(value))
+
+
+def _b64decode(text: str) -> bytes:
+    # The data model's JSON form uses standard base64 without padding; accept padding too.
+    text = text.rstrip("=")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except binascii.Error as exc:
+        raise DecodeError(f"invalid base64 in $bytes: {exc}") from exc
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.b64encode(data).decode().rstrip("=")
+
+
+def _from_json(value: Any, depth: int) -> DataModel:
+    if depth > MAX_DEPTH:
+        raise DecodeError("data is nested too deeply")
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if value.is_integer():
+            return int(value)
+        raise DecodeError(f"floats are not allowed in the data model: {value}")
+    if isinstance(value, list):
+        return [_from_json(item, depth + 1) for item in value]
+    if isinstance(value, dict):
+        return _object_from_json(value, depth)
+    raise DecodeError(f"unsupported JSON value of type {type(value).__name__}")
+
+
+def _object_from_json(obj: dict[str, Any], depth: int) -> DataModel:
+    if "$link" in obj:
+        link = obj["$link"]
+        if len(obj) != 1 or not isinstance(link, str):
+            raise DecodeError("$link must be the only key and hold a CID string")
+        return CID.from_str(link)
+    if "$bytes" in obj:
+        raw = obj["$bytes"]
+        if len(obj) != 1 or not isinstance(raw, str):
+            raise DecodeError("$bytes must be the only key and hold a base64 string")
+        return _b64decode(raw)
+    out: dict[str, DataModel] = {}
+    for key, item in obj.items():
+        if not isinstance(key, str):
+            raise DecodeError("object keys must be strings")
+        out[key] = _from_json(item, depth + 1)
+    check_object(out)
+    return out
+
+
+def check_object(obj: dict[str, DataModel]) -> None:
+    """Check the data model's rules on one object: `$type` and the shape of a blob."""
+    if "$type" not in obj:
+        return
+    type_name = obj["$type"]
+    if not isinstance(type_name, str) or not type_name:
+        raise DecodeError("$type must be a non-empty string")
+    if type_name == "blob":
+        ref = obj.get("ref")
+        if not isinstance(ref, CID):
+            raise DecodeError("blob must have a ref that is a CID link")
+        if not isinstance(obj.get("mimeType"), str):
+            raise DecodeError("blob must have a mimeType string")
+        size = obj.get("size")
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise DecodeError("blob must have an integer size")
+
+
+def from_json(value: Any) -> DataModel:
+    """Convert parsed JSON (with `$link`, `$bytes` and blob objects) to a data-model object.
+
+    The top level must be an object, as for records and XRPC bodies.
+    """
+    if not isinstance(value, dict):
+        raise DecodeError("top level of a data-model record must be an object")
+    return _from_json(value, 0)
+
+
+def to_json(value: DataModel) -> Any:
+    """Convert a data-model value to its JSON form (CID -> `$link`, bytes -> `$bytes`)."""
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_json(v) for v in value]
+    if isinstance(value, CID):
+        return {"$link": str(value)}
+    if isinstance(value, bytes):
+        return {"$bytes": _b64encode(value)}
+    return value
+
+
+def decode_to_json(data: bytes) -> Any:
+    """Decode DAG-CBOR straight to its JSON form."""
+    try:
+        return cbrrr.decode_dag_cbor(bytes(data), atjson_mode=True)
+    except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
+        raise DecodeError(f"invalid DAG-CBOR: {exc}") from exc
