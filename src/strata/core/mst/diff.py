@@ -1,21 +1,13 @@
-"""Differences between two trees, and the proofs a commit carries (sync 1.1).
-
-`diff` finds the nodes and records that changed. `proof_nodes` are the nodes of the new tree that
-prove each changed key present or absent. `inversion_proof_nodes` are the nodes a verifier needs
-to undo a commit's operations on the new tree and arrive at the old root ("MST operation
-inversion"), found by doing that inversion and recording every node it reads.
-"""
+"""Differences between two trees: the nodes and the records that changed."""
 
 from __future__ import annotations
 
-from collections import ChainMap
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from strata.core.cid import CID
-from strata.core.errors import MSTError
-from strata.core.mst.node import Node, key_height
-from strata.core.mst.tree import MST, NodeLoader, _gap, _index
+from strata.core.mst.node import Node
+from strata.core.mst.tree import MST, NodeLoader
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,78 +75,3 @@ def diff(old: MST, new: MST) -> Diff:
         if before != after:
             result.ops.append(RecordOp(path, before, after))
     return result
-
-
-def path_nodes(tree: MST, key: str) -> list[CID]:
-    """The nodes from the root down to where `key` is, or would be: its (non-)inclusion proof.
-
-    An absent key's path goes one node below the key's own layer, into the subtree that inserting
-    the key would split: that node is what pins the neighbours on either side of it.
-    """
-    height = key_height(key)
-    layer = tree.layer
-    out: list[CID] = []
-    node: Node | None = tree.root_node
-    while node is not None:
-        out.append(node.cid)
-        if height > layer:
-            break
-        entries = node.entries
-        i = _index(entries, key)
-        if i < len(entries) and entries[i].key == key:
-            break
-        node = tree.loader.load(_gap(node, i))
-        layer -= 1
-    return out
-
-
-def proof_nodes(tree: MST, keys: Iterable[str]) -> set[CID]:
-    """Nodes proving each key's presence or absence in `tree`."""
-    out: set[CID] = set()
-    for key in keys:
-        out.update(path_nodes(tree, key))
-    return out
-
-
-class _RecordingStore(Mapping[CID, bytes]):
-    """A read-through view of a block store that notes every block fetched."""
-
-    def __init__(self, inner: Mapping[CID, bytes]) -> None:
-        self._inner = inner
-        self.fetched: set[CID] = set()
-
-    def __getitem__(self, cid: CID) -> bytes:
-        block = self._inner[cid]
-        self.fetched.add(cid)
-        return block
-
-    def __iter__(self) -> Iterator[CID]:
-        return iter(self._inner)
-
-    def __len__(self) -> int:
-        return len(self._inner)
-
-
-def invert(tree: MST, ops: Iterable[RecordOp]) -> MST:
-    """Undo `ops` on the tree they produced, checking each against it first.
-
-    Raises `MSTError` when an op does not match the tree or a needed block is missing.
-    """
-    ops = list(ops)
-    for op in ops:
-        if tree.get(op.path) != op.new:
-            raise MSTError(f"operation on {op.path} does not match the tree")
-    for op in reversed(ops):
-        tree = tree.delete(op.path) if op.old is None else tree.put(op.path, op.old)
-    return tree
-
-
-def inversion_proof_nodes(tree: MST, ops: Iterable[RecordOp]) -> set[CID]:
-    """Nodes of `tree` that `invert(tree, ops)` reads: what a commit must carry for sync 1.1."""
-    ops = list(ops)
-    if not ops:
-        return set()
-    # Replay from blocks only, so nodes made by the inversion itself are not counted.
-    recorder = _RecordingStore(ChainMap(dict(tree.new_blocks()), tree.loader.store))
-    invert(MST.load(recorder, tree.root), ops)
-    return recorder.fetched
