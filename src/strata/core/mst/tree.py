@@ -194,6 +194,43 @@ class MST:
                 if isinstance(ptr, Node):
                     stack.append(ptr)
 
+    def check(self) -> int:
+        """Walk the whole tree checking the MST's invariants; return the number of keys.
+
+        Raises `MSTError` naming the first problem: a key at the wrong layer, keys out of order,
+        an empty inner node, an untrimmed root, or a missing block.
+        """
+        root = self._root
+        if root is None:
+            return 0
+        if not root.entries:
+            raise MSTError("MST root has no keys of its own: the tree is not trimmed")
+        last = [""]
+
+        def visit(node: Node, layer: int) -> int:
+            if node.is_empty:
+                raise MSTError(f"MST node {node.cid} is empty")
+            count = 0
+            for ptr, entry in zip((node.left, *(e.right for e in node.entries)),
+                                  (*node.entries, None)):
+                child = self._loader.load(ptr)
+                if child is not None:
+                    if layer == 0:
+                        raise MSTError(f"MST node {node.cid} at layer 0 has a subtree")
+                    count += visit(child, layer - 1)
+                if entry is not None:
+                    validate_key(entry.key)
+                    if key_height(entry.key) != layer:
+                        raise MSTError(f"MST key {entry.key!r} is at layer {layer}, "
+                                       f"not its height {key_height(entry.key)}")
+                    if entry.key <= last[0]:
+                        raise MSTError(f"MST key {entry.key!r} is out of order")
+                    last[0] = entry.key
+                    count += 1
+            return count
+
+        return visit(root, self._layer)
+
     def _walk(self, ptr: Pointer, start: str = "") -> Iterator[tuple[str, CID]]:
         node = self._loader.load(ptr)
         if node is None:

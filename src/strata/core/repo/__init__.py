@@ -1,0 +1,26 @@
+"""Repositories: signed commits over an MST of records, CAR import/export, commit verification."""
+
+from strata.core.repo.commit import REPO_VERSION, Commit, sign_commit
+from strata.core.repo.repository import (
+    CommitResult,
+    Repository,
+    RepoOp,
+    Write,
+    export_car,
+    import_car,
+)
+from strata.core.repo.sync import VerifiedCommit, verify_commit_event
+
+__all__ = [
+    "REPO_VERSION",
+    "Commit",
+    "CommitResult",
+    "RepoOp",
+    "Repository",
+    "VerifiedCommit",
+    "Write",
+    "export_car",
+    "import_car",
+    "sign_commit",
+    "verify_commit_event",
+]
