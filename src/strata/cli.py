@@ -1,0 +1,24 @@
+"""The `strata` command: one entry point for every service and tool."""
+
+from __future__ import annotations
+
+import click
+
+from strata import __version__
+from strata.tools.repo_cli import repo
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="strata")
+def main() -> None:
+    """Strata: a self-hostable AT Protocol stack with no single upstream at any hop."""
+
+
+@main.command()
+def up() -> None:
+    """Run the whole network locally (directory, PDS, relay, AppView, feed generator)."""
+    click.echo("strata: no services yet. The protocol core and `strata repo` tools are ready;")
+    click.echo("the PLC directory and PDS arrive next. Try `strata repo --help`.")
+
+
+main.add_command(repo)

@@ -1,0 +1,1 @@
+"""Command-line tools for people who handle repositories, keys and accounts."""
