@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
 _DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared" / "conformance"
 
 

@@ -36,8 +36,4 @@ def interop_lines(*parts: str) -> list[str]:
     path = vector_path("atproto-interop-tests", *parts)
     if path is None:
         return []
-    return [
-        line
-        for line in path.read_text().splitlines()
-        if line and not line.startswith("#")
-    ]
+    return [line for line in path.read_text().splitlines() if line and not line.startswith("#")]

@@ -123,10 +123,8 @@ class CarReader:
             if size > max_size:
                 raise DecodeError(f"CAR section of {size} bytes exceeds the {max_size} limit")
             section = buf.take(size)
-            if section[:4] in _STD_PREFIXES and size >= 36:
-                n = 36
-            else:
-                n = cid_length(section)
+            # Nearly every CID is a 36-byte CIDv1 with sha2-256; skip parsing those.
+            n = 36 if section[:4] in _STD_PREFIXES and size >= 36 else cid_length(section)
             cid = CID(section[:n])
             block = section[n:]
             if verify and not cid.verify(block):

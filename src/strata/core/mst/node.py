@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Final, NamedTuple, Union
+from typing import Final, NamedTuple
 
 from strata.core import cbor
 from strata.core.cid import CID
@@ -91,7 +91,7 @@ class Node:
         return [e.key for e in self.entries]
 
 
-Pointer = Union[Node, CID, None]
+Pointer = Node | CID | None
 
 
 def pointer_cid(ptr: Pointer) -> CID | None:

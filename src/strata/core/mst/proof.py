@@ -9,7 +9,6 @@ from blocks alone and recording every block it reads.
 
 from __future__ import annotations
 
-from collections import ChainMap
 from collections.abc import Iterable, Iterator, Mapping
 
 from strata.core.cid import CID
@@ -51,22 +50,25 @@ def proof_nodes(tree: MST, keys: Iterable[str]) -> set[CID]:
 
 
 class _RecordingStore(Mapping[CID, bytes]):
-    """A read-through view of a block store that notes every block fetched."""
+    """A read-only view over block maps, searched in order, that notes every block fetched."""
 
-    def __init__(self, inner: Mapping[CID, bytes]) -> None:
-        self._inner = inner
+    def __init__(self, *layers: Mapping[CID, bytes]) -> None:
+        self._layers = layers
         self.fetched: set[CID] = set()
 
     def __getitem__(self, cid: CID) -> bytes:
-        block = self._inner[cid]
-        self.fetched.add(cid)
-        return block
+        for layer in self._layers:
+            block = layer.get(cid)
+            if block is not None:
+                self.fetched.add(cid)
+                return block
+        raise KeyError(cid)
 
     def __iter__(self) -> Iterator[CID]:
-        return iter(self._inner)
+        return iter({cid for layer in self._layers for cid in layer})
 
     def __len__(self) -> int:
-        return len(self._inner)
+        return sum(1 for _ in self)
 
 
 def invert(tree: MST, ops: Iterable[RecordOp]) -> MST:
@@ -89,7 +91,7 @@ def inversion_proof_nodes(tree: MST, ops: Iterable[RecordOp]) -> set[CID]:
     if not ops:
         return set()
     # Replay from blocks only, so nodes made by the inversion itself are not counted.
-    recorder = _RecordingStore(ChainMap(dict(tree.new_blocks()), tree.loader.store))
+    recorder = _RecordingStore(dict(tree.new_blocks()), tree.loader.store)
     invert(MST.load(recorder, tree.root), ops)
     return recorder.fetched
 
@@ -99,10 +101,7 @@ def _spine(tree: MST, ptr: Pointer, rightmost: bool, out: set[CID]) -> None:
     node = tree.loader.load(ptr)
     while node is not None:
         out.add(node.cid)
-        if rightmost and node.entries:
-            ptr = node.entries[-1].right
-        else:
-            ptr = node.left
+        ptr = node.entries[-1].right if rightmost and node.entries else node.left
         node = tree.loader.load(ptr)
 
 

@@ -211,8 +211,8 @@ class MST:
             if node.is_empty:
                 raise MSTError(f"MST node {node.cid} is empty")
             count = 0
-            for ptr, entry in zip((node.left, *(e.right for e in node.entries)),
-                                  (*node.entries, None)):
+            gaps = (node.left, *(e.right for e in node.entries))
+            for ptr, entry in zip(gaps, (*node.entries, None), strict=True):
                 child = self._loader.load(ptr)
                 if child is not None:
                     if layer == 0:
@@ -221,8 +221,10 @@ class MST:
                 if entry is not None:
                     validate_key(entry.key)
                     if key_height(entry.key) != layer:
-                        raise MSTError(f"MST key {entry.key!r} is at layer {layer}, "
-                                       f"not its height {key_height(entry.key)}")
+                        raise MSTError(
+                            f"MST key {entry.key!r} is at layer {layer}, "
+                            f"not its height {key_height(entry.key)}"
+                        )
                     if entry.key <= last[0]:
                         raise MSTError(f"MST key {entry.key!r} is out of order")
                     last[0] = entry.key

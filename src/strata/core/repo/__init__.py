@@ -3,8 +3,8 @@
 from strata.core.repo.commit import REPO_VERSION, Commit, sign_commit
 from strata.core.repo.repository import (
     CommitResult,
-    Repository,
     RepoOp,
+    Repository,
     Write,
     export_car,
     import_car,

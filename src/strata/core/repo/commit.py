@@ -75,11 +75,9 @@ class Commit:
         return cls(did=did, data=root, rev=rev, sig=sig, prev=prev)
 
 
-def sign_commit(
-    did: str, data: CID, rev: str, keypair: Keypair, prev: CID | None = None
-) -> Commit:
+def sign_commit(did: str, data: CID, rev: str, keypair: Keypair, prev: CID | None = None) -> Commit:
     """A new commit signed with `keypair`."""
     unsigned = Commit(did=did, data=data, rev=rev, sig=b"", prev=prev)
-    return Commit(did=did, data=data, rev=rev, prev=prev, sig=keypair.sign(
-        cbor.encode(unsigned.unsigned())
-    ))
+    return Commit(
+        did=did, data=data, rev=rev, prev=prev, sig=keypair.sign(cbor.encode(unsigned.unsigned()))
+    )

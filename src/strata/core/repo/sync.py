@@ -49,8 +49,9 @@ def _parse_op(raw: Any) -> RepoOp:
     ):
         raise CommitError(f"op on {path} has a cid or prev that is not a CID link")
     if (action == "delete") != (cid is None):
-        raise CommitError(f"{action} op on {path} must {'not ' if action == 'delete' else ''}"
-                          "carry a cid")
+        raise CommitError(
+            f"{action} op on {path} must {'not ' if action == 'delete' else ''}carry a cid"
+        )
     return RepoOp(action, path, cid, prev)
 
 
@@ -67,7 +68,10 @@ def verify_commit_event(
     no DID document at hand). With `require_prev_data`, events without `prevData` are refused.
     """
     repo, commit_cid, rev, raw_blocks = (
-        event.get("repo"), event.get("commit"), event.get("rev"), event.get("blocks"),
+        event.get("repo"),
+        event.get("commit"),
+        event.get("rev"),
+        event.get("blocks"),
     )
     raw_ops = event.get("ops")
     if not isinstance(repo, str) or not isinstance(commit_cid, CID) or not isinstance(rev, str):
