@@ -1,8 +1,9 @@
 """DAG-CBOR and the atproto data model, with its JSON form.
 
 Encoding is delegated to `cbrrr`, whose encoder is canonical by construction (shortest integers,
-map keys sorted length-first, no floats in atproto data) and which only emits tag 42 for values of
-our `CID` type, never for byte strings that happen to look like one.
+map keys sorted length-first) and which only emits tag 42 for values of our `CID` type, never for
+byte strings that happen to look like one. DAG-CBOR itself allows floats; the atproto data model
+does not, and its JSON form (`from_json`) and the lexicon validator are where they are refused.
 """
 
 from __future__ import annotations
@@ -18,6 +19,17 @@ from strata.core.errors import DecodeError
 
 # Deeper nesting than this is hostile input, not data: records are shallow.
 MAX_DEPTH: Final = 128
+_INT_MIN: Final = -(2**63)
+_INT_MAX: Final = 2**64 - 1
+_STD_CID_PREFIXES: Final = (b"\x01\x71\x12\x20", b"\x01\x55\x12\x20")
+
+
+def _link(cid_bytes: bytes) -> CID:
+    """Build a CID for the decoder, checking the structure of any but the two common kinds."""
+    if len(cid_bytes) == 36 and cid_bytes[:4] in _STD_CID_PREFIXES:
+        return CID(cid_bytes)
+    return CID.from_bytes(cid_bytes)
+
 
 DataModel = Any
 """A value of the atproto data model: None, bool, int, str, bytes, CID, list, dict[str, ...]."""
@@ -34,7 +46,7 @@ def encode(value: DataModel) -> bytes:
 def decode(data: bytes | memoryview) -> DataModel:
     """Decode exactly one DAG-CBOR object, rejecting trailing bytes and non-canonical forms."""
     try:
-        return cbrrr.decode_dag_cbor(bytes(data), cid_ctor=CID)
+        return cbrrr.decode_dag_cbor(bytes(data), cid_ctor=_link)
     except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
         raise DecodeError(f"invalid DAG-CBOR: {exc}") from exc
 
@@ -69,10 +81,12 @@ def _from_json(value: Any, depth: int) -> DataModel:
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise DecodeError(f"integer {value} is outside the 64-bit range")
         return value
     if isinstance(value, float):
         if value.is_integer():
-            return int(value)
+            return _from_json(int(value), depth)
         raise DecodeError(f"floats are not allowed in the data model: {value}")
     if isinstance(value, list):
         return [_from_json(item, depth + 1) for item in value]
@@ -129,12 +143,14 @@ def from_json(value: Any) -> DataModel:
     return _from_json(value, 0)
 
 
-def to_json(value: DataModel) -> Any:
+def to_json(value: DataModel, _depth: int = 0) -> Any:
     """Convert a data-model value to its JSON form (CID -> `$link`, bytes -> `$bytes`)."""
+    if _depth > MAX_DEPTH:
+        raise DecodeError("data is nested too deeply")
     if isinstance(value, dict):
-        return {k: to_json(v) for k, v in value.items()}
+        return {k: to_json(v, _depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [to_json(v) for v in value]
+        return [to_json(v, _depth + 1) for v in value]
     if isinstance(value, CID):
         return {"$link": str(value)}
     if isinstance(value, bytes):
@@ -144,7 +160,4 @@ def to_json(value: DataModel) -> Any:
 
 def decode_to_json(data: bytes) -> Any:
     """Decode DAG-CBOR straight to its JSON form."""
-    try:
-        return cbrrr.decode_dag_cbor(bytes(data), atjson_mode=True)
-    except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
-        raise DecodeError(f"invalid DAG-CBOR: {exc}") from exc
+    return to_json(decode(data))

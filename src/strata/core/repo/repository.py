@@ -26,8 +26,10 @@ from strata.core.syntax import (
     next_tid,
     tid_from_parts,
     tid_timestamp_micros,
+    validate_did,
     validate_nsid,
     validate_record_key,
+    validate_tid,
 )
 
 BlockStore = MutableMapping[CID, bytes]
@@ -84,7 +86,10 @@ class CommitResult:
 
 def _next_rev(previous: str | None, rev: str | None) -> str:
     """A revision after `previous`: the clock's, or one microsecond later if the clock lags."""
-    candidate = rev or next_tid()
+    try:
+        candidate = validate_tid(rev) if rev is not None else next_tid()
+    except CoreError as exc:
+        raise CommitError(f"invalid rev {rev!r}: {exc}") from exc
     if previous is not None and candidate <= previous:
         candidate = tid_from_parts(tid_timestamp_micros(previous) + 1, 0)
     return candidate
@@ -119,6 +124,10 @@ class Repository:
         rev: str | None = None,
     ) -> CommitResult:
         """A new repository, empty or holding `writes`, with its first commit."""
+        try:
+            validate_did(did)
+        except CoreError as exc:
+            raise CommitError(f"invalid repository DID: {exc}") from exc
         empty = MST.empty(store)
         genesis = cls(store, Commit(did=did, data=empty.root, rev="", sig=b""), empty.root, empty)
         return genesis._commit(list(writes), keypair, rev, since=None, prev_data=None)
@@ -203,7 +212,8 @@ class Repository:
         commit_cid, commit_block = commit.encode()
         new_blocks = {commit_cid: commit_block, **records, **new_nodes}
 
-        proof: set[CID] = set(diff(self.tree, tree).created_nodes)
+        # The root always travels, so that even a commit without ops can be checked.
+        proof: set[CID] = {tree.root, *diff(self.tree, tree).created_nodes}
         for op in ops:
             proof |= covering_proof(tree, op.path)
         event_blocks = {commit_cid: commit_block, **records}
