@@ -8,12 +8,13 @@ is rejected before it is read, so hostile input cannot make it allocate without 
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO, Final
 
 from strata.core import cbor
-from strata.core.cid import CID, cid_length, encode_uvarint
+from strata.core.cid import CID, cid_length, encode_uvarint, read_uvarint
 from strata.core.errors import DecodeError
 
 MAX_HEADER_SIZE: Final = 64 * 1024
@@ -49,6 +50,15 @@ class _Buffer:
             self._buf = self._buf[self._pos :] + chunk
             self._pos = 0
         return True
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether every byte is already in the buffer (the source was bytes, not a stream)."""
+        return self._stream is None
+
+    def remaining(self) -> tuple[bytes, int]:
+        """The buffer and the position of the first unread byte."""
+        return self._buf, self._pos
 
     def at_end(self) -> bool:
         return not self._fill(1)
@@ -115,21 +125,55 @@ class CarReader:
         return roots
 
     def __iter__(self) -> Iterator[tuple[CID, bytes]]:
+        if self._buf.in_memory:
+            yield from self._iter_in_memory()
+            return
         buf = self._buf
-        max_size = self._max_block_size
-        verify = self._verify
         while not buf.at_end():
             size = buf.varint()
+            if size > self._max_block_size:
+                raise DecodeError(
+                    f"CAR section of {size} bytes exceeds the {self._max_block_size} limit"
+                )
+            yield self._section(buf.take(size))
+
+    def _section(self, section: bytes) -> tuple[CID, bytes]:
+        # Nearly every CID is a 36-byte CIDv1 with sha2-256; skip parsing those.
+        std = len(section) >= 36 and section[:4] in _STD_PREFIXES
+        n = 36 if std else cid_length(section)
+        cid = CID(section[:n])
+        block = section[n:]
+        if self._verify and not cid.verify(block):
+            raise DecodeError(f"CAR block does not match its CID {cid}")
+        return cid, block
+
+    def _iter_in_memory(self) -> Iterator[tuple[CID, bytes]]:
+        """The same walk over bytes already in memory, without the refilling buffer."""
+        data, pos = self._buf.remaining()
+        end = len(data)
+        max_size = self._max_block_size
+        verify = self._verify
+        sha256 = hashlib.sha256
+        while pos < end:
+            first = data[pos]
+            if first < 0x80:
+                size, pos = first, pos + 1
+            else:
+                size, pos = read_uvarint(data, pos)
             if size > max_size:
                 raise DecodeError(f"CAR section of {size} bytes exceeds the {max_size} limit")
-            section = buf.take(size)
-            # Nearly every CID is a 36-byte CIDv1 with sha2-256; skip parsing those.
-            n = 36 if section[:4] in _STD_PREFIXES and size >= 36 else cid_length(section)
-            cid = CID(section[:n])
-            block = section[n:]
-            if verify and not cid.verify(block):
-                raise DecodeError(f"CAR block does not match its CID {cid}")
-            yield cid, block
+            stop = pos + size
+            if stop > end:
+                raise DecodeError(f"CAR is truncated: wanted {size} bytes")
+            if size >= 36 and data[pos : pos + 4] in _STD_PREFIXES:
+                cid_bytes = data[pos : pos + 36]
+                block = data[pos + 36 : stop]
+                if verify and sha256(block).digest() != cid_bytes[4:]:
+                    raise DecodeError(f"CAR block does not match its CID {CID(cid_bytes)}")
+                yield CID(cid_bytes), block
+            else:
+                yield self._section(data[pos:stop])
+            pos = stop
 
 
 def read_car(

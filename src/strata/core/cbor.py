@@ -46,7 +46,9 @@ def encode(value: DataModel) -> bytes:
 def decode(data: bytes | memoryview) -> DataModel:
     """Decode exactly one DAG-CBOR object, rejecting trailing bytes and non-canonical forms."""
     try:
-        return cbrrr.decode_dag_cbor(bytes(data), cid_ctor=_link)
+        return cbrrr.decode_dag_cbor(
+            data if isinstance(data, bytes) else bytes(data), cid_ctor=_link
+        )
     except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
         raise DecodeError(f"invalid DAG-CBOR: {exc}") from exc
 
