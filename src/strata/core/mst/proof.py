@@ -15,7 +15,7 @@ from strata.core.cid import CID
 from strata.core.errors import MSTError
 from strata.core.mst.diff import RecordOp
 from strata.core.mst.node import Node, Pointer, key_height
-from strata.core.mst.tree import MST, _gap, _index
+from strata.core.mst.tree import MST, entry_index, gap
 
 
 def path_nodes(tree: MST, key: str) -> list[CID]:
@@ -33,10 +33,10 @@ def path_nodes(tree: MST, key: str) -> list[CID]:
         if height > layer:
             break
         entries = node.entries
-        i = _index(entries, key)
+        i = entry_index(entries, key)
         if i < len(entries) and entries[i].key == key:
             break
-        node = tree.loader.load(_gap(node, i))
+        node = tree.loader.load(gap(node, i))
         layer -= 1
     return out
 
@@ -116,10 +116,10 @@ def covering_proof(tree: MST, key: str) -> set[CID]:
     while node is not None:
         out.add(node.cid)
         entries = node.entries
-        i = _index(entries, key)
+        i = entry_index(entries, key)
         if i < len(entries) and entries[i].key == key:
-            _spine(tree, _gap(node, i), True, out)
+            _spine(tree, gap(node, i), True, out)
             _spine(tree, entries[i].right, False, out)
             break
-        node = tree.loader.load(_gap(node, i))
+        node = tree.loader.load(gap(node, i))
     return out

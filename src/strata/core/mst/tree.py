@@ -41,7 +41,8 @@ class NodeLoader:
         return node
 
 
-def _index(entries: list[Entry], key: str) -> int:
+def entry_index(entries: list[Entry], key: str) -> int:
+    """Position of `key` among a node's entries, or where it would be inserted."""
     return bisect_left(entries, key, key=lambda e: e.key)
 
 
@@ -54,7 +55,8 @@ def _with_gap(node: Node, i: int, ptr: Pointer, entries: list[Entry] | None = No
     return Node(node.left, entries)
 
 
-def _gap(node: Node, i: int) -> Pointer:
+def gap(node: Node, i: int) -> Pointer:
+    """The subtree before entry `i` (the node's left subtree for i = 0)."""
     return node.left if i == 0 else node.entries[i - 1].right
 
 
@@ -127,10 +129,10 @@ class MST:
         node = self._root
         while node is not None:
             entries = node.entries
-            i = _index(entries, key)
+            i = entry_index(entries, key)
             if i < len(entries) and entries[i].key == key:
                 return entries[i].value
-            node = self._loader.load(_gap(node, i))
+            node = self._loader.load(gap(node, i))
         return None
 
     def put(self, key: str, value: CID) -> MST:
@@ -238,8 +240,8 @@ class MST:
         if node is None:
             return
         entries = node.entries
-        i = _index(entries, start) if start else 0
-        yield from self._walk(_gap(node, i), start)
+        i = entry_index(entries, start) if start else 0
+        yield from self._walk(gap(node, i), start)
         for entry in entries[i:]:
             yield entry.key, entry.value
             yield from self._walk(entry.right)
@@ -261,16 +263,16 @@ class MST:
 
     def _put(self, node: Node, layer: int, key: str, height: int, value: CID) -> Node:
         entries = node.entries
-        i = _index(entries, key)
+        i = entry_index(entries, key)
         if height == layer:
             if i < len(entries) and entries[i].key == key:
                 updated = list(entries)
                 updated[i] = entries[i]._replace(value=value)
                 return Node(node.left, updated)
-            left, right = self._split(self._loader.load(_gap(node, i)), layer - 1, key)
+            left, right = self._split(self._loader.load(gap(node, i)), layer - 1, key)
             updated = [*entries[:i], Entry(key, value, right), *entries[i:]]
             return _with_gap(node, i, left, updated)
-        child = self._loader.load(_gap(node, i))
+        child = self._loader.load(gap(node, i))
         if child is None:
             new_child = self._chain(layer - 1, height, key, value)
         else:
@@ -282,26 +284,26 @@ class MST:
         if node is None:
             return None, None
         entries = node.entries
-        i = _index(entries, key)
+        i = entry_index(entries, key)
         if i < len(entries) and entries[i].key == key:
             raise MSTError(f"MST key {key!r} is already present")
-        low, high = self._split(self._loader.load(_gap(node, i)), layer - 1, key)
+        low, high = self._split(self._loader.load(gap(node, i)), layer - 1, key)
         left = _with_gap(node, i, low, entries[:i]) if i else Node(low, [])
         right = Node(high, list(entries[i:]))
         return _nonempty(left), _nonempty(right)
 
     def _delete(self, node: Node, layer: int, key: str, height: int) -> Node | None:
         entries = node.entries
-        i = _index(entries, key)
+        i = entry_index(entries, key)
         if height == layer:
             if i >= len(entries) or entries[i].key != key:
                 raise MSTError(f"MST key {key!r} not found")
-            merged = self._merge(_gap(node, i), entries[i].right)
+            merged = self._merge(gap(node, i), entries[i].right)
             updated = [*entries[:i], *entries[i + 1 :]]
             return _nonempty(_with_gap(node, i, merged, updated))
         if height > layer:
             raise MSTError(f"MST key {key!r} not found")
-        child = self._loader.load(_gap(node, i))
+        child = self._loader.load(gap(node, i))
         if child is None:
             raise MSTError(f"MST key {key!r} not found")
         return _nonempty(_with_gap(node, i, self._delete(child, layer - 1, key, height)))
