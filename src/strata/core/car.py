@@ -14,14 +14,19 @@ from collections.abc import Iterable, Iterator
 from typing import BinaryIO, Final
 
 from strata.core import cbor
-from strata.core.cid import CID, cid_length, encode_uvarint, read_uvarint
+from strata.core.cid import (
+    CID,
+    SHA256_CID_PREFIXES,
+    cid_length,
+    encode_uvarint,
+    read_uvarint,
+)
 from strata.core.errors import DecodeError
 
 MAX_HEADER_SIZE: Final = 64 * 1024
 # Records are capped well below this; the bound exists for hostile input.
 DEFAULT_MAX_BLOCK_SIZE: Final = 4 * 1024 * 1024
 _CHUNK: Final = 256 * 1024
-_STD_PREFIXES: Final = (b"\x01\x71\x12\x20", b"\x01\x55\x12\x20")
 
 
 class _Buffer:
@@ -65,23 +70,8 @@ class _Buffer:
 
     def varint(self) -> int:
         self._fill(10)
-        buf, pos = self._buf, self._pos
-        value = 0
-        shift = 0
-        while True:
-            if pos >= len(buf):
-                raise DecodeError("CAR is truncated inside a varint")
-            byte = buf[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                if shift and byte == 0:
-                    raise DecodeError("CAR varint is not minimally encoded")
-                self._pos = pos
-                return value
-            shift += 7
-            if shift > 63:
-                raise DecodeError("CAR varint is too long")
+        value, self._pos = read_uvarint(self._buf, self._pos)
+        return value
 
     def take(self, n: int) -> bytes:
         if not self._fill(n):
@@ -139,7 +129,7 @@ class CarReader:
 
     def _section(self, section: bytes) -> tuple[CID, bytes]:
         # Nearly every CID is a 36-byte CIDv1 with sha2-256; skip parsing those.
-        std = len(section) >= 36 and section[:4] in _STD_PREFIXES
+        std = len(section) >= 36 and section[:4] in SHA256_CID_PREFIXES
         n = 36 if std else cid_length(section)
         cid = CID(section[:n])
         block = section[n:]
@@ -165,7 +155,7 @@ class CarReader:
             stop = pos + size
             if stop > end:
                 raise DecodeError(f"CAR is truncated: wanted {size} bytes")
-            if size >= 36 and data[pos : pos + 4] in _STD_PREFIXES:
+            if size >= 36 and data[pos : pos + 4] in SHA256_CID_PREFIXES:
                 cid_bytes = data[pos : pos + 36]
                 block = data[pos + 36 : stop]
                 if verify and sha256(block).digest() != cid_bytes[4:]:

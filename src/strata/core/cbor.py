@@ -14,19 +14,18 @@ from typing import Any, Final
 
 import cbrrr
 
-from strata.core.cid import CID
+from strata.core.cid import CID, SHA256_CID_PREFIXES
 from strata.core.errors import DecodeError
 
 # Deeper nesting than this is hostile input, not data: records are shallow.
 MAX_DEPTH: Final = 128
 _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**64 - 1
-_STD_CID_PREFIXES: Final = (b"\x01\x71\x12\x20", b"\x01\x55\x12\x20")
 
 
 def _link(cid_bytes: bytes) -> CID:
     """Build a CID for the decoder, checking the structure of any but the two common kinds."""
-    if len(cid_bytes) == 36 and cid_bytes[:4] in _STD_CID_PREFIXES:
+    if len(cid_bytes) == 36 and cid_bytes[:4] in SHA256_CID_PREFIXES:
         return CID(cid_bytes)
     return CID.from_bytes(cid_bytes)
 

@@ -21,6 +21,8 @@ SHA2_256: Final = 0x12
 
 _DAG_CBOR_PREFIX: Final = b"\x01\x71\x12\x20"
 _RAW_PREFIX: Final = b"\x01\x55\x12\x20"
+SHA256_CID_PREFIXES: Final = (_DAG_CBOR_PREFIX, _RAW_PREFIX)
+"""Prefixes of the two 36-byte CID kinds a repository creates; decoders take them on a fast path."""
 # A CID longer than this is not something any atproto implementation produces.
 MAX_CID_BYTES: Final = 128
 

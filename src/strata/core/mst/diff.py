@@ -29,7 +29,7 @@ class Diff:
 
 
 def _children(loader: NodeLoader, node: Node) -> Iterable[Node]:
-    for ptr in (node.left, *(e.right for e in node.entries)):
+    for ptr in node.pointers():
         child = loader.load(ptr)
         if child is not None:
             yield child

@@ -86,6 +86,10 @@ class Node:
             self._cid = CID.dag_cbor(self.block)
         return self._cid
 
+    def pointers(self) -> tuple[Pointer, ...]:
+        """The node's subtree pointers in key order: its left subtree, then each entry's right."""
+        return (self.left, *(e.right for e in self.entries))
+
     def keys(self) -> list[str]:
         """The node's own keys, in order."""
         return [e.key for e in self.entries]

@@ -178,7 +178,7 @@ class MST:
         while stack:
             node = stack.pop()
             yield node
-            for ptr in (node.left, *(e.right for e in node.entries)):
+            for ptr in node.pointers():
                 child = self._loader.load(ptr)
                 if child is not None:
                     stack.append(child)
@@ -192,7 +192,7 @@ class MST:
             if node.cid in store:
                 continue
             yield node.cid, node.block
-            for ptr in (node.left, *(e.right for e in node.entries)):
+            for ptr in node.pointers():
                 if isinstance(ptr, Node):
                     stack.append(ptr)
 
@@ -213,8 +213,7 @@ class MST:
             if node.is_empty:
                 raise MSTError(f"MST node {node.cid} is empty")
             count = 0
-            gaps = (node.left, *(e.right for e in node.entries))
-            for ptr, entry in zip(gaps, (*node.entries, None), strict=True):
+            for ptr, entry in zip(node.pointers(), (*node.entries, None), strict=True):
                 child = self._loader.load(ptr)
                 if child is not None:
                     if layer == 0:
