@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from strata import __version__
+from strata.plc.cli import plc_command
 from strata.tools.repo_cli import repo
 
 
@@ -17,8 +18,9 @@ def main() -> None:
 @main.command()
 def up() -> None:
     """Run the whole network locally (directory, PDS, relay, AppView, feed generator)."""
-    click.echo("strata: no services yet. The protocol core and `strata repo` tools are ready;")
-    click.echo("the PLC directory and PDS arrive next. Try `strata repo --help`.")
+    click.echo("strata: the PLC directory runs on its own for now: `strata plc --help`.")
+    click.echo("The PDS, relay, AppView and feed generator arrive next.")
 
 
 main.add_command(repo)
+main.add_command(plc_command)

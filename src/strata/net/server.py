@@ -1,0 +1,102 @@
+"""The aiohttp application every service starts from: error envelope, health, metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, generate_latest
+
+from strata import __version__
+from strata.net.errors import XrpcError
+from strata.net.logs import log_event
+
+log = logging.getLogger("strata.net")
+
+HTTP_ERRORS = Counter(
+    "strata_http_errors_total", "Requests answered with an error status", ["service", "status"]
+)
+
+HealthCheck = Callable[[], Awaitable[None]]
+"""Raises when the service cannot serve (its database is gone, for example)."""
+
+SERVICE_KEY = web.AppKey("strata_service", str)
+
+
+def json_response(
+    body: Any, status: int = 200, content_type: str = "application/json"
+) -> web.Response:
+    """A compact JSON response."""
+    return web.Response(
+        body=json.dumps(body, separators=(",", ":")).encode(),
+        status=status,
+        content_type=content_type,
+    )
+
+
+def error_response(error: XrpcError) -> web.Response:
+    """The XRPC error envelope for `error`."""
+    return json_response(error.body(), status=error.status)
+
+
+@web.middleware
+async def _error_envelope(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    service = request.app[SERVICE_KEY]
+    try:
+        response = await handler(request)
+    except XrpcError as exc:
+        HTTP_ERRORS.labels(service, str(exc.status)).inc()
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        HTTP_ERRORS.labels(service, str(exc.status)).inc()
+        name = "NotFound" if exc.status == 404 else exc.reason.replace(" ", "")
+        return json_response({"error": name, "message": exc.reason}, status=exc.status)
+    except Exception:
+        HTTP_ERRORS.labels(service, "500").inc()
+        log_event(log, "unhandled error", logging.ERROR, service=service, path=request.path)
+        log.exception("unhandled error in %s", request.path)
+        return json_response(
+            {"error": "InternalServerError", "message": "Internal Server Error"}, status=500
+        )
+    return response
+
+
+def create_app(
+    service: str,
+    health: HealthCheck | None = None,
+    max_body: int = 1 << 20,
+    health_paths: tuple[str, ...] = ("/xrpc/_health",),
+) -> web.Application:
+    """A new application for `service` with health (`/xrpc/_health`) and `/metrics` routed."""
+    app = web.Application(middlewares=[_error_envelope], client_max_size=max_body)
+    app[SERVICE_KEY] = service
+
+    async def health_handler(request: web.Request) -> web.Response:
+        if health is not None:
+            try:
+                await health()
+            except Exception as exc:
+                log_event(
+                    log, "health check failed", logging.WARNING, service=service, error=str(exc)
+                )
+                return json_response(
+                    {"version": __version__, "error": "Service Unavailable"}, status=503
+                )
+        return json_response({"version": __version__})
+
+    async def metrics_handler(request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    for path in health_paths:
+        app.router.add_get(path, health_handler)
+    app.router.add_get("/metrics", metrics_handler)
+    return app

@@ -1,0 +1,156 @@
+"""Operation logs in SQLite: one row per accepted operation, numbered by `seq`.
+
+Writes happen in batches on one connection (one transaction, one fsync per batch); reads use
+their own connection and see only committed batches (WAL mode).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any, Final
+
+from strata.core.plc import IndexedOp
+from strata.core.plc.operation import Operation
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS operations (
+    seq INTEGER PRIMARY KEY,
+    did TEXT NOT NULL,
+    cid TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    nullified INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX IF NOT EXISTS operations_did_cid ON operations (did, cid);
+CREATE INDEX IF NOT EXISTS operations_did_seq ON operations (did, seq);
+CREATE INDEX IF NOT EXISTS operations_created ON operations (created_at, cid);
+CREATE TABLE IF NOT EXISTS mirror_cursors (
+    source TEXT PRIMARY KEY,
+    cursor TEXT NOT NULL
+) STRICT;
+"""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode = WAL")
+    # FULL: a batch is on disk before the operations in it are acknowledged.
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
+
+
+def _indexed(row: tuple[Any, ...]) -> IndexedOp:
+    did, cid, operation, nullified, created_at = row
+    return IndexedOp(did, json.loads(operation), cid, bool(nullified), created_at)
+
+
+class PlcStore:
+    """The directory's tables; not thread-safe per connection (one writer, one reader)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.writer = _connect(path)
+        self.writer.executescript(SCHEMA)
+        self.reader = _connect(path)
+
+    def close(self) -> None:
+        """Close both connections."""
+        self.writer.close()
+        self.reader.close()
+
+    # Reads take a connection so the writer can read its own uncommitted batch.
+    def ops_for_did(
+        self, did: str, include_nullified: bool = False, conn: sqlite3.Connection | None = None
+    ) -> list[IndexedOp]:
+        """The DID's operations in log order."""
+        sql = "SELECT did, cid, operation, nullified, created_at FROM operations WHERE did = ?"
+        if not include_nullified:
+            sql += " AND nullified = 0"
+        rows = (conn or self.reader).execute(sql + " ORDER BY seq", (did,)).fetchall()
+        return [_indexed(row) for row in rows]
+
+    def last_op(self, did: str) -> Operation | None:
+        """The DID's latest valid operation."""
+        row = self.reader.execute(
+            "SELECT operation FROM operations WHERE did = ? AND nullified = 0"
+            " ORDER BY seq DESC LIMIT 1",
+            (did,),
+        ).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def has_op(self, did: str, cid: str, conn: sqlite3.Connection) -> bool:
+        """Whether the operation is already stored (nullified or not)."""
+        row = conn.execute(
+            "SELECT 1 FROM operations WHERE did = ? AND cid = ?", (did, cid)
+        ).fetchone()
+        return row is not None
+
+    def insert(
+        self,
+        conn: sqlite3.Connection,
+        did: str,
+        cid: str,
+        op: Operation,
+        created_at: int,
+        nullify: list[str],
+    ) -> int:
+        """Add an operation (inside the caller's transaction); return its seq."""
+        if nullify:
+            conn.executemany(
+                "UPDATE operations SET nullified = 1 WHERE did = ? AND cid = ?",
+                [(did, c) for c in nullify],
+            )
+        cursor = conn.execute(
+            "INSERT INTO operations (did, cid, operation, created_at) VALUES (?, ?, ?, ?)",
+            (did, cid, json.dumps(op, separators=(",", ":")), created_at),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def last_seq(self) -> int:
+        """The highest seq assigned so far (0 when empty)."""
+        row = self.reader.execute("SELECT max(seq) FROM operations").fetchone()
+        return int(row[0] or 0)
+
+    def export_seq(self, after: int, count: int) -> list[tuple[int, str, str, str, int]]:
+        """Rows (seq, did, cid, operation JSON, created_at) with seq > after."""
+        return self.reader.execute(
+            "SELECT seq, did, cid, operation, created_at FROM operations"
+            " WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, count),
+        ).fetchall()
+
+    def export_legacy(
+        self, after_ms: int | None, count: int
+    ) -> list[tuple[str, str, str, int, int]]:
+        """Rows (did, cid, operation JSON, nullified, created_at) in createdAt order."""
+        where = "" if after_ms is None else " WHERE created_at > ?"
+        params: tuple[int, ...] = (count,) if after_ms is None else (after_ms, count)
+        return self.reader.execute(
+            "SELECT did, cid, operation, nullified, created_at FROM operations"
+            + where
+            + " ORDER BY created_at, cid LIMIT ?",
+            params,
+        ).fetchall()
+
+    def cursor(self, source: str) -> str | None:
+        """The saved position in a mirrored source's export."""
+        row = self.reader.execute(
+            "SELECT cursor FROM mirror_cursors WHERE source = ?", (source,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def save_cursor(self, conn: sqlite3.Connection, source: str, cursor: str) -> None:
+        """Record a mirror position (inside the caller's transaction)."""
+        conn.execute(
+            "INSERT INTO mirror_cursors (source, cursor) VALUES (?, ?)"
+            " ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor",
+            (source, cursor),
+        )
+
+    def count_dids(self) -> int:
+        """How many DIDs the directory knows."""
+        return int(self.reader.execute("SELECT count(DISTINCT did) FROM operations").fetchone()[0])

@@ -1,0 +1,137 @@
+"""Running one service as a process: the options every service shares, and serving until a
+signal arrives.
+
+Every option can also be given as an environment variable `STRATA_<OPTION>`, so that a service
+runs the same way from a shell, a container or a process supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from aiohttp import web
+
+from strata.net.logs import configure_logging, log_event
+
+log = logging.getLogger("strata.serve")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    """The options shared by every service."""
+
+    host: str
+    port: int
+    data_dir: Path
+    dev: bool
+    log_level: str
+
+
+def service_options(default_port: int, default_dir: str) -> Callable[[F], F]:
+    """Add `--host --port --data-dir --dev --log-level` to a click command."""
+
+    def decorate(command: F) -> F:
+        options = [
+            click.option(
+                "--host",
+                envvar="STRATA_HOST",
+                default="127.0.0.1",
+                show_default=True,
+                help="Address to listen on.",
+            ),
+            click.option(
+                "--port",
+                envvar="STRATA_PORT",
+                type=int,
+                default=default_port,
+                show_default=True,
+                help="Port to listen on.",
+            ),
+            click.option(
+                "--data-dir",
+                envvar="STRATA_DATA_DIR",
+                type=click.Path(path_type=Path),
+                default=Path("data") / default_dir,
+                show_default=True,
+                help="Where this service keeps its state.",
+            ),
+            click.option(
+                "--dev",
+                envvar="STRATA_DEV",
+                is_flag=True,
+                default=False,
+                help="Development mode: allow plain http:// and loopback addresses.",
+            ),
+            click.option(
+                "--log-level",
+                envvar="STRATA_LOG_LEVEL",
+                default="info",
+                show_default=True,
+                type=click.Choice(["debug", "info", "warning", "error"]),
+            ),
+        ]
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def options_from(kwargs: dict[str, Any]) -> ServiceOptions:
+    """Take the shared options out of a click command's keyword arguments."""
+    return ServiceOptions(
+        host=kwargs.pop("host"),
+        port=kwargs.pop("port"),
+        data_dir=kwargs.pop("data_dir"),
+        dev=kwargs.pop("dev"),
+        log_level=kwargs.pop("log_level"),
+    )
+
+
+@contextlib.asynccontextmanager
+async def listening(app: web.Application, host: str, port: int) -> AsyncIterator[int]:
+    """Serve `app` on host:port for the duration of the block; yields the bound port."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, shutdown_timeout=2.0)
+    try:
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        bound = sockets[0].getsockname()[1] if sockets else port
+        yield bound
+    finally:
+        await runner.cleanup()
+
+
+def run_service(name: str, options: ServiceOptions, app: Callable[[], web.Application]) -> None:
+    """Build the app, serve it until SIGINT or SIGTERM, then shut down cleanly."""
+    configure_logging(options.log_level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            async with listening(app(), options.host, options.port) as port:
+                log_event(log, "listening", service=name, url=f"http://{options.host}:{port}")
+                await stop.wait()
+        except OSError as exc:
+            raise click.ClickException(
+                f"{name} cannot listen on {options.host}:{options.port}: {exc.strerror}. "
+                "Choose another port with --port or STRATA_PORT."
+            ) from exc
+        log_event(log, "stopped", service=name)
+
+    asyncio.run(main())
