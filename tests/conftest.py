@@ -1,9 +1,13 @@
-"""Shared fixtures: where the conformance vectors live."""
+"""Shared fixtures: where the conformance vectors live, and how coroutine tests run."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 from pathlib import Path
+
+import pytest
 
 _DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared" / "conformance"
 
@@ -13,3 +17,17 @@ def conformance_dir() -> Path | None:
     env = os.environ.get("STRATA_CONFORMANCE_DIR")
     path = Path(env) if env else _DEFAULT
     return path if path.is_dir() else None
+
+
+# Coroutine tests run on a fresh event loop with a time bound, so no network test can hang CI.
+ASYNC_TEST_TIMEOUT = 60.0
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+    asyncio.run(asyncio.wait_for(pyfuncitem.obj(**kwargs), ASYNC_TEST_TIMEOUT))
+    return True

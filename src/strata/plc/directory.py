@@ -89,7 +89,7 @@ class _Submission:
     future: asyncio.Future[Accepted | None]
 
 
-@dataclass
+@dataclass(eq=False)
 class Subscription:
     """A live feed of accepted operations; `overflowed` once the consumer fell too far behind."""
 
