@@ -1,0 +1,96 @@
+"""A directory killed with SIGKILL mid-write keeps every operation it acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from strata.core.crypto import K256Keypair
+from strata.core.plc import validate_operation_log
+from tests.plcops import genesis, update
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def start(data_dir: Path, port: int) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "strata",
+        "plc",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    async with aiohttp.ClientSession() as http:
+        for _ in range(100):
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/xrpc/_health") as resp:
+                    if resp.status == 200:
+                        return proc
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+    proc.kill()
+    raise AssertionError("strata plc did not start")
+
+
+async def test_acknowledged_operations_survive_sigkill(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    keys = [K256Keypair.generate() for _ in range(1000)]
+    created = [genesis([key], key) for key in keys]
+    chains = {
+        did: [op, update(op, key, alsoKnownAs=["at://next.test"])]
+        for (did, op), key in zip(created, keys, strict=True)
+    }
+    acknowledged: dict[str, list[dict]] = {did: [] for did in chains}
+
+    async def submit_chain(http: aiohttp.ClientSession, did: str) -> None:
+        for op in chains[did]:
+            try:
+                async with http.post(f"{url}/{did}", json=op) as resp:
+                    if resp.status != 200:
+                        return
+            except aiohttp.ClientError:
+                return
+            acknowledged[did].append(op)
+
+    proc = await start(tmp_path, port)
+    async with aiohttp.ClientSession() as http:
+        writers = asyncio.gather(*(submit_chain(http, did) for did in chains))
+        for _ in range(200):  # kill once a few hundred writes are acknowledged
+            if sum(len(ops) for ops in acknowledged.values()) >= 300:
+                break
+            await asyncio.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        await writers
+    total = sum(len(ops) for ops in acknowledged.values())
+    assert 0 < total < 2000, "the kill should land mid-run"
+
+    proc = await start(tmp_path, port)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for did, ops in acknowledged.items():
+                if not ops:
+                    continue
+                async with http.get(f"{url}/{did}/log") as resp:
+                    log = await resp.json()
+                assert log[: len(ops)] == ops
+                assert validate_operation_log(did, log) is not None
+    finally:
+        proc.terminate()
+        await proc.wait()
