@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import aiohttp
 from prometheus_client import Counter
@@ -37,8 +37,6 @@ RESOLUTIONS = Counter(
 )
 
 T = TypeVar("T")
-
-_NOT_FOUND: Final = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +65,14 @@ class Identity:
 
 class _CachedLookup(Generic[T]):
     def __init__(self, kind: str, cache: StaleCache[str, T], clock: Callable[[], float]) -> None:
-        self.kind = kind
         self.cache = cache
         self.clock = clock
         self.in_flight: dict[str, asyncio.Task[T | None]] = {}
+        # Bound once: looking a labelled child up on every hit would dominate a cached lookup.
+        self.outcomes = {
+            outcome: RESOLUTIONS.labels(kind, outcome)
+            for outcome in ("cached", "stale", "fetched", "not_found", "failed", "refresh_failed")
+        }
 
     def _fetch(self, key: str, fetch: Callable[[], Awaitable[T | None]]) -> asyncio.Task[T | None]:
         task = self.in_flight.get(key)
@@ -94,26 +96,25 @@ class _CachedLookup(Generic[T]):
         """The value for `key` (None: authoritatively absent); `ResolutionFailed` if unknown."""
         hit = self.cache.get(key, self.clock())
         if hit is not None:
-            if not hit.fresh:
-                refresh = self._fetch(key, fetch)
-                refresh.add_done_callback(self._log_refresh_failure)
-                RESOLUTIONS.labels(self.kind, "stale").inc()
+            if hit.fresh:
+                self.outcomes["cached"].inc()
             else:
-                RESOLUTIONS.labels(self.kind, "cached").inc()
+                self._fetch(key, fetch).add_done_callback(self._log_refresh_failure)
+                self.outcomes["stale"].inc()
             if hit.value is None:
                 return None
             return Resolved(hit.value, hit.age, not hit.fresh)
         try:
             value = await asyncio.shield(self._fetch(key, fetch))
         except ResolutionFailed:
-            RESOLUTIONS.labels(self.kind, "failed").inc()
+            self.outcomes["failed"].inc()
             raise
-        RESOLUTIONS.labels(self.kind, "fetched" if value is not None else "not_found").inc()
+        self.outcomes["fetched" if value is not None else "not_found"].inc()
         return None if value is None else Resolved(value, 0.0, False)
 
     def _log_refresh_failure(self, task: asyncio.Task[T | None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            RESOLUTIONS.labels(self.kind, "refresh_failed").inc()
+            self.outcomes["refresh_failed"].inc()
             log.debug("background refresh failed: %s", task.exception())
 
 

@@ -79,6 +79,21 @@ class UpstreamPool:
         # An endpoint whose bulkhead is full is tried last: it is busy, maybe hanging.
         return sorted(allowed, key=lambda ep: ep.in_flight >= ep.max_in_flight)
 
+    def _failed(self, endpoint: Endpoint, error: str) -> None:
+        was_open = endpoint.breaker.state is BreakerState.OPEN
+        endpoint.breaker.record_failure(self.clock())
+        endpoint.last_error = error[:200]
+        CALLS.labels(self.name, endpoint.url, "failure").inc()
+        if endpoint.breaker.state is BreakerState.OPEN and not was_open:
+            log_event(
+                log,
+                "upstream circuit opened",
+                logging.WARNING,
+                pool=self.name,
+                endpoint=endpoint.url,
+                error=endpoint.last_error,
+            )
+
     async def _attempt(self, endpoint: Endpoint, fn: Callable[[str], Awaitable[T]]) -> T:
         endpoint.in_flight += 1
         try:
@@ -88,19 +103,7 @@ class UpstreamPool:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            was_open = endpoint.breaker.state is BreakerState.OPEN
-            endpoint.breaker.record_failure(self.clock())
-            endpoint.last_error = f"{type(exc).__name__}: {exc}"[:200]
-            CALLS.labels(self.name, endpoint.url, "failure").inc()
-            if endpoint.breaker.state is BreakerState.OPEN and not was_open:
-                log_event(
-                    log,
-                    "upstream circuit opened",
-                    logging.WARNING,
-                    pool=self.name,
-                    endpoint=endpoint.url,
-                    error=endpoint.last_error,
-                )
+            self._failed(endpoint, f"{type(exc).__name__}: {exc}")
             raise
         finally:
             endpoint.in_flight -= 1
@@ -118,20 +121,25 @@ class UpstreamPool:
         candidates = self._candidates()
         if not candidates:
             raise UpstreamUnavailable(f"{self.name}: every endpoint is failing (circuit open)")
-        pending: set[asyncio.Task[T]] = set()
+        pending: dict[asyncio.Task[T], Endpoint] = {}
         errors: list[str] = []
         try:
             while candidates or pending:
                 if candidates:
                     endpoint = candidates.pop(0)
-                    pending.add(asyncio.create_task(self._attempt(endpoint, fn)))
+                    pending[asyncio.create_task(self._attempt(endpoint, fn))] = endpoint
                 wait = self.hedge_after if candidates else None
-                done, pending = await asyncio.wait(
+                done, _ = await asyncio.wait(
                     pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED
                 )
                 for task in done:
+                    del pending[task]
                     exc = task.exception()
                     if exc is None:
+                        # Outrun by a hedge: too slow counts as failing, so that a hanging
+                        # endpoint's breaker opens and later calls skip the hedge delay.
+                        for loser in pending.values():
+                            self._failed(loser, "slower than another endpoint")
                         return task.result()
                     errors.append(f"{type(exc).__name__}: {exc}"[:200])
         finally:

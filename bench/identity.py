@@ -1,0 +1,302 @@
+"""Identity benchmark: the PLC directory and the resolver, next to their peers in the same run.
+
+- Operations accepted per second by `strata plc` (a real process, over HTTP, durable writes) and
+  by the official `@did-plc/server` on a throwaway PostgreSQL, with the same load client.
+- Cached resolutions per second in-process: Strata's `IdentityResolver` and the official Python
+  SDK's `AsyncIdResolver` with its in-memory cache.
+- Failover: the primary directory stops answering (SIGSTOP); time until uncached DIDs resolve
+  from the mirror, and failed resolutions of already-cached ones. The SDK, with one directory
+  URL, is shown for comparison.
+
+Run: `python bench/identity.py [--ops N] [--concurrency C] [--no-node]`. The official server
+needs `bash bench/peers/setup.sh` and PostgreSQL; without them its cells print n/a.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from strata.core.crypto import K256Keypair
+from strata.core.plc import did_for_genesis, sign_operation
+from strata.identity import IdentityResolver
+from strata.identity.dns import DnsTxtResolver
+
+Op = tuple[str, dict[str, Any]]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def strata_plc(data_dir: Path, *mirror_of: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`strata plc` as its own process; yields (URL, process)."""
+    port = free_port()
+    args = [sys.executable, "-m", "strata", "plc", "--port", str(port), "--data-dir", str(data_dir)]
+    for url in mirror_of:
+        args += ["--mirror-of", url]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        asyncio.run(_wait_healthy(url))
+        yield url, proc
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def _wait_healthy(url: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(100):
+            try:
+                async with http.get(f"{url}/_health") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not become healthy")
+
+
+def make_ops(n: int) -> list[Op]:
+    """Signed genesis operations for `n` fresh DIDs (made before timing starts)."""
+    ops = []
+    for i in range(n):
+        key = K256Keypair.generate()
+        op = sign_operation(
+            {
+                "type": "plc_operation",
+                "rotationKeys": [key.did()],
+                "verificationMethods": {"atproto": key.did()},
+                "alsoKnownAs": [f"at://user{i}.test"],
+                "services": {
+                    "atproto_pds": {
+                        "type": "AtprotoPersonalDataServer",
+                        "endpoint": "http://127.0.0.1:2583",
+                    }
+                },
+                "prev": None,
+            },
+            key,
+        )
+        ops.append((did_for_genesis(op), op))
+    return ops
+
+
+async def submit_all(url: str, ops: list[Op], concurrency: int) -> float:
+    """POST every operation with `concurrency` clients; return accepted operations per second."""
+    queue = list(reversed(ops))
+    failures = 0
+
+    async def client(http: aiohttp.ClientSession) -> None:
+        nonlocal failures
+        while queue:
+            did, op = queue.pop()
+            async with http.post(f"{url}/{did}", json=op) as resp:
+                await resp.read()
+                failures += resp.status != 200
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        start = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    if failures:
+        raise RuntimeError(f"{failures} operations were refused by {url}")
+    return len(ops) / elapsed
+
+
+def bench_ops(n: int, concurrency: int, node: bool, work: Path) -> tuple[float, float | None]:
+    ops = make_ops(n)
+    with strata_plc(work / "ops") as (url, _):
+        ours = asyncio.run(submit_all(url, ops, concurrency))
+    theirs = None
+    if node:
+        try:
+            sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
+            from plc_server import official_plc
+
+            with official_plc() as peer_url:
+                theirs = asyncio.run(submit_all(peer_url, ops, concurrency))
+        except RuntimeError as exc:
+            print(f"(official PLC directory not measured: {exc})")
+    return ours, theirs
+
+
+async def cached_rates(url: str, dids: list[str], seconds: float = 2.0) -> tuple[float, float]:
+    from atproto import AsyncDidInMemoryCache, AsyncIdResolver
+
+    async with aiohttp.ClientSession() as session:
+        resolver = IdentityResolver(session, [url], dns=DnsTxtResolver([("127.0.0.1", 9)]))
+        for did in dids:
+            await resolver.resolve_did(did)
+        ours = await _rate(lambda did: resolver.resolve_did(did), dids, seconds)
+    sdk = AsyncIdResolver(plc_url=url, cache=AsyncDidInMemoryCache())
+    for did in dids:
+        await sdk.did.resolve(did)
+    theirs = await _rate(lambda did: sdk.did.resolve(did), dids, seconds)
+    return ours, theirs
+
+
+async def _rate(resolve: Any, dids: list[str], seconds: float) -> float:
+    n = 0
+    start = time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        for did in dids:
+            await resolve(did)
+        n += len(dids)
+    return n / elapsed
+
+
+async def failover(
+    primary: str,
+    mirror: str,
+    cached: list[str],
+    uncached: list[str],
+    primary_proc: subprocess.Popen[bytes],
+) -> dict[str, Any]:
+    from atproto import AsyncIdResolver
+
+    async with aiohttp.ClientSession() as session:
+        resolver = IdentityResolver(
+            session,
+            [primary, mirror],
+            dns=DnsTxtResolver([("127.0.0.1", 9)]),
+            fresh_for=0.1,
+            timeout=3.0,
+        )
+        for did in cached:
+            await resolver.resolve_did(did)
+        await asyncio.sleep(0.2)  # every cached entry is now past freshness: refreshes will fail
+        os.kill(primary_proc.pid, signal.SIGSTOP)
+        try:
+            failed_cached = 0
+            for _ in range(3):
+                for did in cached:
+                    try:
+                        await resolver.resolve_did(did)
+                    except Exception:
+                        failed_cached += 1
+            latencies = []
+            failed_uncached = 0
+            for did in uncached:
+                start = time.perf_counter()
+                try:
+                    await resolver.resolve_did(did)
+                    latencies.append(time.perf_counter() - start)
+                except Exception:
+                    failed_uncached += 1
+            sdk = AsyncIdResolver(plc_url=primary, timeout=3)
+            start = time.perf_counter()
+            try:
+                sdk_ok = await sdk.did.resolve(uncached[0]) is not None
+            except Exception:
+                sdk_ok = False
+            sdk_time = time.perf_counter() - start
+        finally:
+            os.kill(primary_proc.pid, signal.SIGCONT)
+    return {
+        "first": latencies[0] if latencies else float("nan"),
+        "worst": max(latencies) if latencies else float("nan"),
+        "failed_cached": failed_cached,
+        "cached_lookups": 3 * len(cached),
+        "failed_uncached": failed_uncached,
+        "sdk_ok": sdk_ok,
+        "sdk_time": sdk_time,
+    }
+
+
+async def wait_mirrored(mirror: str, did: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            async with http.get(f"{mirror}/{did}") as resp:
+                if resp.status == 200:
+                    return
+            await asyncio.sleep(0.1)
+    raise RuntimeError("the mirror did not catch up")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ops", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--no-node", action="store_true", help="skip the official directory")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="strata-bench-") as tmp:
+        work = Path(tmp)
+        print(
+            f"submitting {args.ops} operations, {args.concurrency} concurrent clients ...",
+            flush=True,
+        )
+        ours_ops, their_ops = bench_ops(args.ops, args.concurrency, not args.no_node, work)
+
+        print("resolution and failover ...", flush=True)
+        ops = make_ops(400)
+        with (
+            strata_plc(work / "primary") as (primary, proc),
+            strata_plc(work / "mirror", primary) as (mirror, _),
+        ):
+            asyncio.run(submit_all(primary, ops, 16))
+            asyncio.run(wait_mirrored(mirror, ops[-1][0]))
+            dids = [did for did, _ in ops]
+            ours_res, sdk_res = asyncio.run(cached_rates(primary, dids[:200]))
+            fo = asyncio.run(failover(primary, mirror, dids[:200], dids[200:], proc))
+
+    def ratio(a: float, b: float | None) -> str:
+        return f"{a / b:.2f}" if b else "n/a"
+
+    rows = [
+        (
+            "PLC operations accepted/s (target >= 1,000)",
+            f"{ours_ops:,.0f}/s",
+            f"{their_ops:,.0f}/s @did-plc/server 0.0.1 + PostgreSQL" if their_ops else "n/a",
+            ratio(ours_ops, their_ops),
+        ),
+        (
+            "Cached DID resolutions/s, in-process",
+            f"{ours_res:,.0f}/s",
+            f"{sdk_res:,.0f}/s atproto SDK AsyncIdResolver + cache",
+            ratio(ours_res, sdk_res),
+        ),
+        (
+            "Failover: first uncached resolution with the primary stopped (target < 1 s)",
+            f"{fo['first'] * 1000:.0f} ms (worst {fo['worst'] * 1000:.0f} ms, "
+            f"{fo['failed_uncached']} failed)",
+            f"SDK, one directory: {'ok' if fo['sdk_ok'] else 'failed'} after "
+            f"{fo['sdk_time'] * 1000:.0f} ms",
+            ratio(fo["sdk_time"], fo["first"]) if not fo["sdk_ok"] else "n/a",
+        ),
+        (
+            "Failed resolutions of cached identities during the outage (target 0)",
+            f"{fo['failed_cached']} of {fo['cached_lookups']}",
+            "",
+            "",
+        ),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print()
+    print(f"{'measure':<{width}} | strata | peer | ratio")
+    for name, ours, peer, r in rows:
+        print(f"{name:<{width}} | {ours} | {peer} | {r}")
+
+
+if __name__ == "__main__":
+    main()
