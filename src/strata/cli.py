@@ -7,6 +7,7 @@ import click
 from strata import __version__
 from strata.plc.cli import plc_command
 from strata.tools.repo_cli import repo
+from strata.tools.resolve_cli import resolve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,3 +25,4 @@ def up() -> None:
 
 main.add_command(repo)
 main.add_command(plc_command)
+main.add_command(resolve)

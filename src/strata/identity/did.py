@@ -12,6 +12,7 @@ import aiohttp
 
 from strata.core.diddoc import DidDocument, DidDocumentError, parse_did_document
 from strata.core.errors import InvalidSyntax
+from strata.core.plc import PlcError, validate_plc_did
 from strata.core.syntax import validate_did
 from strata.identity.errors import IdentityNotFound, InvalidIdentifier, ResolutionFailed
 from strata.identity.fetch import BadAnswer, get_json
@@ -79,6 +80,10 @@ class DidResolver:
         except InvalidSyntax as exc:
             raise InvalidIdentifier(str(exc)) from exc
         if did.startswith("did:plc:"):
+            try:
+                validate_plc_did(did)
+            except PlcError as exc:
+                raise InvalidIdentifier(str(exc)) from exc
             return await self._resolve_plc(did)
         if did.startswith("did:web:"):
             return await self._resolve_web(did)
