@@ -70,7 +70,7 @@ def test_genesis_signed_by_a_key_it_does_not_list_is_refused() -> None:
 
 
 def test_signature_must_be_canonical_base64url() -> None:
-    did, op = genesis([RECOVERY], RECOVERY)
+    _did, op = genesis([RECOVERY], RECOVERY)
     raw = base64.urlsafe_b64decode(op["sig"] + "==")
     padded = {**op, "sig": base64.urlsafe_b64encode(raw).decode()}
     standard = {**op, "sig": base64.b64encode(raw).decode().rstrip("=")}
@@ -85,7 +85,7 @@ def test_signature_must_be_canonical_base64url() -> None:
 
 def test_high_s_signature_is_refused() -> None:
     order = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-    did, op = genesis([RECOVERY], RECOVERY)
+    _did, op = genesis([RECOVERY], RECOVERY)
     raw = base64.urlsafe_b64decode(op["sig"] + "==")
     high = raw[:32] + (order - int.from_bytes(raw[32:], "big")).to_bytes(32, "big")
     forged = {**op, "sig": base64.urlsafe_b64encode(high).decode().rstrip("=")}

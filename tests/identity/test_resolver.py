@@ -111,7 +111,9 @@ async def test_handle_from_well_known_in_dev_mode(tmp_path: Path) -> None:
         await plc.directory.submit(did, op)
         address = site.removeprefix("http://")
         resolver_dns = DnsTxtResolver(nameservers=[dns.address], timeout=1.0)
-        async with resolver_for(plc.url, dns=resolver_dns, dev_hosts={".test": address}) as resolver:
+        async with resolver_for(
+            plc.url, dns=resolver_dns, dev_hosts={".test": address}
+        ) as resolver:
             assert (await resolver.resolve("bob.test")).did == did
             with pytest.raises(IdentityNotFound):
                 await resolver.resolve("nobody.test")
@@ -121,66 +123,71 @@ async def test_failover_from_a_hanging_primary_is_fast() -> None:
     did, doc = plc_doc()
     primary, mirror = FlakyDirectory({did: doc}), FlakyDirectory({did: doc})
     primary.mode = "hang"
-    async with serving(primary.app) as p, serving(mirror.app) as m:
-        async with resolver_for(p, m, hedge_after=0.2, timeout=5.0) as resolver:
-            started = time.monotonic()
-            found = await resolver.resolve_did(did)
-            assert found.value.did == did and time.monotonic() - started < 1.0
-            # After repeated failures the breaker skips the primary altogether.
-            primary.mode = "error"
-            for _ in range(4):
-                resolver.forget(did)
-                await resolver.resolve_did(did)
-            before = primary.requests
+    async with (
+        serving(primary.app) as p,
+        serving(mirror.app) as m,
+        resolver_for(p, m, hedge_after=0.2, timeout=5.0) as resolver,
+    ):
+        started = time.monotonic()
+        found = await resolver.resolve_did(did)
+        assert found.value.did == did and time.monotonic() - started < 1.0
+        # After repeated failures the breaker skips the primary altogether.
+        primary.mode = "error"
+        for _ in range(4):
             resolver.forget(did)
             await resolver.resolve_did(did)
-            assert primary.requests == before
+        before = primary.requests
+        resolver.forget(did)
+        await resolver.resolve_did(did)
+        assert primary.requests == before
 
 
 async def test_stale_entries_are_served_while_every_source_fails() -> None:
     did, doc = plc_doc()
     source = FlakyDirectory({did: doc})
     clock = FakeClock()
-    async with serving(source.app) as url:
-        async with resolver_for(
-            url, clock=clock, fresh_for=60, serve_stale_for=600, timeout=0.5
-        ) as resolver:
-            assert not (await resolver.resolve_did(did)).stale
-            source.mode = "error"
-            clock.now += 120
-            stale = await resolver.resolve_did(did)
-            assert stale.stale and stale.age == 120 and stale.value.did == did
-            identity = await resolver.resolve(did)
-            assert identity.stale_seconds >= 120
-            await asyncio.sleep(0.2)  # the background refresh fails; the entry stays
-            clock.now += 600
-            with pytest.raises(ResolutionFailed):
-                await resolver.resolve_did(did)
+    async with (
+        serving(source.app) as url,
+        resolver_for(url, clock=clock, fresh_for=60, serve_stale_for=600, timeout=0.5) as resolver,
+    ):
+        assert not (await resolver.resolve_did(did)).stale
+        source.mode = "error"
+        clock.now += 120
+        stale = await resolver.resolve_did(did)
+        assert stale.stale and stale.age == 120 and stale.value.did == did
+        identity = await resolver.resolve(did)
+        assert identity.stale_seconds >= 120
+        await asyncio.sleep(0.2)  # the background refresh fails; the entry stays
+        clock.now += 600
+        with pytest.raises(ResolutionFailed):
+            await resolver.resolve_did(did)
 
 
 async def test_not_found_is_cached_briefly_and_lookups_are_shared() -> None:
     did, doc = plc_doc()
     source = FlakyDirectory({did: doc})
     clock = FakeClock()
-    async with serving(source.app) as url:
-        async with resolver_for(url, clock=clock, negative_for=30) as resolver:
-            missing, _ = plc_doc("other.test")
-            missing = missing[:-1] + ("a" if missing[-1] != "a" else "b")
-            for _ in range(3):
-                with pytest.raises(IdentityNotFound):
-                    await resolver.resolve_did(missing)
-            assert source.requests == 1
-            clock.now += 31
+    async with (
+        serving(source.app) as url,
+        resolver_for(url, clock=clock, negative_for=30) as resolver,
+    ):
+        missing, _ = plc_doc("other.test")
+        missing = missing[:-1] + ("a" if missing[-1] != "a" else "b")
+        for _ in range(3):
             with pytest.raises(IdentityNotFound):
                 await resolver.resolve_did(missing)
-            assert source.requests == 2
-            results = await asyncio.gather(*(resolver.resolve_did(did) for _ in range(50)))
-            assert {r.value.did for r in results} == {did} and source.requests == 3
+        assert source.requests == 1
+        clock.now += 31
+        with pytest.raises(IdentityNotFound):
+            await resolver.resolve_did(missing)
+        assert source.requests == 2
+        results = await asyncio.gather(*(resolver.resolve_did(did) for _ in range(50)))
+        assert {r.value.did for r in results} == {did} and source.requests == 3
 
 
 async def test_bad_answers_are_failures_not_documents() -> None:
     did, doc = plc_doc()
-    other, other_doc = plc_doc("other.test")
+    _other, other_doc = plc_doc("other.test")
     source = FlakyDirectory({did: other_doc})
     big = {did: {**doc, "alsoKnownAs": ["at://x" * 20_000]}}
     async with serving(source.app) as wrong, serving(FlakyDirectory(big).app) as huge:

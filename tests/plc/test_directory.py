@@ -151,7 +151,7 @@ async def test_export_stream_backfills_then_follows(tmp_path: Path) -> None:
 
 
 async def test_slow_stream_consumer_is_dropped(tmp_path: Path) -> None:
-    async with running_plc(tmp_path) as plc, aiohttp.ClientSession() as http:
+    async with running_plc(tmp_path) as plc, aiohttp.ClientSession():
         directory = plc.directory
         sub = directory.subscribe()
         keys = [K256Keypair.generate() for _ in range(510)]

@@ -136,16 +136,18 @@ async def test_mirror_verifies_what_a_source_sends(tmp_path: Path) -> None:
     forged = (did, update(g, K256Keypair.generate(), alsoKnownAs=["at://evil.test"]))
     lines = sequenced([good[0], (did, g), forged, good[1]])
     lines[3]["cid"] = str(operation_cid(good[0][1]))  # a lie about the CID of good[1]
-    async with serving(fake_source(lines)) as source:
-        async with running_plc(tmp_path, mirror_of=[source]) as mirror:
-            await eventually(lambda: _cursor(mirror, source, "seq:4"))
-            store = mirror.directory.store
-            assert [op.operation for op in store.ops_for_did(did)] == [g]
-            assert store.last_op(good[0][0]) == good[0][1]
-            assert store.last_op(good[1][0]) is None
-            async with aiohttp.ClientSession() as http, http.get(f"{mirror.url}/metrics") as r:
-                metrics = await r.text()
-            assert f'strata_plc_mirror_rejected_total{{source="{source}"}} 2.0' in metrics
+    async with (
+        serving(fake_source(lines)) as source,
+        running_plc(tmp_path, mirror_of=[source]) as mirror,
+    ):
+        await eventually(lambda: _cursor(mirror, source, "seq:4"))
+        store = mirror.directory.store
+        assert [op.operation for op in store.ops_for_did(did)] == [g]
+        assert store.last_op(good[0][0]) == good[0][1]
+        assert store.last_op(good[1][0]) is None
+        async with aiohttp.ClientSession() as http, http.get(f"{mirror.url}/metrics") as r:
+            metrics = await r.text()
+        assert f'strata_plc_mirror_rejected_total{{source="{source}"}} 2.0' in metrics
 
 
 async def _cursor(mirror: Any, source: str, value: str) -> bool:
