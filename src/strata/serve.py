@@ -106,10 +106,7 @@ async def listening(app: web.Application, host: str, port: int) -> AsyncIterator
     site = web.TCPSite(runner, host, port)
     try:
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        bound = sockets[0].getsockname()[1] if sockets else port
-        yield bound
+        yield runner.addresses[0][1]
     finally:
         await runner.cleanup()
 

@@ -38,6 +38,12 @@ def configure_logging(level: str = "info") -> None:
     root.propagate = False
 
 
-def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
-    """Log one event with structured fields."""
-    logger.log(level, event, extra={"fields": fields})
+def log_event(
+    logger: logging.Logger,
+    event: str,
+    level: int = logging.INFO,
+    exc_info: bool = False,
+    **fields: Any,
+) -> None:
+    """Log one event with structured fields (and the current exception's traceback if asked)."""
+    logger.log(level, event, exc_info=exc_info, extra={"fields": fields})

@@ -60,8 +60,9 @@ async def _error_envelope(
         return json_response({"error": name, "message": exc.reason}, status=exc.status)
     except Exception:
         HTTP_ERRORS.labels(service, "500").inc()
-        log_event(log, "unhandled error", logging.ERROR, service=service, path=request.path)
-        log.exception("unhandled error in %s", request.path)
+        log_event(
+            log, "unhandled error", logging.ERROR, exc_info=True, service=service, path=request.path
+        )
         return json_response(
             {"error": "InternalServerError", "message": "Internal Server Error"}, status=500
         )

@@ -150,7 +150,3 @@ class PlcStore:
             " ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor",
             (source, cursor),
         )
-
-    def count_dids(self) -> int:
-        """How many DIDs the directory knows."""
-        return int(self.reader.execute("SELECT count(DISTINCT did) FROM operations").fetchone()[0])
