@@ -13,7 +13,7 @@ PostgreSQL comes from the system (e.g. `apt-get install postgresql`).
 Run directly to get a server for manual probing: `python bench/peers/plc_server.py [--port N]`.
 
 Notes on the official server:
-- Without DATABASE_URL it keeps operations in memory, and `/export` then fails; with it, it
+- Without DATABASE_URL it keeps operations in memory and `/export` is always empty; with it, it
   runs its migrations at start. Logging is off unless LOG_ENABLED=true.
 - It calls `app.listen(port)` (every interface); a preload wraps `http.Server.listen` so
   that it binds 127.0.0.1 only.
@@ -240,22 +240,33 @@ def official_plc(port: int | None = None, database_url: str | None = None) -> It
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not _get_ok(f"{base}/_health"):
-            if proc.poll() is not None or time.monotonic() > deadline:
+            exited = proc.poll() is not None
+            if exited or time.monotonic() > deadline:
+                why = f"exited with {proc.returncode}" if exited else "timed out"
                 _stop(proc)
                 tail = log_path.read_text(errors="replace")[-2000:]
-                why = f"exited with {proc.returncode}" if proc.returncode else "timed out"
                 raise RuntimeError(f"official PLC server {why} before /_health answered:\n{tail}")
             time.sleep(0.1)
         yield base
+
+
+class _Stop(Exception):
+    """Raised by the signal handler so that the context managers clean up."""
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _Stop(signum)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=None)
     args = parser.parse_args()
-    with official_plc(args.port) as url:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_stop)
+    with contextlib.suppress(_Stop), official_plc(args.port) as url:
         print(f"official PLC directory at {url} (Ctrl-C to stop)", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
+        while True:
             signal.pause()
 
 

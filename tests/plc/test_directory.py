@@ -20,8 +20,10 @@ PDS = P256Keypair.from_private_bytes(bytes(range(2, 34)))
 
 async def post(session: aiohttp.ClientSession, url: str, body: Any) -> tuple[int, Any]:
     async with session.post(url, data=json.dumps(body)) as resp:
-        text = await resp.text()
-        return resp.status, json.loads(text) if text else None
+        if resp.status == 200:
+            assert await resp.text() == "OK"
+            return 200, None
+        return resp.status, await resp.json()
 
 
 async def get(session: aiohttp.ClientSession, url: str) -> tuple[int, Any]:

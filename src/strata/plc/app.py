@@ -133,7 +133,8 @@ async def post_operation(request: web.Request) -> web.Response:
     except PlcError as exc:
         log_event(log, "operation rejected", logging.DEBUG, did=did, reason=str(exc))
         raise XrpcError(400, type(exc).__name__, str(exc)) from exc
-    return web.Response(status=200)
+    # As the reference directory answers (express `sendStatus(200)`).
+    return web.Response(text="OK")
 
 
 async def _forward(request: web.Request, primary: str, did: str, body: Any) -> web.Response:
@@ -210,13 +211,18 @@ async def export_stream(request: web.Request) -> web.StreamResponse:
         if raw is not None and last > directory.store.last_seq():
             await ws.close(code=1000, message=b"FutureCursor")
             return ws
-        # Subscribed before the backfill query, so nothing accepted meanwhile is missed.
-        while rows := directory.store.export_seq(last, 500):
-            for seq, did, cid, op, created in rows:
-                await ws.send_str(
-                    json.dumps(Accepted(seq, did, cid, json.loads(op), created).export_json())
-                )
-                last = seq
+        # Subscribed before the backfill query, so nothing accepted meanwhile is missed. If the
+        # live buffer overflowed during a long backfill, subscribe afresh and read on from disk.
+        while True:
+            while rows := directory.store.export_seq(last, 500):
+                for seq, did, cid, op, created in rows:
+                    event = Accepted(seq, did, cid, json.loads(op), created)
+                    await ws.send_str(json.dumps(event.export_json()))
+                    last = seq
+            if not sub.overflowed.is_set():
+                break
+            directory.unsubscribe(sub)
+            sub = directory.subscribe()
         while not ws.closed:
             get = asyncio.ensure_future(sub.queue.get())
             overflow = asyncio.ensure_future(sub.overflowed.wait())
@@ -230,7 +236,7 @@ async def export_stream(request: web.Request) -> web.StreamResponse:
                     last = event.seq
             elif sub.queue.empty():
                 await ws.close(code=1000, message=b"ConsumerTooSlow")
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:
         pass
     finally:
         directory.unsubscribe(sub)
