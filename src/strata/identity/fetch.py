@@ -22,11 +22,9 @@ async def read_limited(response: aiohttp.ClientResponse, max_bytes: int) -> byte
     return body
 
 
-async def get_json(
-    session: aiohttp.ClientSession, url: str, max_bytes: int, headers: dict[str, str] | None = None
-) -> tuple[int, Any]:
+async def get_json(session: aiohttp.ClientSession, url: str, max_bytes: int) -> tuple[int, Any]:
     """GET `url`; return (status, parsed JSON) for 200, (status, None) otherwise."""
-    async with session.get(url, allow_redirects=False, headers=headers) as response:
+    async with session.get(url, allow_redirects=False) as response:
         if response.status != 200:
             return response.status, None
         body = await read_limited(response, max_bytes)

@@ -95,7 +95,6 @@ class Mirror:
         self.breakers = {
             url: CircuitBreaker(failure_threshold=2, reset_after=10.0) for url in self.sources
         }
-        self.active: str | None = None
 
     async def run(self) -> None:
         """Follow the first healthy source; on failure, back off and move to the next."""
@@ -107,7 +106,6 @@ class Mirror:
             if source is None:
                 await asyncio.sleep(backoff.next_delay())
                 continue
-            self.active = source
             try:
                 await self._follow(source)
             except (aiohttp.ClientError, OSError, TimeoutError, SourceError) as exc:
