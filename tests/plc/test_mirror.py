@@ -13,7 +13,7 @@ from aiohttp import web
 
 from strata.core.crypto import K256Keypair, P256Keypair
 from strata.core.plc import operation_cid
-from strata.plc.directory import Accepted
+from strata.plc.store import Accepted
 from tests.plcops import genesis, update
 from tests.services import running_plc, serving
 

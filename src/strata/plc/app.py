@@ -16,6 +16,8 @@ import aiohttp
 from aiohttp import web
 
 from strata.core.plc import (
+    DocumentData,
+    IndexedOp,
     PlcError,
     document_data,
     format_did_document,
@@ -25,9 +27,9 @@ from strata.core.plc import (
 from strata.net.errors import XrpcError, invalid_request, not_found, upstream_failure
 from strata.net.logs import log_event
 from strata.net.server import create_app, json_response
-from strata.plc.directory import Accepted, Directory, format_created_at, parse_created_at
+from strata.plc.directory import Directory
 from strata.plc.mirror import Mirror
-from strata.plc.store import PlcStore
+from strata.plc.store import PlcStore, format_created_at, parse_created_at
 
 log = logging.getLogger("strata.plc")
 
@@ -52,7 +54,7 @@ def _store(request: web.Request) -> PlcStore:
     return request.app[DIRECTORY_KEY].store
 
 
-async def get_document(request: web.Request) -> web.Response:
+def _current(request: web.Request) -> DocumentData:
     did = _did(request)
     last = _store(request).last_op(did)
     if last is None:
@@ -60,18 +62,16 @@ async def get_document(request: web.Request) -> web.Response:
     data = document_data(did, last)
     if data is None:
         raise not_found(f"DID not available: {did}")
-    return json_response(format_did_document(data), content_type="application/did+ld+json")
+    return data
+
+
+async def get_document(request: web.Request) -> web.Response:
+    document = format_did_document(_current(request))
+    return json_response(document, content_type="application/did+ld+json")
 
 
 async def get_data(request: web.Request) -> web.Response:
-    did = _did(request)
-    last = _store(request).last_op(did)
-    if last is None:
-        raise not_found(f"DID not registered: {did}")
-    data = document_data(did, last)
-    if data is None:
-        raise not_found(f"DID not available: {did}")
-    return json_response(data.to_json())
+    return json_response(_current(request).to_json())
 
 
 async def get_log(request: web.Request) -> web.Response:
@@ -82,23 +82,23 @@ async def get_log(request: web.Request) -> web.Response:
     return json_response([op.operation for op in ops])
 
 
+def _indexed_json(op: IndexedOp) -> dict[str, Any]:
+    # One shape for the audit log and the legacy export, as in the reference directory.
+    return {
+        "did": op.did,
+        "operation": op.operation,
+        "cid": op.cid,
+        "nullified": op.nullified,
+        "createdAt": format_created_at(op.created_at_ms),
+    }
+
+
 async def get_audit_log(request: web.Request) -> web.Response:
     did = _did(request)
     ops = _store(request).ops_for_did(did, include_nullified=True)
     if not ops:
         raise not_found(f"DID not registered: {did}")
-    return json_response(
-        [
-            {
-                "did": op.did,
-                "operation": op.operation,
-                "cid": op.cid,
-                "nullified": op.nullified,
-                "createdAt": format_created_at(op.created_at_ms),
-            }
-            for op in ops
-        ]
-    )
+    return json_response([_indexed_json(op) for op in ops])
 
 
 async def get_last(request: web.Request) -> web.Response:
@@ -171,10 +171,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     store = _store(request)
     lines: list[dict[str, Any]]
     if after is not None and _DIGITS.fullmatch(after):
-        lines = [
-            Accepted(seq, did, cid, json.loads(op), created).export_json()
-            for seq, did, cid, op, created in store.export_seq(int(after), count)
-        ]
+        lines = [event.export_json() for event in store.export_seq(int(after), count)]
     else:
         after_ms = None
         if after is not None:
@@ -182,16 +179,7 @@ async def export(request: web.Request) -> web.StreamResponse:
                 after_ms = parse_created_at(after)
             except ValueError as exc:
                 raise invalid_request("Invalid after parameter") from exc
-        lines = [
-            {
-                "did": did,
-                "operation": json.loads(op),
-                "cid": cid,
-                "nullified": bool(nullified),
-                "createdAt": format_created_at(created),
-            }
-            for did, cid, op, nullified, created in store.export_legacy(after_ms, count)
-        ]
+        lines = [_indexed_json(op) for op in store.export_legacy(after_ms, count)]
     body = "\n".join(json.dumps(line, separators=(",", ":")) for line in lines)
     return web.Response(text=body, content_type="application/jsonlines")
 
@@ -214,11 +202,10 @@ async def export_stream(request: web.Request) -> web.StreamResponse:
         # Subscribed before the backfill query, so nothing accepted meanwhile is missed. If the
         # live buffer overflowed during a long backfill, subscribe afresh and read on from disk.
         while True:
-            while rows := directory.store.export_seq(last, 500):
-                for seq, did, cid, op, created in rows:
-                    event = Accepted(seq, did, cid, json.loads(op), created)
+            while backlog := directory.store.export_seq(last, 500):
+                for event in backlog:
                     await ws.send_str(json.dumps(event.export_json()))
-                    last = seq
+                    last = event.seq
             if not sub.overflowed.is_set():
                 break
             directory.unsubscribe(sub)

@@ -8,12 +8,11 @@ one writer, two operations for the same DID can never race past each other's `pr
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 from prometheus_client import Counter, Gauge
 
@@ -27,7 +26,7 @@ from strata.core.plc import (
 )
 from strata.core.plc.operation import Operation
 from strata.net.logs import log_event
-from strata.plc.store import PlcStore
+from strata.plc.store import Accepted, PlcStore
 
 log = logging.getLogger("strata.plc")
 
@@ -40,42 +39,6 @@ OPERATIONS = Counter(
     ["source", "outcome"],
 )
 SUBSCRIBERS = Gauge("strata_plc_stream_subscribers", "Open /export/stream connections")
-
-
-def format_created_at(ms: int) -> str:
-    """A createdAt timestamp as the directory writes it: `YYYY-MM-DDTHH:MM:SS.sssZ`."""
-    moment = dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
-def parse_created_at(text: str) -> int:
-    """Milliseconds since the epoch of an ISO 8601 timestamp (as `/export` carries them)."""
-    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return int(moment.timestamp() * 1000)
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """An operation as stored, with the sequence number this directory gave it."""
-
-    seq: int
-    did: str
-    cid: str
-    operation: Operation
-    created_at: int
-
-    def export_json(self) -> dict[str, Any]:
-        """The `sequenced_op` form of `/export` and `/export/stream`."""
-        return {
-            "seq": self.seq,
-            "type": "sequenced_op",
-            "did": self.did,
-            "operation": self.operation,
-            "cid": self.cid,
-            "createdAt": format_created_at(self.created_at),
-        }
 
 
 @dataclass
@@ -225,13 +188,14 @@ class Directory:
             return None
         cid = str(operation_cid(item.op))
         mirrored = item.cursor is not None
-        if self.store.has_op(item.did, cid, conn):
+        full_log = self.store.ops_for_did(item.did, include_nullified=True, conn=conn)
+        if any(op.cid == cid for op in full_log):
             if item.cursor is None:
                 raise MisorderedOperation()
             self.store.save_cursor(conn, *item.cursor)
             OPERATIONS.labels("mirror", "duplicate").inc()
             return None
-        ops = self.store.ops_for_did(item.did, conn=conn)
+        ops = [op for op in full_log if not op.nullified]
         if item.created_at is None:
             # Strictly increasing per DID, so that log order and createdAt order agree.
             created_at = max(self.clock_ms(), ops[-1].created_at_ms + 1 if ops else 0)

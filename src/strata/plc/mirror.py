@@ -22,7 +22,8 @@ from prometheus_client import Counter, Gauge
 from strata.core.errors import CoreError
 from strata.core.plc import PlcError, operation_cid, parse_operation, validate_plc_did
 from strata.net.logs import log_event
-from strata.plc.directory import Accepted, Directory, format_created_at, parse_created_at
+from strata.plc.directory import Directory
+from strata.plc.store import Accepted, format_created_at, parse_created_at
 from strata.resilience import Backoff, CircuitBreaker
 
 log = logging.getLogger("strata.plc.mirror")

@@ -6,8 +6,10 @@ their own connection and see only committed batches (WAL mode).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,6 +33,42 @@ CREATE TABLE IF NOT EXISTS mirror_cursors (
     cursor TEXT NOT NULL
 ) STRICT;
 """
+
+
+def format_created_at(ms: int) -> str:
+    """A createdAt timestamp as the directory writes it: `YYYY-MM-DDTHH:MM:SS.sssZ`."""
+    moment = dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def parse_created_at(text: str) -> int:
+    """Milliseconds since the epoch of an ISO 8601 timestamp (as `/export` carries them)."""
+    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """An operation as stored, with the sequence number this directory gave it."""
+
+    seq: int
+    did: str
+    cid: str
+    operation: Operation
+    created_at: int
+
+    def export_json(self) -> dict[str, Any]:
+        """The `sequenced_op` form of `/export` and `/export/stream`."""
+        return {
+            "seq": self.seq,
+            "type": "sequenced_op",
+            "did": self.did,
+            "operation": self.operation,
+            "cid": self.cid,
+            "createdAt": format_created_at(self.created_at),
+        }
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -81,13 +119,6 @@ class PlcStore:
         ).fetchone()
         return None if row is None else json.loads(row[0])
 
-    def has_op(self, did: str, cid: str, conn: sqlite3.Connection) -> bool:
-        """Whether the operation is already stored (nullified or not)."""
-        row = conn.execute(
-            "SELECT 1 FROM operations WHERE did = ? AND cid = ?", (did, cid)
-        ).fetchone()
-        return row is not None
-
     def insert(
         self,
         conn: sqlite3.Connection,
@@ -115,26 +146,26 @@ class PlcStore:
         row = self.reader.execute("SELECT max(seq) FROM operations").fetchone()
         return int(row[0] or 0)
 
-    def export_seq(self, after: int, count: int) -> list[tuple[int, str, str, str, int]]:
-        """Rows (seq, did, cid, operation JSON, created_at) with seq > after."""
-        return self.reader.execute(
+    def export_seq(self, after: int, count: int) -> list[Accepted]:
+        """Operations with seq > after, in seq order."""
+        rows = self.reader.execute(
             "SELECT seq, did, cid, operation, created_at FROM operations"
             " WHERE seq > ? ORDER BY seq LIMIT ?",
             (after, count),
         ).fetchall()
+        return [Accepted(seq, did, cid, json.loads(op), ms) for seq, did, cid, op, ms in rows]
 
-    def export_legacy(
-        self, after_ms: int | None, count: int
-    ) -> list[tuple[str, str, str, int, int]]:
-        """Rows (did, cid, operation JSON, nullified, created_at) in createdAt order."""
+    def export_legacy(self, after_ms: int | None, count: int) -> list[IndexedOp]:
+        """Operations created after `after_ms`, in createdAt order (the legacy export)."""
         where = "" if after_ms is None else " WHERE created_at > ?"
         params: tuple[int, ...] = (count,) if after_ms is None else (after_ms, count)
-        return self.reader.execute(
+        rows = self.reader.execute(
             "SELECT did, cid, operation, nullified, created_at FROM operations"
             + where
             + " ORDER BY created_at, cid LIMIT ?",
             params,
         ).fetchall()
+        return [_indexed(row) for row in rows]
 
     def cursor(self, source: str) -> str | None:
         """The saved position in a mirrored source's export."""
