@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
+from strata.pds.app import create_pds_app
+from strata.pds.config import PdsConfig
+from strata.pds.service import Pds
 from strata.plc.app import DIRECTORY_KEY, create_plc_app
 from strata.plc.directory import Directory
 from strata.plc.store import PlcStore
@@ -43,3 +55,94 @@ async def running_plc(data_dir: Path, mirror_of: Sequence[str] = ()) -> AsyncIte
             yield RunningPlc(url, app)
     finally:
         store.close()
+
+
+def free_port() -> int:
+    """A port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningPds:
+    url: str
+    pds: Pds
+
+
+def pds_config(port: int, plc_url: str, **overrides: Any) -> PdsConfig:
+    """A dev-mode PDS configuration for loopback tests."""
+    settings: dict[str, Any] = {
+        "hostname": "localhost",
+        "public_url": f"http://localhost:{port}",
+        "plc_urls": (plc_url,),
+        "dev": True,
+        **overrides,
+    }
+    return PdsConfig(**settings)
+
+
+@contextlib.asynccontextmanager
+async def running_pds(data_dir: Path, plc_url: str, **overrides: Any) -> AsyncIterator[RunningPds]:
+    """A `strata pds` served in-process on a free port, in dev mode."""
+    port = free_port()
+    pds = Pds(pds_config(port, plc_url, **overrides), data_dir)
+    async with listening(create_pds_app(pds), "127.0.0.1", port):
+        yield RunningPds(f"http://127.0.0.1:{port}", pds)
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Wait for a service process to answer `/xrpc/_health`; raise if it dies or stalls."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/xrpc/_health", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not become healthy in {timeout} s")
+
+
+@contextlib.contextmanager
+def service_process(
+    command: str, data_dir: Path, *args: str, port: int | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run `strata <command>` as a real process on 127.0.0.1; yields its URL and process."""
+    port = port or free_port()
+    log = (data_dir.parent / f"{data_dir.name}.log").open("ab")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "strata",
+            command,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--log-level",
+            "warning",
+            *args,
+        ],
+        stdout=log,
+        stderr=log,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, process)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        log.close()

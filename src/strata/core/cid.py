@@ -114,6 +114,13 @@ class CID(cbrrr.CID):
         """The CID of raw bytes (blobs)."""
         return cls(_RAW_PREFIX + hashlib.sha256(data).digest())
 
+    @classmethod
+    def raw_from_digest(cls, digest: bytes) -> CID:
+        """The CID of raw bytes whose sha-256 was computed while streaming them."""
+        if len(digest) != 32:
+            raise DecodeError("a sha-256 digest is 32 bytes")
+        return cls(_RAW_PREFIX + digest)
+
     @property
     def codec(self) -> int:
         """The multicodec of the content (0x71 dag-cbor, 0x55 raw, ...)."""

@@ -6,11 +6,14 @@ from __future__ import annotations
 class XrpcError(Exception):
     """An error answer: HTTP `status` with `{"error": error, "message": message}`."""
 
-    def __init__(self, status: int, error: str, message: str) -> None:
+    def __init__(
+        self, status: int, error: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.error = error
         self.message = message
+        self.headers = headers or {}
 
     def body(self) -> dict[str, str]:
         """The JSON body of the answer."""

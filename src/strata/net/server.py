@@ -27,19 +27,25 @@ SERVICE_KEY = web.AppKey("strata_service", str)
 
 
 def json_response(
-    body: Any, status: int = 200, content_type: str = "application/json"
+    body: Any,
+    status: int = 200,
+    content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
 ) -> web.Response:
     """A compact JSON response."""
     return web.Response(
         body=json.dumps(body, separators=(",", ":")).encode(),
         status=status,
         content_type=content_type,
+        headers=headers,
     )
 
 
 def error_response(error: XrpcError) -> web.Response:
     """The XRPC error envelope for `error`."""
-    return json_response(error.body(), status=error.status)
+    response = json_response(error.body(), status=error.status)
+    response.headers.update(error.headers)
+    return response
 
 
 @web.middleware

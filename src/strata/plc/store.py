@@ -15,6 +15,8 @@ from typing import Any, Final
 
 from strata.core.plc import IndexedOp
 from strata.core.plc.operation import Operation
+from strata.core.syntax.dates import format_millis
+from strata.storage import connect_sqlite
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS operations (
@@ -37,8 +39,7 @@ CREATE TABLE IF NOT EXISTS mirror_cursors (
 
 def format_created_at(ms: int) -> str:
     """A createdAt timestamp as the directory writes it: `YYYY-MM-DDTHH:MM:SS.sssZ`."""
-    moment = dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return format_millis(ms)
 
 
 def parse_created_at(text: str) -> int:
@@ -71,15 +72,6 @@ class Accepted:
         }
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode = WAL")
-    # FULL: a batch is on disk before the operations in it are acknowledged.
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.execute("PRAGMA busy_timeout = 5000")
-    return conn
-
-
 def _indexed(row: tuple[Any, ...]) -> IndexedOp:
     did, cid, operation, nullified, created_at = row
     return IndexedOp(did, json.loads(operation), cid, bool(nullified), created_at)
@@ -90,9 +82,9 @@ class PlcStore:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.writer = _connect(path)
+        self.writer = connect_sqlite(path)
         self.writer.executescript(SCHEMA)
-        self.reader = _connect(path)
+        self.reader = connect_sqlite(path)
 
     def close(self) -> None:
         """Close both connections."""

@@ -8,6 +8,7 @@ from strata.core.repo.repository import (
     Write,
     export_car,
     import_car,
+    repo_blocks,
 )
 from strata.core.repo.sync import VerifiedCommit, verify_commit_event
 
@@ -21,6 +22,7 @@ __all__ = [
     "Write",
     "export_car",
     "import_car",
+    "repo_blocks",
     "sign_commit",
     "verify_commit_event",
 ]

@@ -82,6 +82,10 @@ class CommitResult:
     event_blocks: dict[CID, bytes] = field(default_factory=dict)
     """Blocks for the `#commit` event: the commit, new records, and the MST nodes that prove
     every op (new nodes plus each key's covering proof), enough to verify by inversion."""
+    removed_blocks: set[CID] = field(default_factory=set)
+    """Blocks the new commit no longer reaches: the previous commit, MST nodes that left the
+    tree, and the records that were replaced or deleted (a store must still keep a record
+    block that another path holds with the same content)."""
 
 
 def _next_rev(previous: str | None, rev: str | None) -> str:
@@ -212,8 +216,9 @@ class Repository:
         commit_cid, commit_block = commit.encode()
         new_blocks = {commit_cid: commit_block, **records, **new_nodes}
 
+        changes = diff(self.tree, tree)
         # The root always travels, so that even a commit without ops can be checked.
-        proof: set[CID] = {tree.root, *diff(self.tree, tree).created_nodes}
+        proof: set[CID] = {tree.root, *changes.created_nodes}
         for op in ops:
             proof |= covering_proof(tree, op.path)
         event_blocks = {commit_cid: commit_block, **records}
@@ -231,7 +236,16 @@ class Repository:
             ops=ops,
             new_blocks=new_blocks,
             event_blocks=event_blocks,
+            removed_blocks=_removed(self, changes.deleted_nodes, ops) - new_blocks.keys(),
         )
+
+
+def _removed(before: Repository, deleted_nodes: set[CID], ops: list[RepoOp]) -> set[CID]:
+    removed = set(deleted_nodes)
+    if before.commit.sig:
+        removed.add(before.commit_cid)
+    removed.update(op.prev for op in ops if op.prev is not None)
+    return removed
 
 
 def _checked_path(write: Write) -> str:
@@ -243,20 +257,26 @@ def _checked_path(write: Write) -> str:
     return write.path
 
 
-def export_car(repo: Repository) -> Iterator[bytes]:
-    """The repository as a CAR stream: commit, MST nodes and records, rooted at the commit."""
-    yield car_header([repo.commit_cid])
-    yield car_section(repo.commit_cid, repo.store[repo.commit_cid])
+def repo_blocks(repo: Repository) -> Iterator[tuple[CID, bytes]]:
+    """Every block the repository's commit reaches: the commit, MST nodes, then records."""
+    yield repo.commit_cid, repo.store[repo.commit_cid]
     seen: set[CID] = set()
     for node in repo.tree.nodes():
-        yield car_section(node.cid, node.block)
+        yield node.cid, node.block
         for entry in node.entries:
             if entry.value not in seen:
                 seen.add(entry.value)
                 block = repo.store.get(entry.value)
                 if block is None:
                     raise CommitError(f"record block {entry.value} for {entry.key} is missing")
-                yield car_section(entry.value, block)
+                yield entry.value, block
+
+
+def export_car(repo: Repository) -> Iterator[bytes]:
+    """The repository as a CAR stream: commit, MST nodes and records, rooted at the commit."""
+    yield car_header([repo.commit_cid])
+    for cid, block in repo_blocks(repo):
+        yield car_section(cid, block)
 
 
 def import_car(data: bytes | BinaryIO) -> Repository:

@@ -59,6 +59,18 @@ def format_datetime(value: dt.datetime) -> str:
     )
 
 
+def format_millis(ms: int) -> str:
+    """Milliseconds since the epoch in the preferred form (`YYYY-MM-DDTHH:MM:SS.sssZ`)."""
+    moment = dt.datetime.fromtimestamp(ms // 1000, dt.UTC) + dt.timedelta(milliseconds=ms % 1000)
+    return format_datetime(moment)
+
+
+def parse_millis(s: str) -> int:
+    """Milliseconds since the epoch of a valid atproto datetime."""
+    value = parse_datetime(s)
+    return int(value.timestamp()) * 1000 + value.microsecond // 1000
+
+
 def _fields(s: str) -> tuple[int, int, int, int, int, int, str | None, int]:
     """Validate `s`; return its fields, the fraction digits and the UTC offset in minutes."""
     if len(s) > MAX_DATETIME_LENGTH:

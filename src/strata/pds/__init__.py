@@ -1,0 +1,1 @@
+"""The Personal Data Server: accounts, their repositories and blobs, and the firehose."""

@@ -1,0 +1,1 @@
+"""The PDS's XRPC methods, one module per lexicon namespace."""

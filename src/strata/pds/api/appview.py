@@ -1,0 +1,180 @@
+"""`app.bsky.*` and `chat.bsky.*`: preferences kept here, everything else proxied.
+
+A proxied call goes to the service the client names in its `atproto-proxy` header
+(`did#service`), or else to the configured AppViews in order, carrying a service token that the
+account signs for the method (`lxm`). Reads fail over to the next AppView; writes go to the
+first that answers at all, never to two.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import aiohttp
+from aiohttp import web
+
+from strata.core import cbor
+from strata.core.cid import CID
+from strata.net.errors import XrpcError, invalid_request
+from strata.net.server import json_response
+from strata.net.upstream import UpstreamPool, UpstreamUnavailable
+from strata.net.xrpc import Call, XrpcRouter
+from strata.pds.auth import APP_PASS, Credentials
+from strata.pds.config import AppView
+from strata.pds.service import Pds
+
+PREFERENCE_NAMESPACE: Final = "app.bsky"
+FULL_ACCESS_PREFERENCES: Final = frozenset({"app.bsky.actor.defs#personalDetailsPref"})
+PROXIED_PREFIXES: Final = ("app.bsky.", "chat.bsky.")
+FORWARDED_HEADERS: Final = ("accept-language", "atproto-accept-labelers", "content-type")
+RETURNED_HEADERS: Final = (
+    "content-type",
+    "content-language",
+    "atproto-content-labelers",
+    "atproto-repo-rev",
+)
+MAX_PROXIED_BODY: Final = 10 << 20
+
+
+def register(router: XrpcRouter, pds: Pds) -> None:
+    any_access = pds.auth.access()
+
+    @router.query("app.bsky.actor.getPreferences", auth=any_access)
+    async def get_preferences(call: Call[Credentials]) -> web.Response:
+        prefs = pds.stores.open(call.auth.did).preferences()
+        if call.auth.app_password:
+            prefs = [p for p in prefs if p.get("$type") not in FULL_ACCESS_PREFERENCES]
+        return json_response({"preferences": prefs})
+
+    @router.procedure("app.bsky.actor.putPreferences", auth=any_access)
+    async def put_preferences(call: Call[Credentials]) -> web.Response:
+        raw = (await call.request.json())["preferences"]
+        for pref in raw:
+            kind = pref.get("$type") if isinstance(pref, dict) else None
+            if not isinstance(kind, str) or not kind.startswith(PREFERENCE_NAMESPACE + "."):
+                raise invalid_request("Some preferences are not in the app.bsky namespace")
+            if kind in FULL_ACCESS_PREFERENCES and call.auth.app_password:
+                raise invalid_request(f"Do not have authorization to set preferences: {kind}")
+        pds.stores.open(call.auth.did).put_preferences(raw, PREFERENCE_NAMESPACE)
+        return web.Response(status=200)
+
+
+class Proxy:
+    """Forwards calls the PDS does not serve itself."""
+
+    def __init__(self, pds: Pds) -> None:
+        self.pds = pds
+        self.appviews = pds.config.appviews
+        self.pool = UpstreamPool(
+            "appview",
+            [a.url for a in self.appviews] or ["http://unconfigured.invalid"],
+            timeout=10.0,
+        )
+        self.verify = pds.auth.access()
+
+    async def _target(self, request: web.Request, nsid: str) -> list[AppView]:
+        header = request.headers.get("atproto-proxy")
+        if header is None:
+            if not nsid.startswith("app.bsky."):
+                raise XrpcError(
+                    501,
+                    "MethodNotImplemented",
+                    f"{nsid}: name the service to proxy to in the atproto-proxy header",
+                )
+            if not self.appviews:
+                raise XrpcError(
+                    501,
+                    "MethodNotImplemented",
+                    f"{nsid}: this PDS has no AppView configured (start one and pass "
+                    "--appview URL#DID)",
+                )
+            return list(self.appviews)
+        did, sep, service_id = header.partition("#")
+        if not sep or not did.startswith("did:") or not service_id:
+            raise invalid_request("atproto-proxy must be a DID and a service id: did:...#service")
+        for appview in self.appviews:
+            if appview.did == did:
+                return [appview]
+        doc = await self.pds.did_document(did)
+        endpoint = doc.service_endpoint(f"#{service_id}") if doc is not None else None
+        if endpoint is None:
+            raise invalid_request(f"could not resolve proxy did service url: {header}")
+        return [AppView(endpoint.rstrip("/"), did)]
+
+    async def __call__(self, request: web.Request, nsid: str) -> web.StreamResponse:
+        if not nsid.startswith(PROXIED_PREFIXES) and "atproto-proxy" not in request.headers:
+            raise XrpcError(501, "MethodNotImplemented", "Method Not Implemented")
+        credentials: Credentials = await self.verify(request, nsid)
+        try:
+            return await self._forward(request, nsid, credentials)
+        except XrpcError as exc:
+            local = self._local_profile(request, nsid) if exc.status in (501, 502) else None
+            if local is None:
+                raise
+            return json_response(local, headers={"strata-degraded": "local-profile"})
+
+    def _local_profile(self, request: web.Request, nsid: str) -> dict[str, Any] | None:
+        """A profile of one of this PDS's own accounts, from its own records, for when no
+        AppView can answer: enough for a client to sign in and show who is signed in."""
+        if nsid != "app.bsky.actor.getProfile" or "atproto-proxy" in request.headers:
+            return None
+        account = self.pds.accounts.lookup(request.query.get("actor", ""))
+        if account is None or not account.active:
+            return None
+        store = self.pds.stores.open(account.did)
+        view: dict[str, Any] = {"did": account.did, "handle": account.handle or "handle.invalid"}
+        cid = store.record_cid("app.bsky.actor.profile", "self")
+        if cid is not None:
+            record = cbor.decode(store.blocks[CID.from_str(cid)])
+            if isinstance(record, dict):
+                for field in ("displayName", "description", "createdAt"):
+                    if isinstance(record.get(field), str):
+                        view[field] = record[field]
+                for field in ("avatar", "banner"):
+                    ref = record.get(field)
+                    if isinstance(ref, dict) and isinstance(ref.get("ref"), CID):
+                        view[field] = (
+                            f"{self.pds.config.public_url}/xrpc/com.atproto.sync.getBlob"
+                            f"?did={account.did}&cid={ref['ref']}"
+                        )
+        return view
+
+    async def _forward(
+        self, request: web.Request, nsid: str, credentials: Credentials
+    ) -> web.StreamResponse:
+        if credentials.scope == APP_PASS and nsid.startswith("chat.bsky."):
+            raise invalid_request("Bad token method: app passwords cannot reach chat services")
+        targets = await self._target(request, nsid)
+        body = await request.read() if request.method == "POST" else None
+        if body is not None and len(body) > MAX_PROXIED_BODY:
+            raise XrpcError(413, "PayloadTooLarge", "request entity too large")
+        by_url = {t.url: t for t in targets}
+        headers = {h: request.headers[h] for h in FORWARDED_HEADERS if h in request.headers}
+        session = self.pds.session
+
+        async def attempt(url: str) -> tuple[int, bytes, dict[str, str]]:
+            target = by_url[url]
+            token = self.pds.service_jwt(credentials.did, target.did, nsid)
+            async with session.request(
+                request.method,
+                f"{url}/xrpc/{nsid}",
+                params=request.query,
+                data=body,
+                headers={**headers, "Authorization": f"Bearer {token}"},
+            ) as response:
+                content = await response.read()
+                if response.status >= 500 and request.method == "GET":
+                    raise UpstreamUnavailable(f"{url}: status {response.status}")
+                kept = {h: response.headers[h] for h in RETURNED_HEADERS if h in response.headers}
+                return response.status, content, kept
+
+        try:
+            if request.method == "GET" and all(t in self.appviews for t in targets):
+                status, content, kept = await self.pool.call(attempt)
+            else:
+                status, content, kept = await attempt(targets[0].url)
+        except (UpstreamUnavailable, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise XrpcError(
+                502, "UpstreamFailure", f"{nsid}: the AppView did not answer ({exc})"
+            ) from exc
+        return web.Response(status=status, body=content, headers=kept)

@@ -1,0 +1,235 @@
+"""`com.atproto.sync.*`: repositories as CAR files, blobs, and the `subscribeRepos` firehose."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Final
+
+from aiohttp import WSMsgType, web
+
+from strata.core.car import car_header, car_section, write_car
+from strata.core.cid import CID
+from strata.core.errors import CoreError
+from strata.core.mst.proof import covering_proof
+from strata.net.errors import XrpcError, invalid_request
+from strata.net.logs import log_event
+from strata.net.server import json_response
+from strata.net.xrpc import Call, XrpcRouter
+from strata.pds.accounts import Account
+from strata.pds.sequencer import error_frame, message_frame
+from strata.pds.service import Pds
+
+log = logging.getLogger("strata.pds.firehose")
+
+CAR: Final = "application/vnd.ipld.car"
+REPLAY_PAGE: Final = 500
+
+
+def _hosted(pds: Pds, did: str, allow_inactive: bool = False) -> Account:
+    account = pds.accounts.get(did)
+    if account is None:
+        raise XrpcError(400, "RepoNotFound", f"Could not find repo for DID: {did}")
+    if not allow_inactive:
+        if account.takedown_ref is not None:
+            raise XrpcError(400, "RepoTakendown", f"Repo has been takendown: {did}")
+        if account.deactivated_at is not None:
+            raise XrpcError(400, "RepoDeactivated", f"Repo has been deactivated: {did}")
+    return account
+
+
+def register(router: XrpcRouter, pds: Pds) -> None:
+    @router.query("com.atproto.sync.getRepo")
+    async def get_repo(call: Call[None]) -> web.StreamResponse:
+        did = call.params["did"]
+        _hosted(pds, did)
+        store = pds.stores.open(did)
+        root = store.root()
+        if root is None:
+            raise XrpcError(400, "RepoNotFound", f"Could not find repo for DID: {did}")
+        response = web.StreamResponse(headers={"Content-Type": CAR})
+        await response.prepare(call.request)
+        chunk = bytearray(car_header([root[0]]))
+        for cid_bytes, block in store.blocks_since(call.params.get("since")):
+            chunk += car_section(CID(bytes(cid_bytes)), block)
+            if len(chunk) > 1 << 16:
+                await response.write(bytes(chunk))
+                chunk.clear()
+        await response.write(bytes(chunk))
+        await response.write_eof()
+        return response
+
+    @router.query("com.atproto.sync.getRecord")
+    async def get_record(call: Call[None]) -> web.Response:
+        did = call.params["did"]
+        _hosted(pds, did)
+        repo = pds.stores.open(did).repo()
+        if repo is None:
+            raise XrpcError(400, "RepoNotFound", f"Could not find repo for DID: {did}")
+        path = f"{call.params['collection']}/{call.params['rkey']}"
+        blocks = {repo.commit_cid: repo.store[repo.commit_cid]}
+        for cid in covering_proof(repo.tree, path):
+            blocks[cid] = repo.store[cid]
+        record = repo.tree.get(path)
+        if record is None:
+            raise XrpcError(404, "RecordNotFound", f"Could not locate record: at://{did}/{path}")
+        blocks[record] = repo.store[record]
+        return web.Response(body=write_car([repo.commit_cid], blocks.items()), content_type=CAR)
+
+    @router.query("com.atproto.sync.getBlocks")
+    async def get_blocks(call: Call[None]) -> web.Response:
+        did = call.params["did"]
+        _hosted(pds, did)
+        try:
+            cids = [CID.from_str(c) for c in call.params["cids"]]
+        except CoreError as exc:
+            raise invalid_request(f"cids must be CIDs: {exc}") from exc
+        found, missing = pds.stores.open(did).get_blocks(cids)
+        if missing:
+            raise XrpcError(
+                400, "BlockNotFound", f"Could not find cids: {', '.join(map(str, missing))}"
+            )
+        root = pds.stores.open(did).root()
+        roots = [root[0]] if root else []
+        return web.Response(body=write_car(roots, found.items()), content_type=CAR)
+
+    @router.query("com.atproto.sync.getLatestCommit")
+    async def get_latest_commit(call: Call[None]) -> web.Response:
+        did = call.params["did"]
+        _hosted(pds, did)
+        root = pds.stores.open(did).root()
+        if root is None:
+            raise XrpcError(400, "RepoNotFound", f"Could not find root for DID: {did}")
+        return json_response({"cid": str(root[0]), "rev": root[1]})
+
+    @router.query("com.atproto.sync.getRepoStatus")
+    async def get_repo_status(call: Call[None]) -> web.Response:
+        did = call.params["did"]
+        account = _hosted(pds, did, allow_inactive=True)
+        out: dict[str, Any] = {"did": did, "active": account.active}
+        if account.status is not None:
+            out["status"] = account.status
+        root = pds.accounts.root(did)
+        if root is not None and account.active:
+            out["rev"] = root[1]
+        return json_response(out)
+
+    @router.query("com.atproto.sync.listRepos")
+    async def list_repos(call: Call[None]) -> web.Response:
+        limit = call.params.get("limit", 500)
+        rows = pds.accounts.list_repos(call.params.get("cursor"), limit)
+        repos = []
+        for account, cid, rev in rows:
+            item: dict[str, Any] = {"did": account.did, "head": cid, "rev": rev}
+            item["active"] = account.active
+            if account.status is not None:
+                item["status"] = account.status
+            repos.append(item)
+        out: dict[str, Any] = {"repos": repos}
+        if len(rows) == limit:
+            out["cursor"] = rows[-1][0].did
+        return json_response(out)
+
+    @router.query("com.atproto.sync.getBlob")
+    async def get_blob(call: Call[None]) -> web.StreamResponse:
+        did, cid = call.params["did"], call.params["cid"]
+        _hosted(pds, did)
+        row = pds.stores.open(did).blob(cid)
+        path = pds.blobs.path(did, cid) if row is not None and row.temp_key is None else None
+        if row is None or path is None or row.takedown_ref is not None:
+            raise XrpcError(400, "BlobNotFound", "Blob not found")
+        return web.FileResponse(
+            path,
+            headers={
+                "Content-Type": row.mime_type,
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "default-src 'none'; sandbox",
+            },
+        )
+
+    @router.query("com.atproto.sync.listBlobs")
+    async def list_blobs(call: Call[None]) -> web.Response:
+        did = call.params["did"]
+        _hosted(pds, did)
+        limit = call.params.get("limit", 500)
+        cids = pds.stores.open(did).list_blobs(
+            call.params.get("since"), limit, call.params.get("cursor")
+        )
+        out: dict[str, Any] = {"cids": cids}
+        if len(cids) == limit:
+            out["cursor"] = cids[-1]
+        return json_response(out)
+
+    @router.query("com.atproto.sync.subscribeRepos")
+    async def subscribe_repos(call: Call[None]) -> web.StreamResponse:
+        return await stream_firehose(pds, call.request, call.params.get("cursor"))
+
+
+async def stream_firehose(pds: Pds, request: web.Request, cursor: int | None) -> web.StreamResponse:
+    """Serve `subscribeRepos`: replay from `cursor`, then live events, until either side stops.
+
+    Replay reads stored frames page by page; the switch to live events happens with no await
+    between the last (empty) page and subscribing, so no event falls in between.
+    """
+    sequencer = pds.sequencer
+    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=1 << 16)
+    await ws.prepare(request)
+    sent = sequencer.last_seq if cursor is None else cursor
+    sub = None
+    try:
+        if cursor is not None:
+            if cursor > sequencer.last_seq:
+                await ws.send_bytes(error_frame("FutureCursor", "Cursor in the future."))
+                return ws
+            oldest = sequencer.oldest_seq()
+            if oldest is not None and cursor + 1 < oldest:
+                await ws.send_bytes(
+                    message_frame(
+                        "#info",
+                        {
+                            "name": "OutdatedCursor",
+                            "message": "Requested cursor exceeded limit. Possibly missing events",
+                        },
+                    )
+                )
+        while sub is None:
+            page = sequencer.replay(sent, REPLAY_PAGE)
+            if not page:
+                sub = sequencer.subscribe()
+                break
+            for seq, frame in page:
+                await ws.send_bytes(frame)
+                sent = seq
+        reader = asyncio.ensure_future(_drain_client(ws))
+        try:
+            while not sub.overflowed.is_set():
+                getter = asyncio.ensure_future(sub.queue.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    break
+                seq, frame = getter.result()
+                if seq > sent:
+                    await ws.send_bytes(frame)
+                    sent = seq
+            else:
+                log_event(log, "consumer too slow", remote=request.remote, seq=sent)
+                await ws.send_bytes(error_frame("ConsumerTooSlow", "Stream consumer too slow"))
+        finally:
+            reader.cancel()
+    except ConnectionResetError:
+        pass
+    finally:
+        if sub is not None:
+            sequencer.unsubscribe(sub)
+        with contextlib.suppress(Exception):
+            await ws.close()
+    return ws
+
+
+async def _drain_client(ws: web.WebSocketResponse) -> None:
+    """Read (and ignore) what the client sends, to notice when it goes away."""
+    async for msg in ws:
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+            break

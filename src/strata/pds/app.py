@@ -1,0 +1,70 @@
+"""The PDS's HTTP application: XRPC methods, the firehose, and the well-known documents."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from strata.net.server import create_app, json_response
+from strata.net.xrpc import XrpcRouter
+from strata.pds.api import admin, appview, identity, repo, server, sync
+from strata.pds.api.appview import Proxy
+from strata.pds.service import Pds
+
+PDS_KEY = web.AppKey("strata_pds", Pds)
+
+# Large enough for a repository import; JSON bodies and blobs have their own, smaller limits.
+MAX_REQUEST_BYTES = 256 << 20
+
+
+def create_pds_app(pds: Pds) -> web.Application:
+    """The application serving `pds`; it starts and stops the PDS with the server."""
+
+    async def health() -> None:
+        pds.accounts.conn.execute("SELECT 1").fetchone()
+
+    app = create_app("pds", health=health, max_body=MAX_REQUEST_BYTES)
+    app[PDS_KEY] = pds
+    router = XrpcRouter(pds.catalog)
+    for module in (server, repo, sync, identity, appview, admin):
+        module.register(router, pds)
+    router.mount(app, fallback=Proxy(pds))
+
+    async def well_known_did(request: web.Request) -> web.Response:
+        host = request.host.split(":", 1)[0].lower()
+        account = pds.accounts.by_handle(host)
+        if account is None:
+            raise web.HTTPNotFound(text="no user by that name")
+        return web.Response(text=account.did, content_type="text/plain")
+
+    async def service_did_document(request: web.Request) -> web.Response:
+        return json_response(
+            {
+                "@context": ["https://www.w3.org/ns/did/v1"],
+                "id": pds.config.service_did,
+                "service": [
+                    {
+                        "id": "#atproto_pds",
+                        "type": "AtprotoPersonalDataServer",
+                        "serviceEndpoint": pds.config.public_url,
+                    }
+                ],
+            }
+        )
+
+    async def root(request: web.Request) -> web.Response:
+        return web.Response(
+            text="This is an AT Protocol Personal Data Server (Strata).\n"
+            "Most API routes are under /xrpc/\n"
+        )
+
+    app.router.add_get("/.well-known/atproto-did", well_known_did)
+    app.router.add_get("/.well-known/did.json", service_did_document)
+    app.router.add_get("/", root)
+
+    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+        await pds.start()
+        yield
+        await pds.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

@@ -1,0 +1,253 @@
+"""Who is calling: session tokens, app-password scopes, the operator, and login rate limits.
+
+Tokens are the reference PDS's: an HS256 access token (`typ: at+jwt`, two hours) and a refresh
+token (`typ: refresh+jwt`, 90 days, with a `jti` the database remembers). A refresh rotates
+the token; the old one keeps working for a short grace period so a client that lost the answer
+can retry. App passwords give narrower scopes than the account password.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import secrets
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+
+from strata.core.jwt import JwtError, encode_hs256, parse_jwt, verify_hs256
+from strata.net.errors import XrpcError
+from strata.pds.accounts import Account, AccountStore
+
+ACCESS: Final = "com.atproto.access"
+APP_PASS: Final = "com.atproto.appPass"
+APP_PASS_PRIVILEGED: Final = "com.atproto.appPassPrivileged"
+REFRESH: Final = "com.atproto.refresh"
+
+ACCESS_LIFETIME: Final = 2 * 3600
+REFRESH_LIFETIME: Final = 90 * 86400
+
+
+def auth_required(message: str = "Authentication Required", name: str = "AuthMissing") -> XrpcError:
+    return XrpcError(401, name, message)
+
+
+def invalid_token(message: str) -> XrpcError:
+    return XrpcError(400, "InvalidToken", message)
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A verified caller."""
+
+    did: str
+    scope: str
+    token_id: str | None = None
+
+    @property
+    def app_password(self) -> bool:
+        return self.scope in (APP_PASS, APP_PASS_PRIVILEGED)
+
+
+@dataclass(frozen=True, slots=True)
+class Admin:
+    """The operator, authenticated with the admin password."""
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    access_jwt: str
+    refresh_jwt: str
+    jti: str
+    refresh_expires_at: int
+
+
+class Tokens:
+    """Issues and verifies session tokens for one PDS."""
+
+    def __init__(self, secret: bytes, service_did: str) -> None:
+        self.secret = secret
+        self.service_did = service_did
+
+    def issue(self, did: str, scope: str, jti: str | None = None) -> Session:
+        now = int(time.time())
+        jti = jti or secrets.token_urlsafe(24)
+        access = encode_hs256(
+            {
+                "scope": scope,
+                "aud": self.service_did,
+                "sub": did,
+                "iat": now,
+                "exp": now + ACCESS_LIFETIME,
+            },
+            self.secret,
+            "at+jwt",
+        )
+        refresh_exp = now + REFRESH_LIFETIME
+        refresh = encode_hs256(
+            {
+                "scope": REFRESH,
+                "aud": self.service_did,
+                "sub": did,
+                "jti": jti,
+                "iat": now,
+                "exp": refresh_exp,
+            },
+            self.secret,
+            "refresh+jwt",
+        )
+        return Session(access, refresh, jti, refresh_exp * 1000)
+
+    def verify(self, token: str, typ: str) -> dict[str, object]:
+        """The payload of a token of this PDS, or the reference's error for why not."""
+        try:
+            header_typ = parse_jwt(token).header.get("typ")
+        except JwtError as exc:
+            raise invalid_token("Malformed token") from exc
+        try:
+            payload = verify_hs256(token, self.secret, time.time())
+        except JwtError as exc:
+            if exc.expired:
+                raise XrpcError(400, "ExpiredToken", "Token has expired") from exc
+            raise invalid_token("Token could not be verified") from exc
+        if header_typ != typ:
+            raise invalid_token("Invalid token type")
+        if payload.get("aud") != self.service_did or not isinstance(payload.get("sub"), str):
+            raise invalid_token("Bad token aud")
+        return payload
+
+
+def bearer(request: web.Request) -> str:
+    """The bearer token of a request; 401 when there is none."""
+    header = request.headers.get("Authorization", "")
+    if not header:
+        raise auth_required()
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise auth_required("Invalid authorization header", "AuthenticationRequired")
+    return token.strip()
+
+
+Verifier = Callable[[web.Request, str], Awaitable[object]]
+
+
+class Authenticator:
+    """The verifiers the PDS's methods name."""
+
+    def __init__(self, tokens: Tokens, accounts: AccountStore, admin_password: str) -> None:
+        self.tokens = tokens
+        self.accounts = accounts
+        self.admin_password = admin_password
+
+    def _account_for(self, did: str, allow_deactivated: bool, allow_takendown: bool) -> Account:
+        account = self.accounts.get(did)
+        if account is None:
+            raise XrpcError(403, "AccountNotFound", "Account not found")
+        if account.takedown_ref is not None and not allow_takendown:
+            raise XrpcError(400, "AccountTakedown", "Account has been taken down")
+        if account.deactivated_at is not None and not allow_deactivated:
+            raise XrpcError(400, "AccountDeactivated", "Account is deactivated")
+        return account
+
+    def access(
+        self,
+        scopes: tuple[str, ...] = (ACCESS, APP_PASS, APP_PASS_PRIVILEGED),
+        allow_deactivated: bool = False,
+        allow_takendown: bool = False,
+    ) -> Verifier:
+        """Access-token auth with one of `scopes`."""
+
+        async def verify(request: web.Request, nsid: str) -> Credentials:
+            payload = self.tokens.verify(bearer(request), "at+jwt")
+            scope = payload.get("scope")
+            if scope not in scopes:
+                raise invalid_token("Bad token scope")
+            did = str(payload["sub"])
+            self._account_for(did, allow_deactivated, allow_takendown)
+            return Credentials(did, str(scope))
+
+        return verify
+
+    def optional_access(self) -> Verifier:
+        """Access-token auth if a token is sent; None otherwise."""
+        strict = self.access(allow_deactivated=True)
+
+        async def verify(request: web.Request, nsid: str) -> Credentials | None:
+            if "Authorization" not in request.headers:
+                return None
+            return await strict(request, nsid)  # type: ignore[no-any-return]
+
+        return verify
+
+    async def refresh(self, request: web.Request, nsid: str) -> Credentials:
+        """Refresh-token auth (refreshSession, deleteSession)."""
+        payload = self.tokens.verify(bearer(request), "refresh+jwt")
+        if payload.get("scope") != REFRESH or not isinstance(payload.get("jti"), str):
+            raise invalid_token("Bad token scope")
+        return Credentials(str(payload["sub"]), REFRESH, str(payload["jti"]))
+
+    async def admin(self, request: web.Request, nsid: str) -> Admin:
+        """HTTP basic auth as `admin` with the operator password."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic":
+            raise auth_required()
+        try:
+            user, _, password = base64.b64decode(encoded).decode().partition(":")
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise auth_required("Invalid authorization header", "AuthenticationRequired") from None
+        if user != "admin" or not hmac.compare_digest(password, self.admin_password):
+            raise auth_required("Invalid admin credentials", "AuthenticationRequired")
+        return Admin()
+
+
+class LoginLimiter:
+    """Sliding-window limits on sign-in: attempts per account, failures per client address."""
+
+    def __init__(
+        self,
+        per_account: int = 30,
+        failures_per_ip: int = 100,
+        window: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.per_account = per_account
+        self.failures_per_ip = failures_per_ip
+        self.window = window
+        self.clock = clock
+        self._attempts: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._failures: defaultdict[str, deque[float]] = defaultdict(deque)
+
+    def _trim(self, events: deque[float], now: float) -> None:
+        while events and events[0] <= now - self.window:
+            events.popleft()
+
+    def check(self, identifier: str, ip: str) -> None:
+        """Count an attempt; 429 when either limit is reached."""
+        now = self.clock()
+        attempts, failures = self._attempts[identifier.lower()], self._failures[ip]
+        self._trim(attempts, now)
+        self._trim(failures, now)
+        for events, limit in ((attempts, self.per_account), (failures, self.failures_per_ip)):
+            if len(events) >= limit:
+                reset = int(time.time() + self.window - (now - events[0]))
+                raise XrpcError(
+                    429,
+                    "RateLimitExceeded",
+                    "Rate Limit Exceeded",
+                    headers={
+                        "RateLimit-Limit": str(limit),
+                        "RateLimit-Remaining": "0",
+                        "RateLimit-Reset": str(reset),
+                        "RateLimit-Policy": f"{limit};w={int(self.window)}",
+                    },
+                )
+        attempts.append(now)
+
+    def failed(self, ip: str) -> None:
+        self._failures[ip].append(self.clock())

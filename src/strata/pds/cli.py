@@ -1,0 +1,113 @@
+"""`strata pds`: run a Personal Data Server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from strata.pds.app import create_pds_app
+from strata.pds.config import AppView, PdsConfig
+from strata.pds.service import Pds
+from strata.serve import ServiceOptions, options_from, run_service, service_options
+
+
+def public_url(options: ServiceOptions, hostname: str) -> str:
+    """Where clients reach the PDS: https on its hostname, or in dev mode plain http with the
+    port, so that clients on loopback can follow the DID documents it writes."""
+    if options.dev:
+        return f"http://{hostname}:{options.port}"
+    return f"https://{hostname}"
+
+
+@click.command("pds")
+@service_options(default_port=2583, default_dir="pds")
+@click.option(
+    "--hostname",
+    envvar="STRATA_HOSTNAME",
+    default="localhost",
+    show_default=True,
+    help="The public hostname of this PDS.",
+)
+@click.option(
+    "--plc-url",
+    "plc_urls",
+    multiple=True,
+    envvar="STRATA_PLC_URL",
+    default=("http://127.0.0.1:2582",),
+    show_default=True,
+    metavar="URL",
+    help="PLC directories, in order of preference (repeat the option).",
+)
+@click.option(
+    "--handle-domain",
+    "handle_domains",
+    multiple=True,
+    envvar="STRATA_HANDLE_DOMAIN",
+    default=(".test",),
+    show_default=True,
+    help="Domains under which this PDS gives out handles (repeat the option).",
+)
+@click.option(
+    "--appview",
+    "appviews",
+    multiple=True,
+    envvar="STRATA_APPVIEW",
+    metavar="URL#DID",
+    help="AppViews to proxy app.bsky calls to, in order of preference.",
+)
+@click.option(
+    "--relay",
+    "relays",
+    multiple=True,
+    envvar="STRATA_RELAY",
+    metavar="URL",
+    help="Relays to ask to crawl this PDS on start and on new accounts.",
+)
+@click.option(
+    "--invite-required",
+    envvar="STRATA_INVITE_REQUIRED",
+    is_flag=True,
+    default=False,
+    help="New accounts need an invite code.",
+)
+@click.option(
+    "--blob-max-bytes",
+    envvar="STRATA_BLOB_MAX_BYTES",
+    type=int,
+    default=5_000_000,
+    show_default=True,
+    help="Largest blob an account may upload.",
+)
+def pds_command(
+    hostname: str,
+    plc_urls: tuple[str, ...],
+    handle_domains: tuple[str, ...],
+    appviews: tuple[str, ...],
+    relays: tuple[str, ...],
+    invite_required: bool,
+    blob_max_bytes: int,
+    **kwargs: Any,
+) -> None:
+    """Run a PDS: accounts, their repositories and blobs, and their firehose."""
+    options = options_from(kwargs)
+    try:
+        parsed_appviews = tuple(AppView.parse(a) for a in appviews)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--appview") from exc
+    for url in (*plc_urls, *relays):
+        if not url.startswith(("http://", "https://")):
+            raise click.BadParameter(f"{url!r} is not an http(s) URL")
+    config = PdsConfig(
+        hostname=hostname,
+        public_url=public_url(options, hostname),
+        plc_urls=tuple(u.rstrip("/") for u in plc_urls),
+        handle_domains=tuple(d if d.startswith(".") else f".{d}" for d in handle_domains),
+        appviews=parsed_appviews,
+        relays=relays,
+        dev=options.dev,
+        invite_required=invite_required,
+        blob_max_bytes=blob_max_bytes,
+    )
+    pds = Pds(config, options.data_dir)
+    run_service("pds", options, lambda: create_pds_app(pds))

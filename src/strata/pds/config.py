@@ -1,0 +1,94 @@
+"""What a PDS is configured with, and the secrets it creates on first start."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from strata.core.crypto import K256Keypair
+
+SECRETS_FILE = "secrets.json"
+
+
+@dataclass(frozen=True)
+class AppView:
+    """An AppView the PDS proxies `app.bsky.*` calls to: where it is and the DID it answers as."""
+
+    url: str
+    did: str
+
+    @classmethod
+    def parse(cls, text: str) -> AppView:
+        """`URL#DID`, as `--appview` takes it, for example `http://127.0.0.1:2585#did:web:x`."""
+        url, sep, did = text.partition("#")
+        if not sep or not url.startswith(("http://", "https://")) or not did.startswith("did:"):
+            raise ValueError(f"an AppView is given as URL#DID, not {text!r}")
+        return cls(url.rstrip("/"), did)
+
+
+@dataclass(frozen=True)
+class PdsConfig:
+    """Everything a PDS needs to know besides its data."""
+
+    hostname: str
+    public_url: str
+    plc_urls: tuple[str, ...]
+    handle_domains: tuple[str, ...] = (".test",)
+    appviews: tuple[AppView, ...] = ()
+    relays: tuple[str, ...] = ()
+    dev: bool = False
+    invite_required: bool = False
+    blob_max_bytes: int = 5_000_000
+    service_did: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.service_did:
+            object.__setattr__(self, "service_did", f"did:web:{self.hostname}")
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Generated on first start and kept in the data directory, readable by the owner only."""
+
+    jwt_secret: bytes
+    admin_password: str
+    plc_rotation_key: K256Keypair
+
+    @classmethod
+    def load_or_create(cls, data_dir: Path) -> Secrets:
+        """The secrets in `data_dir`, created there with mode 0600 when missing."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(data_dir, 0o700)
+        path = data_dir / SECRETS_FILE
+        if path.exists():
+            raw = json.loads(path.read_text())
+            return cls(
+                jwt_secret=bytes.fromhex(raw["jwt_secret"]),
+                admin_password=raw["admin_password"],
+                plc_rotation_key=K256Keypair.from_private_bytes(
+                    bytes.fromhex(raw["plc_rotation_key"])
+                ),
+            )
+        made = cls(
+            jwt_secret=secrets.token_bytes(32),
+            admin_password=secrets.token_urlsafe(18),
+            plc_rotation_key=K256Keypair.generate(),
+        )
+        body = json.dumps(
+            {
+                "jwt_secret": made.jwt_secret.hex(),
+                "admin_password": made.admin_password,
+                "plc_rotation_key": made.plc_rotation_key.private_bytes().hex(),
+            },
+            indent=2,
+        )
+        fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(body)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(path.with_suffix(".tmp"), path)
+        return made

@@ -1,0 +1,186 @@
+"""The PDS's firehose: every repository change numbered, stored, and fanned out.
+
+Each event is encoded once into its `subscribeRepos` frame when it is sequenced; the stored
+frame serves cursor replay and the same bytes go to every live subscriber. A subscriber has a
+bounded queue; one that falls behind is told `ConsumerTooSlow` and dropped rather than letting
+memory grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from prometheus_client import Counter, Gauge
+
+from strata.core import cbor
+from strata.core.car import write_car
+from strata.core.cid import CID
+from strata.core.repo import CommitResult
+from strata.core.syntax.dates import format_millis
+from strata.pds.accounts import AccountStore, now_ms
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS repo_seq (
+    seq INTEGER PRIMARY KEY,
+    did TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    frame BLOB NOT NULL,
+    sequenced_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS repo_seq_did ON repo_seq (did);
+"""
+
+SUBSCRIBER_BUFFER: Final = 1000
+
+EVENTS = Counter("strata_pds_events_total", "Firehose events sequenced", ["type"])
+SUBSCRIBERS = Gauge("strata_pds_firehose_subscribers", "Open subscribeRepos connections")
+SLOW_CONSUMERS = Counter(
+    "strata_pds_slow_consumers_total", "Subscribers closed with ConsumerTooSlow"
+)
+
+
+def iso_now() -> str:
+    """The current time as the firehose writes it: `YYYY-MM-DDTHH:MM:SS.sssZ`."""
+    return format_millis(now_ms())
+
+
+def message_frame(event_type: str, body: dict[str, Any]) -> bytes:
+    """A `subscribeRepos` message frame: header `{op: 1, t}` then the body, both DAG-CBOR."""
+    return cbor.encode({"t": event_type, "op": 1}) + cbor.encode(body)  # type: ignore[arg-type]
+
+
+def error_frame(error: str, message: str) -> bytes:
+    """An error frame (`op: -1`); the stream ends after it."""
+    return cbor.encode({"op": -1}) + cbor.encode({"error": error, "message": message})
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One live consumer: frames in order, and whether it fell behind."""
+
+    queue: asyncio.Queue[tuple[int, bytes]] = field(
+        default_factory=lambda: asyncio.Queue(SUBSCRIBER_BUFFER)
+    )
+    overflowed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Sequencer:
+    """Numbers events in the service database and publishes them to subscribers."""
+
+    def __init__(self, accounts: AccountStore) -> None:
+        self.accounts = accounts
+        accounts.conn.executescript(SCHEMA)
+        self.subscribers: set[Subscriber] = set()
+        row = accounts.conn.execute("SELECT max(seq) FROM repo_seq").fetchone()
+        self._last = int(row[0] or 0)
+
+    @property
+    def last_seq(self) -> int:
+        return self._last
+
+    def oldest_seq(self) -> int | None:
+        row = self.accounts.conn.execute("SELECT min(seq) FROM repo_seq").fetchone()
+        return int(row[0]) if row[0] is not None else None
+
+    def _append(
+        self,
+        conn: sqlite3.Connection,
+        did: str,
+        event_type: str,
+        body: dict[str, Any],
+    ) -> tuple[int, bytes]:
+        seq = self._last + 1
+        frame = message_frame(event_type, {"seq": seq, **body})
+        conn.execute(
+            "INSERT INTO repo_seq (seq, did, event_type, frame, sequenced_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (seq, did, event_type, frame, now_ms()),
+        )
+        return seq, frame
+
+    def _publish(self, event_type: str, seq: int, frame: bytes) -> None:
+        self._last = seq
+        EVENTS.labels(event_type).inc()
+        for sub in self.subscribers:
+            if sub.overflowed.is_set():
+                continue
+            try:
+                sub.queue.put_nowait((seq, frame))
+            except asyncio.QueueFull:
+                sub.overflowed.set()
+                SLOW_CONSUMERS.inc()
+
+    def _sequence(
+        self, did: str, event_type: str, body: dict[str, Any], root: tuple[str, str] | None = None
+    ) -> int:
+        with self.accounts.transaction() as conn:
+            seq, frame = self._append(conn, did, event_type, body)
+            if root is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO repo_root (did, cid, rev, indexed_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (did, root[0], root[1], now_ms()),
+                )
+        self._publish(event_type, seq, frame)
+        return seq
+
+    def commit(self, did: str, result: CommitResult, blobs: Iterable[CID]) -> int:
+        """Sequence a `#commit` (and record the new root); returns its number."""
+        body: dict[str, Any] = {
+            "rebase": False,
+            "tooBig": False,
+            "repo": did,
+            "commit": result.cid,
+            "rev": result.commit.rev,
+            "since": result.since,
+            "blocks": write_car([result.cid], result.event_blocks.items()),
+            "ops": [op.to_event() for op in result.ops],
+            "blobs": sorted(set(blobs)),
+            "time": iso_now(),
+        }
+        if result.prev_data is not None:
+            body["prevData"] = result.prev_data
+        return self._sequence(did, "#commit", body, (str(result.cid), result.commit.rev))
+
+    def sync(self, did: str, commit_cid: CID, commit_block: bytes, rev: str) -> int:
+        """Sequence a `#sync`: the repository's state is now this commit, whatever came before."""
+        body = {
+            "did": did,
+            "blocks": write_car([commit_cid], [(commit_cid, commit_block)]),
+            "rev": rev,
+            "time": iso_now(),
+        }
+        return self._sequence(did, "#sync", body, (str(commit_cid), rev))
+
+    def identity(self, did: str, handle: str | None) -> int:
+        body: dict[str, Any] = {"did": did, "time": iso_now()}
+        if handle is not None:
+            body["handle"] = handle
+        return self._sequence(did, "#identity", body)
+
+    def account(self, did: str, active: bool, status: str | None) -> int:
+        body: dict[str, Any] = {"did": did, "time": iso_now(), "active": active}
+        if status is not None:
+            body["status"] = status
+        return self._sequence(did, "#account", body)
+
+    def replay(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        """Stored frames with a sequence number above `after`, oldest first."""
+        rows = self.accounts.conn.execute(
+            "SELECT seq, frame FROM repo_seq WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+        ).fetchall()
+        return [(int(r[0]), bytes(r[1])) for r in rows]
+
+    def subscribe(self) -> Subscriber:
+        sub = Subscriber()
+        self.subscribers.add(sub)
+        SUBSCRIBERS.set(len(self.subscribers))
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+        SUBSCRIBERS.set(len(self.subscribers))
