@@ -26,6 +26,7 @@ from strata.core.lexicon.schema import (
     ParamsDef,
     ProcedureDef,
     QueryDef,
+    SubscriptionDef,
 )
 from strata.net.errors import XrpcError, invalid_request
 
@@ -126,7 +127,8 @@ class XrpcRouter:
         ):
             raise XrpcError(405, "InvalidRequest", f"{nsid} expects {method.http_method}")
         schema = self.catalog.find(nsid)
-        params_schema = schema.parameters if isinstance(schema, QueryDef | ProcedureDef) else None
+        methods = QueryDef | ProcedureDef | SubscriptionDef
+        params_schema = schema.parameters if isinstance(schema, methods) else None
         params = parse_params(params_schema, request.query)
         try:
             if schema is not None:
