@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from strata.pds.app import create_pds_app
@@ -146,3 +148,36 @@ def service_process(
                 process.kill()
                 process.wait(timeout=10)
         log.close()
+
+
+async def start_strata(
+    command: str, data_dir: Path, port: int, *args: str
+) -> asyncio.subprocess.Process:
+    """Start `strata <command>` as a process (for crash tests) and wait until it is healthy."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "strata",
+        command,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--log-level",
+        "warning",
+        *args,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    async with aiohttp.ClientSession() as http:
+        for _ in range(150):
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/xrpc/_health") as resp:
+                    if resp.status == 200:
+                        return proc
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"strata {command} did not start")

@@ -24,14 +24,14 @@ PNG = bytes.fromhex(
 
 
 @pytest.fixture(scope="module")
-def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """A directory and a PDS as real processes: (plc url, pds url)."""
+def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A directory and a PDS as real processes; yields the PDS's URL."""
     root: Path = tmp_path_factory.mktemp("sdk")
     with service_process("plc", root / "plc") as (plc, _):
         port = free_port()
         args = ("--plc-url", plc, "--dev", "--hostname", "localhost")
         with service_process("pds", root / "pds", *args, port=port) as (pds, _):
-            yield plc, pds
+            yield pds
 
 
 def _account(pds: str, handle: str) -> Client:
@@ -43,8 +43,8 @@ def _account(pds: str, handle: str) -> Client:
     return client
 
 
-def test_sdk_posts_likes_follows_and_exports(network: tuple[str, str]) -> None:
-    _, pds = network
+def test_sdk_posts_likes_follows_and_exports(network: str) -> None:
+    pds = network
     alice = _account(pds, "alice.test")
     bob = _account(pds, "bob.test")
     assert alice.me is not None and alice.me.handle == "alice.test"
@@ -78,8 +78,8 @@ def test_sdk_posts_likes_follows_and_exports(network: tuple[str, str]) -> None:
     assert texts == ["a picture", "hello from the SDK"]
 
 
-def test_sdk_errors_are_xrpc_errors(network: tuple[str, str]) -> None:
-    _, pds = network
+def test_sdk_errors_are_xrpc_errors(network: str) -> None:
+    pds = network
     client = Client(base_url=pds)
     with pytest.raises(RequestErrorBase) as caught:
         client.login("nobody.test", "wrong")
@@ -87,8 +87,8 @@ def test_sdk_errors_are_xrpc_errors(network: tuple[str, str]) -> None:
     assert caught.value.response.content.error == "AuthenticationRequired"
 
 
-def test_firehose_from_cursor_zero_sees_every_event(network: tuple[str, str]) -> None:
-    plc, pds = network
+def test_firehose_from_cursor_zero_sees_every_event(network: str) -> None:
+    pds = network
     carol = _account(pds, "carol.test")
     for i in range(5):
         carol.send_post(f"post {i}")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -14,37 +12,7 @@ import aiohttp
 from strata.core.crypto import K256Keypair
 from strata.core.plc import validate_operation_log
 from tests.plcops import genesis, update
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def start(data_dir: Path, port: int) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "strata",
-        "plc",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    async with aiohttp.ClientSession() as http:
-        for _ in range(100):
-            try:
-                async with http.get(f"http://127.0.0.1:{port}/xrpc/_health") as resp:
-                    if resp.status == 200:
-                        return proc
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.1)
-    proc.kill()
-    raise AssertionError("strata plc did not start")
+from tests.services import free_port, start_strata
 
 
 async def test_acknowledged_operations_survive_sigkill(tmp_path: Path) -> None:
@@ -68,7 +36,7 @@ async def test_acknowledged_operations_survive_sigkill(tmp_path: Path) -> None:
                 return
             acknowledged[did].append(op)
 
-    proc = await start(tmp_path, port)
+    proc = await start_strata("plc", tmp_path, port)
     async with aiohttp.ClientSession() as http:
         writers = asyncio.gather(*(submit_chain(http, did) for did in chains))
         for _ in range(200):  # kill once a few hundred writes are acknowledged
@@ -81,7 +49,7 @@ async def test_acknowledged_operations_survive_sigkill(tmp_path: Path) -> None:
     total = sum(len(ops) for ops in acknowledged.values())
     assert 0 < total < 2000, "the kill should land mid-run"
 
-    proc = await start(tmp_path, port)
+    proc = await start_strata("plc", tmp_path, port)
     try:
         async with aiohttp.ClientSession() as http:
             for did, ops in acknowledged.items():

@@ -12,7 +12,7 @@ import json
 import shutil
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -415,9 +415,15 @@ def store_path(actors_dir: Path, did: str) -> Path:
 class ActorStores:
     """Opens account stores on demand and keeps the most recently used ones open."""
 
-    def __init__(self, actors_dir: Path, capacity: int = 256) -> None:
+    def __init__(
+        self,
+        actors_dir: Path,
+        capacity: int = 256,
+        on_open: Callable[[ActorStore], None] | None = None,
+    ) -> None:
         self.actors_dir = actors_dir
         self.capacity = capacity
+        self.on_open = on_open
         self._open: OrderedDict[str, ActorStore] = OrderedDict()
 
     def exists(self, did: str) -> bool:
@@ -430,6 +436,8 @@ class ActorStores:
             return store
         store = ActorStore(did, store_path(self.actors_dir, did))
         self._open[did] = store
+        if self.on_open is not None:
+            self.on_open(store)
         while len(self._open) > self.capacity:
             _, oldest = self._open.popitem(last=False)
             oldest.close()

@@ -28,7 +28,7 @@ from strata.identity.errors import IdentityError
 from strata.net.errors import XrpcError, invalid_request
 from strata.net.logs import log_event
 from strata.pds.accounts import Account, AccountStore
-from strata.pds.actor_store import ActorStores
+from strata.pds.actor_store import ActorStore, ActorStores
 from strata.pds.auth import Authenticator, LoginLimiter, Tokens
 from strata.pds.blobs import BlobStore
 from strata.pds.config import PdsConfig, Secrets
@@ -51,7 +51,7 @@ class Pds:
         self.secrets = Secrets.load_or_create(data_dir)
         self.accounts = AccountStore(data_dir / "service.sqlite")
         self.sequencer = Sequencer(self.accounts)
-        self.stores = ActorStores(data_dir / "actors")
+        self.stores = ActorStores(data_dir / "actors", on_open=self._reconcile)
         self.blobs = BlobStore(data_dir / "blobs")
         self.writer = RepoWriter(self.stores, self.blobs, self.sequencer)
         self.tokens = Tokens(self.secrets.jwt_secret, config.service_did)
@@ -63,6 +63,19 @@ class Pds:
         self._resolver: IdentityResolver | None = None
         self._plc: PlcClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def _reconcile(self, store: ActorStore) -> None:
+        """Announce a commit that reached the account's store but not the firehose.
+
+        The store commits before the event is sequenced; a crash in between leaves the two
+        apart, and the first time the store is opened afterwards a `#sync` closes the gap.
+        """
+        root = store.root()
+        announced = self.accounts.root(store.did)
+        if root is None or announced is None or announced[0] == str(root[0]):
+            return
+        self.sequencer.sync(store.did, root[0], store.blocks[root[0]], root[1])
+        log_event(log, "unannounced commit synced", did=store.did, rev=root[1])
 
     # Lifecycle
 
