@@ -65,11 +65,11 @@ class DidDocument:
         except CoreError:
             return None
 
-    def service_endpoint(self, fragment: str, service_type: str) -> str | None:
-        """The http(s) endpoint of the service `#fragment` of `service_type`, if present."""
+    def service_endpoint(self, fragment: str, service_type: str | None = None) -> str | None:
+        """The http(s) endpoint of the service `#fragment` (of `service_type`, when given)."""
         services = self.raw.get("service")
         service = _find(services if isinstance(services, list) else [], self.did, fragment)
-        if service is None or service.get("type") != service_type:
+        if service is None or (service_type is not None and service.get("type") != service_type):
             return None
         endpoint = service.get("serviceEndpoint")
         if not isinstance(endpoint, str):

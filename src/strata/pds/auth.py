@@ -180,7 +180,9 @@ class Authenticator:
         async def verify(request: web.Request, nsid: str) -> Credentials | None:
             if "Authorization" not in request.headers:
                 return None
-            return await strict(request, nsid)  # type: ignore[no-any-return]
+            credentials = await strict(request, nsid)
+            assert isinstance(credentials, Credentials)
+            return credentials
 
         return verify
 

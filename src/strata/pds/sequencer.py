@@ -50,7 +50,7 @@ def iso_now() -> str:
 
 def message_frame(event_type: str, body: dict[str, Any]) -> bytes:
     """A `subscribeRepos` message frame: header `{op: 1, t}` then the body, both DAG-CBOR."""
-    return cbor.encode({"t": event_type, "op": 1}) + cbor.encode(body)  # type: ignore[arg-type]
+    return cbor.encode({"t": event_type, "op": 1}) + cbor.encode(body)
 
 
 def error_frame(error: str, message: str) -> bytes:

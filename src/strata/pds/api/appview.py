@@ -104,7 +104,8 @@ class Proxy:
     async def __call__(self, request: web.Request, nsid: str) -> web.StreamResponse:
         if not nsid.startswith(PROXIED_PREFIXES) and "atproto-proxy" not in request.headers:
             raise XrpcError(501, "MethodNotImplemented", "Method Not Implemented")
-        credentials: Credentials = await self.verify(request, nsid)
+        credentials = await self.verify(request, nsid)
+        assert isinstance(credentials, Credentials)
         try:
             return await self._forward(request, nsid, credentials)
         except XrpcError as exc:
