@@ -16,7 +16,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -133,7 +133,7 @@ def bearer(request: web.Request) -> str:
     return token.strip()
 
 
-Verifier = Callable[[web.Request, str], Awaitable[object]]
+Verifier = Callable[[web.Request, str], Awaitable[Any]]
 
 
 class Authenticator:
@@ -180,8 +180,20 @@ class Authenticator:
         async def verify(request: web.Request, nsid: str) -> Credentials | None:
             if "Authorization" not in request.headers:
                 return None
-            credentials = await strict(request, nsid)
-            assert isinstance(credentials, Credentials)
+            credentials: Credentials = await strict(request, nsid)
+            return credentials
+
+        return verify
+
+    def self_or_admin(self) -> Verifier:
+        """Optional auth: an account's access token, the operator, or nobody (None)."""
+        account = self.optional_access()
+
+        async def verify(request: web.Request, nsid: str) -> Credentials | Admin | None:
+            header = request.headers.get("Authorization", "")
+            if header.lower().startswith("basic "):
+                return await self.admin(request, nsid)
+            credentials: Credentials | None = await account(request, nsid)
             return credentials
 
         return verify

@@ -104,8 +104,7 @@ class Proxy:
     async def __call__(self, request: web.Request, nsid: str) -> web.StreamResponse:
         if not nsid.startswith(PROXIED_PREFIXES) and "atproto-proxy" not in request.headers:
             raise XrpcError(501, "MethodNotImplemented", "Method Not Implemented")
-        credentials = await self.verify(request, nsid)
-        assert isinstance(credentials, Credentials)
+        credentials: Credentials = await self.verify(request, nsid)
         try:
             return await self._forward(request, nsid, credentials)
         except XrpcError as exc:

@@ -176,7 +176,7 @@ def register(router: XrpcRouter, pds: Pds) -> None:
         store = pds.stores.open(account.did)
         cid = store.record_cid(collection, rkey)
         wanted = call.params.get("cid")
-        if cid is None or (wanted is not None and wanted != cid) or not account.active:
+        if cid is None or (wanted is not None and wanted != cid) or account.takedown_ref:
             raise XrpcError(400, "RecordNotFound", f"Could not locate record: {uri}")
         value = cbor.decode_to_json(store.blocks[CID.from_str(cid)])
         return json_response({"uri": uri, "cid": cid, "value": value})

@@ -18,6 +18,7 @@ from strata.net.logs import log_event
 from strata.net.server import json_response
 from strata.net.xrpc import Call, XrpcRouter
 from strata.pds.accounts import Account
+from strata.pds.auth import Admin, Credentials
 from strata.pds.sequencer import error_frame, message_frame
 from strata.pds.service import Pds
 
@@ -27,11 +28,14 @@ CAR: Final = "application/vnd.ipld.car"
 REPLAY_PAGE: Final = 500
 
 
-def _hosted(pds: Pds, did: str, allow_inactive: bool = False) -> Account:
+def _hosted(pds: Pds, did: str, caller: Credentials | Admin | None = None) -> Account:
+    """The account whose repository is asked for; an inactive one only for itself or the
+    operator (so that a migration can check what it imported before activating)."""
     account = pds.accounts.get(did)
     if account is None:
         raise XrpcError(400, "RepoNotFound", f"Could not find repo for DID: {did}")
-    if not allow_inactive:
+    own = isinstance(caller, Admin) or (isinstance(caller, Credentials) and caller.did == did)
+    if not own:
         if account.takedown_ref is not None:
             raise XrpcError(400, "RepoTakendown", f"Repo has been takendown: {did}")
         if account.deactivated_at is not None:
@@ -40,10 +44,12 @@ def _hosted(pds: Pds, did: str, allow_inactive: bool = False) -> Account:
 
 
 def register(router: XrpcRouter, pds: Pds) -> None:
-    @router.query("com.atproto.sync.getRepo")
+    self_or_admin = pds.auth.self_or_admin()
+
+    @router.query("com.atproto.sync.getRepo", auth=self_or_admin)
     async def get_repo(call: Call[None]) -> web.StreamResponse:
         did = call.params["did"]
-        _hosted(pds, did)
+        _hosted(pds, did, call.auth)
         store = pds.stores.open(did)
         root = store.root()
         if root is None:
@@ -60,10 +66,10 @@ def register(router: XrpcRouter, pds: Pds) -> None:
         await response.write_eof()
         return response
 
-    @router.query("com.atproto.sync.getRecord")
+    @router.query("com.atproto.sync.getRecord", auth=self_or_admin)
     async def get_record(call: Call[None]) -> web.Response:
         did = call.params["did"]
-        _hosted(pds, did)
+        _hosted(pds, did, call.auth)
         repo = pds.stores.open(did).repo()
         if repo is None:
             raise XrpcError(400, "RepoNotFound", f"Could not find repo for DID: {did}")
@@ -77,10 +83,10 @@ def register(router: XrpcRouter, pds: Pds) -> None:
         blocks[record] = repo.store[record]
         return web.Response(body=write_car([repo.commit_cid], blocks.items()), content_type=CAR)
 
-    @router.query("com.atproto.sync.getBlocks")
+    @router.query("com.atproto.sync.getBlocks", auth=self_or_admin)
     async def get_blocks(call: Call[None]) -> web.Response:
         did = call.params["did"]
-        _hosted(pds, did)
+        _hosted(pds, did, call.auth)
         try:
             cids = [CID.from_str(c) for c in call.params["cids"]]
         except CoreError as exc:
@@ -94,10 +100,10 @@ def register(router: XrpcRouter, pds: Pds) -> None:
         roots = [root[0]] if root else []
         return web.Response(body=write_car(roots, found.items()), content_type=CAR)
 
-    @router.query("com.atproto.sync.getLatestCommit")
+    @router.query("com.atproto.sync.getLatestCommit", auth=self_or_admin)
     async def get_latest_commit(call: Call[None]) -> web.Response:
         did = call.params["did"]
-        _hosted(pds, did)
+        _hosted(pds, did, call.auth)
         root = pds.stores.open(did).root()
         if root is None:
             raise XrpcError(400, "RepoNotFound", f"Could not find root for DID: {did}")
@@ -106,7 +112,9 @@ def register(router: XrpcRouter, pds: Pds) -> None:
     @router.query("com.atproto.sync.getRepoStatus")
     async def get_repo_status(call: Call[None]) -> web.Response:
         did = call.params["did"]
-        account = _hosted(pds, did, allow_inactive=True)
+        account = pds.accounts.get(did)
+        if account is None:
+            raise XrpcError(400, "RepoNotFound", f"Could not find repo for DID: {did}")
         out: dict[str, Any] = {"did": did, "active": account.active}
         if account.status is not None:
             out["status"] = account.status
@@ -131,10 +139,10 @@ def register(router: XrpcRouter, pds: Pds) -> None:
             out["cursor"] = rows[-1][0].did
         return json_response(out)
 
-    @router.query("com.atproto.sync.getBlob")
+    @router.query("com.atproto.sync.getBlob", auth=self_or_admin)
     async def get_blob(call: Call[None]) -> web.StreamResponse:
         did, cid = call.params["did"], call.params["cid"]
-        _hosted(pds, did)
+        _hosted(pds, did, call.auth)
         row = pds.stores.open(did).blob(cid)
         path = pds.blobs.path(did, cid) if row is not None and row.temp_key is None else None
         if row is None or path is None or row.takedown_ref is not None:
@@ -148,10 +156,10 @@ def register(router: XrpcRouter, pds: Pds) -> None:
             },
         )
 
-    @router.query("com.atproto.sync.listBlobs")
+    @router.query("com.atproto.sync.listBlobs", auth=self_or_admin)
     async def list_blobs(call: Call[None]) -> web.Response:
         did = call.params["did"]
-        _hosted(pds, did)
+        _hosted(pds, did, call.auth)
         limit = call.params.get("limit", 500)
         cids = pds.stores.open(did).list_blobs(
             call.params.get("since"), limit, call.params.get("cursor")
