@@ -230,8 +230,13 @@ class Pds:
         return account
 
     def activate(self, did: str) -> None:
+        """Activate an account; a repository imported from elsewhere, still signed with the
+        old host's key, is first re-signed with this PDS's key (an empty commit)."""
         self.accounts.set_deactivated(did, False)
         store = self.stores.open(did)
+        repo = store.repo()
+        if repo is not None and not repo.commit.verify(store.keypair().public_key):
+            self.writer.apply(did, [])
         root = store.root()
         if root is not None:
             self.sequencer.sync(did, root[0], store.blocks[root[0]], root[1])
