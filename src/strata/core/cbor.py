@@ -9,7 +9,6 @@ does not, and its JSON form (`from_json`) and the lexicon validator are where th
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any, Final
 
 import cbrrr
@@ -68,7 +67,7 @@ def _b64decode(text: str) -> bytes:
     text = text.rstrip("=")
     try:
         return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or non-ASCII text
         raise DecodeError(f"invalid base64 in $bytes: {exc}") from exc
 
 
@@ -76,10 +75,22 @@ def _b64encode(data: bytes) -> str:
     return base64.b64encode(data).decode().rstrip("=")
 
 
+def _unicode(text: str) -> str:
+    # JSON can spell lone surrogates (`"\ud800"`), which are not Unicode scalar values and have
+    # no UTF-8 encoding.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DecodeError("string is not valid Unicode (lone surrogate)") from exc
+    return text
+
+
 def _from_json(value: Any, depth: int) -> DataModel:
     if depth > MAX_DEPTH:
         raise DecodeError("data is nested too deeply")
-    if value is None or isinstance(value, (bool, str)):
+    if isinstance(value, str):
+        return _unicode(value)
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
         if not _INT_MIN <= value <= _INT_MAX:
@@ -111,7 +122,7 @@ def _object_from_json(obj: dict[str, Any], depth: int) -> DataModel:
     for key, item in obj.items():
         if not isinstance(key, str):
             raise DecodeError("object keys must be strings")
-        out[key] = _from_json(item, depth + 1)
+        out[_unicode(key)] = _from_json(item, depth + 1)
     check_object(out)
     return out
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from aiohttp import web
 from multidict import MultiMapping
@@ -51,6 +51,10 @@ Verifier = Callable[[web.Request, str], Awaitable[Any]]
 Fallback = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 
 
+DEFAULT_JSON_LIMIT: Final = 150 * 1024
+"""The reference's limit on a JSON body; record writes allow more (`json_limit`)."""
+
+
 @dataclass(frozen=True)
 class _Method:
     nsid: str
@@ -58,6 +62,7 @@ class _Method:
     handler: Handler
     auth: Verifier | None
     json_input: bool
+    json_limit: int
 
 
 def _convert(name: str, prop: object, values: list[str]) -> Any:
@@ -96,10 +101,15 @@ class XrpcRouter:
         self.methods: dict[str, _Method] = {}
 
     def _register(
-        self, nsid: str, http_method: str, auth: Verifier | None, json_input: bool
+        self,
+        nsid: str,
+        http_method: str,
+        auth: Verifier | None,
+        json_input: bool,
+        json_limit: int = DEFAULT_JSON_LIMIT,
     ) -> Callable[[Handler], Handler]:
         def decorate(handler: Handler) -> Handler:
-            self.methods[nsid] = _Method(nsid, http_method, handler, auth, json_input)
+            self.methods[nsid] = _Method(nsid, http_method, handler, auth, json_input, json_limit)
             return handler
 
         return decorate
@@ -109,10 +119,14 @@ class XrpcRouter:
         return self._register(nsid, "GET", auth, json_input=False)
 
     def procedure(
-        self, nsid: str, auth: Verifier | None = None, raw_input: bool = False
+        self,
+        nsid: str,
+        auth: Verifier | None = None,
+        raw_input: bool = False,
+        json_limit: int = DEFAULT_JSON_LIMIT,
     ) -> Callable[[Handler], Handler]:
         """Register a POST method; `raw_input` leaves the body unread for the handler."""
-        return self._register(nsid, "POST", auth, json_input=not raw_input)
+        return self._register(nsid, "POST", auth, not raw_input, json_limit)
 
     async def dispatch(self, request: web.Request, fallback: Fallback | None) -> web.StreamResponse:
         """Answer `/xrpc/{nsid}`."""
@@ -125,7 +139,9 @@ class XrpcRouter:
         if request.method != method.http_method and not (
             request.method == "HEAD" and method.http_method == "GET"
         ):
-            raise XrpcError(405, "InvalidRequest", f"{nsid} expects {method.http_method}")
+            raise invalid_request(
+                f"Incorrect HTTP method ({request.method}) expected {method.http_method}"
+            )
         schema = self.catalog.find(nsid)
         methods = QueryDef | ProcedureDef | SubscriptionDef
         params_schema = schema.parameters if isinstance(schema, methods) else None
@@ -138,18 +154,26 @@ class XrpcRouter:
         auth = await method.auth(request, nsid) if method.auth is not None else None
         body = None
         if method.json_input and request.method == "POST":
-            body = await self._json_input(request, nsid, schema)
+            body = await self._json_input(request, nsid, schema, method.json_limit)
         return await method.handler(Call(request, nsid, params, body, auth))
 
-    async def _json_input(self, request: web.Request, nsid: str, schema: object) -> Any:
+    async def _json_input(self, request: web.Request, nsid: str, schema: object, limit: int) -> Any:
         if isinstance(schema, ProcedureDef) and schema.input is None:
             return None
         if request.content_type != "application/json":
             raise invalid_request(
                 f"Wrong request encoding (Content-Type): {request.content_type or 'none'}"
             )
+        too_large = XrpcError(413, "PayloadTooLarge", "request entity too large")
+        if request.content_length is not None and request.content_length > limit:
+            raise too_large
+        data = bytearray()
+        async for chunk in request.content.iter_chunked(1 << 16):
+            data += chunk
+            if len(data) > limit:
+                raise too_large
         try:
-            raw = json.loads(await request.read())
+            raw = json.loads(data)
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise invalid_request("Request body is not valid JSON") from None
         try:

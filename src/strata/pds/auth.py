@@ -122,15 +122,32 @@ class Tokens:
         return payload
 
 
+def authorization(request: web.Request) -> tuple[str, str] | None:
+    """The (lower-case type, credentials) of the Authorization header; None when absent.
+
+    Malformed headers and unknown types are refused as the reference refuses them.
+    """
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    parts = header.split(" ")
+    if len(parts) != 2 or not parts[1]:
+        raise invalid_token("Malformed authorization header")
+    kind = parts[0].lower()
+    if kind not in ("basic", "bearer", "dpop"):
+        raise invalid_token(f"Unsupported authorization type: {parts[0]}")
+    return kind, parts[1]
+
+
 def bearer(request: web.Request) -> str:
     """The bearer token of a request; 401 when there is none."""
-    header = request.headers.get("Authorization", "")
-    if not header:
+    found = authorization(request)
+    if found is None:
         raise auth_required()
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise auth_required("Invalid authorization header", "AuthenticationRequired")
-    return token.strip()
+    kind, token = found
+    if kind != "bearer":
+        raise invalid_token("Unexpected authorization type")
+    return token
 
 
 Verifier = Callable[[web.Request, str], Awaitable[Any]]
@@ -207,10 +224,10 @@ class Authenticator:
 
     async def admin(self, request: web.Request, nsid: str) -> Admin:
         """HTTP basic auth as `admin` with the operator password."""
-        header = request.headers.get("Authorization", "")
-        scheme, _, encoded = header.partition(" ")
-        if scheme.lower() != "basic":
-            raise auth_required()
+        found = authorization(request)
+        if found is None or found[0] != "basic":
+            raise auth_required(name="AuthenticationRequired")
+        encoded = found[1]
         try:
             user, _, password = base64.b64decode(encoded).decode().partition(":")
         except (ValueError, binascii.Error, UnicodeDecodeError):

@@ -22,7 +22,7 @@ from strata.core.errors import CoreError
 from strata.core.jwt import sign_service_jwt
 from strata.core.lexicon import Catalog
 from strata.core.plc import document_data, format_did_document, operation_cid, sign_operation
-from strata.core.syntax import normalize_handle, validate_handle
+from strata.core.syntax import is_disallowed_tld, normalize_handle, validate_handle
 from strata.identity import IdentityResolver
 from strata.identity.errors import IdentityError
 from strata.net.errors import XrpcError, invalid_request
@@ -140,6 +140,8 @@ class Pds:
             handle = normalize_handle(validate_handle(handle))
         except CoreError as exc:
             raise XrpcError(400, "InvalidHandle", "Input/handle must be a valid handle") from exc
+        if is_disallowed_tld(handle):
+            raise XrpcError(400, "InvalidHandle", "Handle TLD is invalid or disallowed")
         domain = next((d for d in self.config.handle_domains if handle.endswith(d)), None)
         if domain is not None:
             front = handle[: -len(domain)]

@@ -26,6 +26,9 @@ from strata.pds.writer import (
     prepare_record_write,
 )
 
+RECORD_JSON_LIMIT = 1_000_000
+"""Record writes may carry larger bodies than other methods (the reference's limit)."""
+
 
 def parse_cid(value: Any, name: str) -> CID:
     try:
@@ -74,7 +77,9 @@ def register(router: XrpcRouter, pds: Pds) -> None:
     deactivated_ok = pds.auth.access(allow_deactivated=True)
     catalog = pds.catalog
 
-    @router.procedure("com.atproto.repo.createRecord", auth=writer_auth)
+    @router.procedure(
+        "com.atproto.repo.createRecord", auth=writer_auth, json_limit=RECORD_JSON_LIMIT
+    )
     async def create_record(call: Call[Credentials]) -> web.Response:
         did = _own_repo(pds, call)
         body = call.body
@@ -89,7 +94,7 @@ def register(router: XrpcRouter, pds: Pds) -> None:
         applied = pds.writer.apply(did, [write], optional_cid(body, "swapCommit"))
         return json_response(_record_answer(did, write, applied))
 
-    @router.procedure("com.atproto.repo.putRecord", auth=writer_auth)
+    @router.procedure("com.atproto.repo.putRecord", auth=writer_auth, json_limit=RECORD_JSON_LIMIT)
     async def put_record(call: Call[Credentials]) -> web.Response:
         did = _own_repo(pds, call)
         body = call.body
@@ -117,13 +122,13 @@ def register(router: XrpcRouter, pds: Pds) -> None:
         swap = optional_cid(body, "swapRecord")
         write = prepare_delete(body["collection"], body["rkey"], swap if swap else UNSET)
         if pds.stores.open(did).record_cid(write.collection, write.rkey) is None:
-            if swap is not None:
-                raise XrpcError(400, "InvalidSwap", "Record was at null")
-            return json_response({})
+            return json_response({})  # nothing to delete: a no-op, as in the reference
         applied = pds.writer.apply(did, [write], optional_cid(body, "swapCommit"))
         return json_response({"commit": _commit_meta(applied)})
 
-    @router.procedure("com.atproto.repo.applyWrites", auth=writer_auth)
+    @router.procedure(
+        "com.atproto.repo.applyWrites", auth=writer_auth, json_limit=RECORD_JSON_LIMIT
+    )
     async def apply_writes(call: Call[Credentials]) -> web.Response:
         did = _own_repo(pds, call)
         body = call.body
