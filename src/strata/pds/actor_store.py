@@ -418,7 +418,7 @@ class ActorStores:
     def __init__(
         self,
         actors_dir: Path,
-        capacity: int = 256,
+        capacity: int = 64,
         on_open: Callable[[ActorStore], None] | None = None,
     ) -> None:
         self.actors_dir = actors_dir
@@ -447,6 +447,13 @@ class ActorStores:
         store = self.open(did)
         store.set_keypair(keypair)
         return store
+
+    def release(self, did: str) -> None:
+        """Close an account's store now (it reopens on next use): a new account is idle until
+        its owner signs in, and should cost nothing meanwhile."""
+        store = self._open.pop(did, None)
+        if store is not None:
+            store.close()
 
     def destroy(self, did: str) -> None:
         """Close and delete an account's store."""

@@ -220,6 +220,7 @@ class Pds:
         self.sequencer.account(did, not migrating, "deactivated" if migrating else None)
         self.sequencer.commit(did, result, [])
         self.sequencer.sync(did, result.cid, result.new_blocks[result.cid], result.commit.rev)
+        self.stores.release(did)
         log_event(log, "account created", did=did, handle=handle, migrating=migrating)
         if not migrating:
             self.background(self.request_crawl())
