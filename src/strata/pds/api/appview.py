@@ -48,7 +48,9 @@ def register(router: XrpcRouter, pds: Pds) -> None:
 
     @router.procedure("app.bsky.actor.putPreferences", auth=any_access)
     async def put_preferences(call: Call[Credentials]) -> web.Response:
-        raw = (await call.request.json())["preferences"]
+        raw = cbor.to_json(call.body).get("preferences") if isinstance(call.body, dict) else None
+        if not isinstance(raw, list):
+            raise invalid_request("preferences must be an array")
         for pref in raw:
             kind = pref.get("$type") if isinstance(pref, dict) else None
             if not isinstance(kind, str) or not kind.startswith(PREFERENCE_NAMESPACE + "."):
