@@ -1737,23 +1737,24 @@ def test_random_json_is_answered_with_200_or_a_4xx_envelope(tmp_path: Path) -> N
 
 
 async def test_put_preferences_refuses_what_is_not_a_preference_list(tmp_path: Path) -> None:
-    async with running_plc(tmp_path / "plc") as plc, running_pds(tmp_path / "pds", plc.url) as pds:
-        async with aiohttp.ClientSession() as http:
-            async with http.post(
-                f"{pds.url}/xrpc/com.atproto.server.createAccount",
-                json={"handle": "prefs.test", "email": "p@example.test", "password": "pw"},
-            ) as resp:
-                token = (await resp.json())["accessJwt"]
-            auth = {"Authorization": f"Bearer {token}"}
-            url = f"{pds.url}/xrpc/app.bsky.actor.putPreferences"
-            for body in ([1, 2], {"preferences": "x"}, {"preferences": [{"$type": "com.x.y"}]}):
-                async with http.post(url, json=body, headers=auth) as resp:
-                    assert resp.status == 400, body
-                    assert (await resp.json())["error"] == "InvalidRequest"
-            prefs = [{"$type": "app.bsky.actor.defs#adultContentPref", "enabled": False}]
-            async with http.post(url, json={"preferences": prefs}, headers=auth) as resp:
-                assert resp.status == 200
-            async with http.get(
-                f"{pds.url}/xrpc/app.bsky.actor.getPreferences", headers=auth
-            ) as resp:
-                assert (await resp.json())["preferences"] == prefs
+    async with (
+        running_plc(tmp_path / "plc") as plc,
+        running_pds(tmp_path / "pds", plc.url) as pds,
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.post(
+            f"{pds.url}/xrpc/com.atproto.server.createAccount",
+            json={"handle": "prefs.test", "email": "p@example.test", "password": "pw"},
+        ) as resp:
+            token = (await resp.json())["accessJwt"]
+        auth = {"Authorization": f"Bearer {token}"}
+        url = f"{pds.url}/xrpc/app.bsky.actor.putPreferences"
+        for body in ([1, 2], {"preferences": "x"}, {"preferences": [{"$type": "com.x.y"}]}):
+            async with http.post(url, json=body, headers=auth) as resp:
+                assert resp.status == 400, body
+                assert (await resp.json())["error"] == "InvalidRequest"
+        prefs = [{"$type": "app.bsky.actor.defs#adultContentPref", "enabled": False}]
+        async with http.post(url, json={"preferences": prefs}, headers=auth) as resp:
+            assert resp.status == 200
+        async with http.get(f"{pds.url}/xrpc/app.bsky.actor.getPreferences", headers=auth) as resp:
+            assert (await resp.json())["preferences"] == prefs
