@@ -108,6 +108,14 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30
     raise TimeoutError(f"{url} did not become healthy in {timeout} s")
 
 
+def strata_argv(command: str, data_dir: Path, port: int, *args: str) -> list[str]:
+    """The command line of `strata <command>` on 127.0.0.1:port."""
+    return [
+        sys.executable, "-m", "strata", command, "--host", "127.0.0.1", "--port", str(port),
+        "--data-dir", str(data_dir), "--log-level", "warning", *args,
+    ]  # fmt: skip
+
+
 @contextlib.contextmanager
 def service_process(
     command: str, data_dir: Path, *args: str, port: int | None = None
@@ -116,21 +124,7 @@ def service_process(
     port = port or free_port()
     log = (data_dir.parent / f"{data_dir.name}.log").open("ab")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "strata",
-            command,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-            "--log-level",
-            "warning",
-            *args,
-        ],
+        strata_argv(command, data_dir, port, *args),
         stdout=log,
         stderr=log,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -155,19 +149,7 @@ async def start_strata(
 ) -> asyncio.subprocess.Process:
     """Start `strata <command>` as a process (for crash tests) and wait until it is healthy."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "strata",
-        command,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-        "--log-level",
-        "warning",
-        *args,
+        *strata_argv(command, data_dir, port, *args),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )

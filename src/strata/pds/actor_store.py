@@ -22,7 +22,7 @@ from strata.core.cid import CID
 from strata.core.crypto import K256Keypair, Keypair
 from strata.core.repo import Repository
 from strata.pds.accounts import now_ms
-from strata.storage import connect_sqlite
+from strata.storage import connect_sqlite, transaction
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS repo_root (
@@ -145,15 +145,13 @@ class ActorStore:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One durable transaction; rolled back (with pending blocks dropped) on error."""
-        self.conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self.conn
+            with transaction(self.conn) as conn:
+                yield conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
             self.blocks.pending.clear()
             self._repo = None
             raise
-        self.conn.execute("COMMIT")
 
     # Signing key
 

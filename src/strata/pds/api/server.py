@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import time
 from typing import Any
 
@@ -44,16 +45,27 @@ def _status_fields(account: Account) -> dict[str, Any]:
 
 
 async def session_answer(
-    pds: Pds, account: Account, scope: str, app_password: str | None = None
+    pds: Pds,
+    account: Account,
+    scope: str,
+    app_password: str | None = None,
+    jti: str | None = None,
 ) -> dict[str, Any]:
     """What createAccount, createSession and refreshSession answer: tokens and the account."""
-    session = pds.tokens.issue(account.did, scope)
+    session = pds.tokens.issue(account.did, scope, jti)
     pds.accounts.store_refresh_token(
         session.jti, account.did, session.refresh_expires_at, app_password
     )
-    out: dict[str, Any] = {
+    return {
         "accessJwt": session.access_jwt,
         "refreshJwt": session.refresh_jwt,
+        **await account_answer(pds, account),
+    }
+
+
+async def account_answer(pds: Pds, account: Account) -> dict[str, Any]:
+    """The account as getSession describes it, with its DID document when resolvable."""
+    out: dict[str, Any] = {
         "handle": account.handle or "handle.invalid",
         "did": account.did,
         "email": account.email,
@@ -167,19 +179,7 @@ def register(router: XrpcRouter, pds: Pds) -> None:
 
     @router.query("com.atproto.server.getSession", auth=any_access)
     async def get_session(call: Call[Credentials]) -> web.Response:
-        account = pds.account_or_404(call.auth.did)
-        out: dict[str, Any] = {
-            "handle": account.handle or "handle.invalid",
-            "did": account.did,
-            "email": account.email,
-            "emailConfirmed": account.email_confirmed_at is not None,
-            "emailAuthFactor": False,
-            **_status_fields(account),
-        }
-        doc = await pds.did_document_json(account.did)
-        if doc is not None:
-            out["didDoc"] = doc
-        return json_response(out)
+        return json_response(await account_answer(pds, pds.account_or_404(call.auth.did)))
 
     @router.procedure("com.atproto.server.refreshSession", auth=auth.refresh)
     async def refresh_session(call: Call[Credentials]) -> web.Response:
@@ -193,22 +193,10 @@ def register(router: XrpcRouter, pds: Pds) -> None:
         scope = ACCESS
         if stored.app_password_name is not None:
             scope = APP_PASS_PRIVILEGED if stored.privileged else APP_PASS
-        next_id = pds.accounts.rotate_refresh_token(stored, pds.tokens.issue(stored.did, scope).jti)
-        session = pds.tokens.issue(stored.did, scope, jti=next_id)
-        pds.accounts.store_refresh_token(
-            next_id, stored.did, session.refresh_expires_at, stored.app_password_name
+        next_id = pds.accounts.rotate_refresh_token(stored, secrets.token_urlsafe(24))
+        return json_response(
+            await session_answer(pds, account, scope, stored.app_password_name, jti=next_id)
         )
-        out: dict[str, Any] = {
-            "accessJwt": session.access_jwt,
-            "refreshJwt": session.refresh_jwt,
-            "handle": account.handle or "handle.invalid",
-            "did": account.did,
-            **_status_fields(account),
-        }
-        doc = await pds.did_document_json(account.did)
-        if doc is not None:
-            out["didDoc"] = doc
-        return json_response(out)
 
     @router.procedure("com.atproto.server.deleteSession", auth=auth.refresh)
     async def delete_session(call: Call[Credentials]) -> web.Response:
