@@ -67,14 +67,15 @@ class Proxy:
     def __init__(self, pds: Pds) -> None:
         self.pds = pds
         self.appviews = pds.config.appviews
-        self.pool = UpstreamPool(
-            "appview",
-            [a.url for a in self.appviews] or ["http://unconfigured.invalid"],
-            timeout=10.0,
+        self.pool = (
+            UpstreamPool("appview", [a.url for a in self.appviews], timeout=10.0)
+            if self.appviews
+            else None
         )
         self.verify = pds.auth.access()
 
-    async def _target(self, request: web.Request, nsid: str) -> list[AppView]:
+    async def _target(self, request: web.Request, nsid: str) -> AppView | None:
+        """The service the client named; None for the configured AppViews, in order."""
         header = request.headers.get("atproto-proxy")
         if header is None:
             if not nsid.startswith("app.bsky."):
@@ -90,18 +91,18 @@ class Proxy:
                     f"{nsid}: this PDS has no AppView configured (start one and pass "
                     "--appview URL#DID)",
                 )
-            return list(self.appviews)
+            return None
         did, sep, service_id = header.partition("#")
         if not sep or not did.startswith("did:") or not service_id:
             raise invalid_request("atproto-proxy must be a DID and a service id: did:...#service")
         for appview in self.appviews:
             if appview.did == did:
-                return [appview]
+                return appview
         doc = await self.pds.did_document(did)
         endpoint = doc.service_endpoint(f"#{service_id}") if doc is not None else None
         if endpoint is None:
             raise invalid_request(f"could not resolve proxy did service url: {header}")
-        return [AppView(endpoint.rstrip("/"), did)]
+        return AppView(endpoint.rstrip("/"), did)
 
     async def __call__(self, request: web.Request, nsid: str) -> web.StreamResponse:
         if not nsid.startswith(PROXIED_PREFIXES) and "atproto-proxy" not in request.headers:
@@ -146,17 +147,18 @@ class Proxy:
     ) -> web.StreamResponse:
         if credentials.scope == APP_PASS and nsid.startswith("chat.bsky."):
             raise invalid_request("Bad token method: app passwords cannot reach chat services")
-        targets = await self._target(request, nsid)
+        target = await self._target(request, nsid)
         body = await request.read() if request.method == "POST" else None
         if body is not None and len(body) > MAX_PROXIED_BODY:
             raise XrpcError(413, "PayloadTooLarge", "request entity too large")
-        by_url = {t.url: t for t in targets}
+        dids = {a.url: a.did for a in self.appviews}
+        if target is not None:
+            dids[target.url] = target.did
         headers = {h: request.headers[h] for h in FORWARDED_HEADERS if h in request.headers}
         session = self.pds.session
 
         async def attempt(url: str) -> tuple[int, bytes, dict[str, str]]:
-            target = by_url[url]
-            token = self.pds.service_jwt(credentials.did, target.did, nsid)
+            token = self.pds.service_jwt(credentials.did, dids[url], nsid)
             async with session.request(
                 request.method,
                 f"{url}/xrpc/{nsid}",
@@ -171,10 +173,12 @@ class Proxy:
                 return response.status, content, kept
 
         try:
-            if request.method == "GET" and all(t in self.appviews for t in targets):
+            if target is not None:
+                status, content, kept = await attempt(target.url)
+            elif request.method == "GET" and self.pool is not None:
                 status, content, kept = await self.pool.call(attempt)
             else:
-                status, content, kept = await attempt(targets[0].url)
+                status, content, kept = await attempt(self.appviews[0].url)
         except (UpstreamUnavailable, aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise XrpcError(
                 502, "UpstreamFailure", f"{nsid}: the AppView did not answer ({exc})"
