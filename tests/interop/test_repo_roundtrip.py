@@ -83,29 +83,24 @@ async def _records(xrpc: Xrpc, did: str) -> dict[str, str]:
     return records
 
 
+async def _move_and_compare(source: Xrpc, target: Xrpc, name: str, text: str) -> None:
+    """Write 30 posts on `source`, move the account to `target`, and compare both sides."""
+    account = await source.create_account(f"{name}.test")
+    did = account["did"]
+    for i in range(30):
+        await source.post(did, f"{text} {i}")
+    exported = await _move(source, target, did, f"{name}2.test")
+    head = await target.call("com.atproto.sync.getLatestCommit", params={"did": did})
+    assert head["cid"] == str(exported.commit_cid)
+    assert await _records(target, did) == await _records(source, did)
+
+
 async def test_repository_moves_to_the_official_pds_and_back(tmp_path: Path) -> None:
     async with (
         official_network(tmp_path) as net,
         running_pds(tmp_path / "strata", net.plc_url) as ours,
         aiohttp.ClientSession() as http,
     ):
-        strata = Xrpc(http, ours.url)
-        official = Xrpc(http, net.pds_url)
-
-        alice = await strata.create_account("alice.test")
-        for i in range(30):
-            await strata.post(alice["did"], f"from strata {i}")
-        moved = Xrpc(http, net.pds_url)
-        exported = await _move(strata, moved, alice["did"], "alice2.test")
-        head = await moved.call("com.atproto.sync.getLatestCommit", params={"did": alice["did"]})
-        assert head["cid"] == str(exported.commit_cid)
-        assert await _records(moved, alice["did"]) == await _records(strata, alice["did"])
-
-        bob = await official.create_account("bob.test")
-        for i in range(30):
-            await official.post(bob["did"], f"from the official PDS {i}")
-        back = Xrpc(http, ours.url)
-        exported = await _move(official, back, bob["did"], "bob2.test")
-        head = await back.call("com.atproto.sync.getLatestCommit", params={"did": bob["did"]})
-        assert head["cid"] == str(exported.commit_cid)
-        assert await _records(back, bob["did"]) == await _records(official, bob["did"])
+        strata, official = Xrpc(http, ours.url), Xrpc(http, net.pds_url)
+        await _move_and_compare(strata, Xrpc(http, net.pds_url), "alice", "from strata")
+        await _move_and_compare(official, Xrpc(http, ours.url), "bob", "from the official PDS")

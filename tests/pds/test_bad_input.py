@@ -205,6 +205,12 @@ async def refused(
     return reply
 
 
+async def refused_signup(env: Env, handle: str, email: str, error: str) -> Reply:
+    """createAccount with this handle and email must be refused with 400 `error`."""
+    body = {"handle": handle, "email": email, "password": PASSWORD}
+    return await refused(env, env.post("com.atproto.server.createAccount", body), 400, error)
+
+
 def post_record(text: Any = "hello", **fields: Any) -> dict[str, Any]:
     return {"$type": POST, "text": text, "createdAt": NOW, **fields}
 
@@ -1284,41 +1290,17 @@ async def test_create_account_with_a_taken_handle(tmp_path: Path) -> None:
     # updateHandle path uses HandleNotAvailable.)
     async with pds_env(tmp_path) as env:
         for handle in ("alice.test", "ALICE.test"):
-            await refused(
-                env,
-                env.post(
-                    "com.atproto.server.createAccount",
-                    {"handle": handle, "email": "other@example.com", "password": PASSWORD},
-                ),
-                400,
-                "HandleNotAvailable",
-            )
+            await refused_signup(env, handle, "other@example.com", "HandleNotAvailable")
 
 
 async def test_create_account_with_an_invalid_handle(tmp_path: Path) -> None:
     async with pds_env(tmp_path) as env:
         # Syntactically no handle at all: the lexicon (format "handle") refuses the input.
         for handle in ("-bad-.test", "no spaces.test", "justoneword", "a..b.test"):
-            await refused(
-                env,
-                env.post(
-                    "com.atproto.server.createAccount",
-                    {"handle": handle, "email": "new@example.com", "password": PASSWORD},
-                ),
-                400,
-                "InvalidRequest",
-            )
+            await refused_signup(env, handle, "new@example.com", "InvalidRequest")
         # A valid handle this PDS may not give out: more than one label under its domain.
         for handle in ("a.b.test", "x.alice.test"):
-            await refused(
-                env,
-                env.post(
-                    "com.atproto.server.createAccount",
-                    {"handle": handle, "email": "new@example.com", "password": PASSWORD},
-                ),
-                400,
-                "InvalidHandle",
-            )
+            await refused_signup(env, handle, "new@example.com", "InvalidHandle")
 
 
 async def test_create_account_with_a_disallowed_tld(tmp_path: Path) -> None:
@@ -1328,43 +1310,19 @@ async def test_create_account_with_a_disallowed_tld(tmp_path: Path) -> None:
     # .localhost, .internal, .example, .alt and .onion, wherever the handle points.
     async with pds_env(tmp_path) as env:
         for handle in ("alice.local", "alice.invalid", "alice.localhost", "bob.example"):
-            await refused(
-                env,
-                env.post(
-                    "com.atproto.server.createAccount",
-                    {"handle": handle, "email": "new@example.com", "password": PASSWORD},
-                ),
-                400,
-                "InvalidHandle",
-            )
+            await refused_signup(env, handle, "new@example.com", "InvalidHandle")
 
 
 async def test_create_account_with_a_short_or_long_handle(tmp_path: Path) -> None:
     async with pds_env(tmp_path) as env:
         for handle in ("ab.test", "a.test", "a" * 19 + ".test"):
-            await refused(
-                env,
-                env.post(
-                    "com.atproto.server.createAccount",
-                    {"handle": handle, "email": "new@example.com", "password": PASSWORD},
-                ),
-                400,
-                "InvalidHandle",
-            )
+            await refused_signup(env, handle, "new@example.com", "InvalidHandle")
 
 
 async def test_create_account_with_a_taken_email(tmp_path: Path) -> None:
     async with pds_env(tmp_path) as env:
         for email in (env.alice.email, env.alice.email.upper()):
-            await refused(
-                env,
-                env.post(
-                    "com.atproto.server.createAccount",
-                    {"handle": "carol.test", "email": email, "password": PASSWORD},
-                ),
-                400,
-                "InvalidRequest",
-            )
+            await refused_signup(env, "carol.test", email, "InvalidRequest")
         assert env.pds.accounts.by_handle("carol.test") is None
 
 

@@ -95,13 +95,10 @@ def encode_hs256(payload: dict[str, Any], secret: bytes, typ: str) -> str:
     return f"{signing_input}.{_b64encode(mac)}"
 
 
-def verify_hs256(token: str, secret: bytes, now: float, typ: str | None = None) -> dict[str, Any]:
-    """The payload of an HS256 token signed with `secret` and unexpired at `now`."""
-    jwt = parse_jwt(token)
+def verify_hs256(jwt: Jwt, secret: bytes, now: float) -> dict[str, Any]:
+    """The payload of a parsed HS256 token signed with `secret` and unexpired at `now`."""
     if jwt.header.get("alg") != "HS256":
         raise JwtError("token algorithm must be HS256")
-    if typ is not None and jwt.header.get("typ") != typ:
-        raise JwtError(f"token type must be {typ}")
     expected = hmac.new(secret, jwt.signing_input, hashlib.sha256).digest()
     if not hmac.compare_digest(expected, jwt.signature):
         raise JwtError("token signature does not verify")

@@ -9,7 +9,7 @@ with the XRPC error envelope and the handler never sees the request.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
@@ -191,8 +191,3 @@ class XrpcRouter:
             return await self.dispatch(request, fallback)
 
         app.router.add_route("*", "/xrpc/{nsid}", handle)
-
-
-def json_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Parameters back as a query-string mapping (for forwarding a call)."""
-    return {k: ("true" if v is True else "false" if v is False else v) for k, v in params.items()}

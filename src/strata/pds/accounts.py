@@ -248,7 +248,7 @@ class AccountStore:
             for table in ("account", "repo_root", "refresh_token", "app_password", "email_token"):
                 conn.execute(f"DELETE FROM {table} WHERE did = ?", (did,))
 
-    # Repository roots, for listRepos and getLatestCommit
+    # Repository roots as announced on the firehose, for listRepos and getRepoStatus
 
     def root(self, did: str) -> tuple[str, str] | None:
         row = self.conn.execute("SELECT cid, rev FROM repo_root WHERE did = ?", (did,)).fetchone()

@@ -81,7 +81,7 @@ class BlobRow:
 
 
 class BlockView(MutableMapping[CID, bytes]):
-    """The store's blocks as a mapping; writes wait in memory until `flush`.
+    """The store's blocks as a mapping; writes wait in memory until `ActorStore.save_commit`.
 
     A commit is computed against this view and only reaches the database inside the
     transaction that also updates the record index and the root, so a failed commit leaves
@@ -186,6 +186,12 @@ class ActorStore:
             self._repo = Repository.load(self.blocks, root[0])
         return self._repo
 
+    def clear_repo(self, conn: sqlite3.Connection) -> None:
+        """Remove the repository's blocks, record index and blob links (an import replaces
+        them), inside `conn`'s transaction."""
+        for table in ("repo_block", "record", "record_blob"):
+            conn.execute(f"DELETE FROM {table}")
+
     def save_commit(
         self,
         conn: sqlite3.Connection,
@@ -207,10 +213,6 @@ class ActorStore:
         self.blocks.pending.clear()
         self._repo = repo
 
-    def forget_repo(self) -> None:
-        """Drop the cached repository (after an import replaced it)."""
-        self._repo = None
-
     def blocks_since(self, since: str | None) -> Iterator[tuple[bytes, bytes]]:
         """(cid bytes, block) of every block, or of those written after revision `since`."""
         if since is None:
@@ -226,13 +228,11 @@ class ActorStore:
         found: dict[CID, bytes] = {}
         missing: list[CID] = []
         for cid in cids:
-            row = self.conn.execute(
-                "SELECT content FROM repo_block WHERE cid = ?", (cid.cid_bytes,)
-            ).fetchone()
-            if row is None:
+            block = self.blocks.get(cid)
+            if block is None:
                 missing.append(cid)
             else:
-                found[cid] = bytes(row[0])
+                found[cid] = block
         return found, missing
 
     # Record index
@@ -311,12 +311,11 @@ class ActorStore:
         row = self.conn.execute("SELECT 1 FROM record_blob WHERE blob_cid = ?", (cid,)).fetchone()
         return row is not None
 
-    def mark_permanent(self, cid: str) -> None:
-        with self.transaction() as conn:
-            conn.execute("UPDATE blob SET temp_key = NULL WHERE cid = ?", (cid,))
+    def mark_permanent(self, conn: sqlite3.Connection, cid: str) -> None:
+        """The blob's file has moved under the account: it is no longer a temporary upload."""
+        conn.execute("UPDATE blob SET temp_key = NULL WHERE cid = ?", (cid,))
 
     def link_blob(self, conn: sqlite3.Connection, cid: str, record_path: str) -> None:
-        conn.execute("UPDATE blob SET temp_key = NULL WHERE cid = ?", (cid,))
         conn.execute(
             "INSERT OR IGNORE INTO record_blob (blob_cid, record_path) VALUES (?, ?)",
             (cid, record_path),
@@ -424,9 +423,6 @@ class ActorStores:
         self.on_open = on_open
         self._open: OrderedDict[str, ActorStore] = OrderedDict()
 
-    def exists(self, did: str) -> bool:
-        return store_path(self.actors_dir, did).exists()
-
     def open(self, did: str) -> ActorStore:
         store = self._open.get(did)
         if store is not None:
@@ -455,9 +451,7 @@ class ActorStores:
 
     def destroy(self, did: str) -> None:
         """Close and delete an account's store."""
-        store = self._open.pop(did, None)
-        if store is not None:
-            store.close()
+        self.release(did)
         shutil.rmtree(store_path(self.actors_dir, did).parent, ignore_errors=True)
 
     def close(self) -> None:

@@ -106,16 +106,16 @@ class Tokens:
     def verify(self, token: str, typ: str) -> dict[str, object]:
         """The payload of a token of this PDS, or the reference's error for why not."""
         try:
-            header_typ = parse_jwt(token).header.get("typ")
+            jwt = parse_jwt(token)
         except JwtError as exc:
             raise invalid_token("Malformed token") from exc
         try:
-            payload = verify_hs256(token, self.secret, time.time())
+            payload = verify_hs256(jwt, self.secret, time.time())
         except JwtError as exc:
             if exc.expired:
                 raise XrpcError(400, "ExpiredToken", "Token has expired") from exc
             raise invalid_token("Token could not be verified") from exc
-        if header_typ != typ:
+        if jwt.header.get("typ") != typ:
             raise invalid_token("Invalid token type")
         if payload.get("aud") != self.service_did or not isinstance(payload.get("sub"), str):
             raise invalid_token("Bad token aud")
@@ -207,8 +207,8 @@ class Authenticator:
         account = self.optional_access()
 
         async def verify(request: web.Request, nsid: str) -> Credentials | Admin | None:
-            header = request.headers.get("Authorization", "")
-            if header.lower().startswith("basic "):
+            found = authorization(request)
+            if found is not None and found[0] == "basic":
                 return await self.admin(request, nsid)
             credentials: Credentials | None = await account(request, nsid)
             return credentials

@@ -31,17 +31,13 @@ def import_repo(pds: Pds, did: str, data: bytes) -> None:
     store = pds.stores.open(did)
     rev = repo.rev
     with store.transaction() as conn:
-        for table in ("repo_block", "record", "record_blob"):
-            conn.execute(f"DELETE FROM {table}")
+        store.clear_repo(conn)
         store.blocks.pending.update(reachable)
         for path, cid, value in records:
             collection, rkey = path.split("/", 1)
             store.index_record(conn, collection, rkey, cid, rev)
             for ref in find_blobs(value):
-                conn.execute(
-                    "INSERT OR IGNORE INTO record_blob (blob_cid, record_path) VALUES (?, ?)",
-                    (str(ref.cid), path),
-                )
+                store.link_blob(conn, str(ref.cid), path)
         store.save_commit(conn, Repository.load(store.blocks, root), ())
     pds.sequencer.sync(did, root, reachable[root], rev)
     log_event(log, "repository imported", did=did, rev=rev, records=len(records))

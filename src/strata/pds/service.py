@@ -16,12 +16,12 @@ from typing import Any
 
 import aiohttp
 
-from strata.core.crypto import K256Keypair, Keypair
+from strata.core.crypto import K256Keypair
 from strata.core.diddoc import DidDocument
 from strata.core.errors import CoreError
 from strata.core.jwt import sign_service_jwt
 from strata.core.lexicon import Catalog
-from strata.core.plc import document_data, format_did_document, operation_cid, sign_operation
+from strata.core.plc import operation_cid, sign_operation
 from strata.core.syntax import is_disallowed_tld, normalize_handle, validate_handle
 from strata.identity import IdentityResolver
 from strata.identity.errors import IdentityError
@@ -171,15 +171,18 @@ class Pds:
         except IdentityError:
             return None
 
+    def document_problem(self, did: str, doc: DidDocument | None) -> str | None:
+        """Why `doc` does not let this PDS serve the account (None when it does): it must
+        name this PDS as the service endpoint and hold the account's signing key here."""
+        if doc is None or doc.pds_endpoint != self.config.public_url:
+            return "DID document does not name this PDS as the account's service endpoint yet"
+        key = doc.signing_key()
+        if key is None or key.did_key() != self.stores.open(did).keypair().did():
+            return "DID document's signing key is not this PDS's key for the account"
+        return None
+
     async def did_document_json(self, did: str) -> dict[str, Any] | None:
         """The account's DID document as JSON, for session answers; None if unresolvable."""
-        try:
-            last = await self.plc.last_operation(did) if did.startswith("did:plc:") else None
-        except PlcUnavailable:
-            last = None
-        if last is not None:
-            data = document_data(did, last)
-            return format_did_document(data) if data is not None else None
         doc = await self.did_document(did)
         return doc.raw if doc is not None else None
 
@@ -192,7 +195,7 @@ class Pds:
         password_hash: str,
         did: str | None = None,
         invite_code: str | None = None,
-    ) -> tuple[str, Keypair]:
+    ) -> str:
         """Create an account: a new did:plc when `did` is None, otherwise an existing DID
         moving here (created deactivated until it is activated)."""
         signing_key = K256Keypair.generate()
@@ -224,7 +227,7 @@ class Pds:
         log_event(log, "account created", did=did, handle=handle, migrating=migrating)
         if not migrating:
             self.background(self.request_crawl())
-        return did, signing_key
+        return did
 
     def account_or_404(self, did: str) -> Account:
         account = self.accounts.get(did)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from strata.core.cid import CID
@@ -19,7 +19,7 @@ from strata.core.repo import CommitResult, Repository, Write
 from strata.core.syntax import next_tid, validate_nsid, validate_record_key
 from strata.net.errors import XrpcError, invalid_request
 from strata.net.logs import log_event
-from strata.pds.actor_store import ActorStore, ActorStores
+from strata.pds.actor_store import ActorStore, ActorStores, BlobRow
 from strata.pds.blobs import BlobStore
 from strata.pds.sequencer import Sequencer
 
@@ -57,6 +57,10 @@ class PreparedWrite:
     @property
     def path(self) -> str:
         return f"{self.collection}/{self.rkey}"
+
+
+def repo_not_found(did: str) -> XrpcError:
+    return XrpcError(400, "RepoNotFound", f"Could not find repo for DID: {did}")
 
 
 def invalid_swap(message: str) -> XrpcError:
@@ -134,8 +138,7 @@ class Applied:
     """A committed batch."""
 
     result: CommitResult
-    writes: list[PreparedWrite]
-    cids: dict[str, CID] = field(default_factory=dict)
+    cids: dict[str, CID]
     """The new record CID of each created or updated path."""
 
 
@@ -163,7 +166,9 @@ class RepoWriter:
             if current != write.swap:
                 raise invalid_swap(f"Record was at {current}")
 
-    def _check_blobs(self, store: ActorStore, writes: list[PreparedWrite]) -> None:
+    def _check_blobs(self, store: ActorStore, writes: list[PreparedWrite]) -> dict[str, BlobRow]:
+        """The stored blob of every reference, checked against what the record declares."""
+        rows: dict[str, BlobRow] = {}
         for write in writes:
             for ref in write.blobs:
                 row = store.blob(str(ref.cid))
@@ -179,6 +184,8 @@ class RepoWriter:
                         f"Referenced size does not match stored blob. Expected: {row.size}, "
                         f"Got: {ref.size}"
                     )
+                rows[row.cid] = row
+        return rows
 
     def apply(
         self, did: str, writes: list[PreparedWrite], swap_commit: CID | None = None
@@ -187,9 +194,9 @@ class RepoWriter:
         store = self.stores.open(did)
         repo = store.repo()
         if repo is None:
-            raise XrpcError(400, "RepoNotFound", f"Could not find repo for DID: {did}")
+            raise repo_not_found(did)
         self._check_swaps(repo, writes, swap_commit)
-        self._check_blobs(store, writes)
+        held = self._check_blobs(store, writes)
         try:
             result = repo.apply_writes(
                 [Write(w.action, w.collection, w.rkey, w.record) for w in writes], store.keypair()
@@ -210,21 +217,28 @@ class RepoWriter:
                     )
                 if write.action != "create":
                     unlinked += store.unlink_blobs(conn, write.path)
+            for row in held.values():
+                if row.temp_key is not None:
+                    self.blobs.make_permanent(did, row.cid, row.temp_key)
+                    store.mark_permanent(conn, row.cid)
             for write in writes:
                 for ref in write.blobs:
-                    row = store.blob(str(ref.cid))
-                    if row is not None and row.temp_key is not None:
-                        self.blobs.make_permanent(did, str(ref.cid), row.temp_key)
                     store.link_blob(conn, str(ref.cid), write.path)
             orphans = store.drop_unused_blobs(conn, unlinked)
-            removed = {cid for cid in result.removed_blocks if not store.cid_in_use(conn, cid)}
+            # A replaced record's block stays while another path holds the same content.
+            replaced = {op.prev for op in result.ops if op.prev is not None}
+            removed = {
+                cid
+                for cid in result.removed_blocks
+                if cid not in replaced or not store.cid_in_use(conn, cid)
+            }
             store.save_commit(conn, result.repo, removed)
         for cid in orphans:
             self.blobs.delete(did, cid)
         new_blobs = [ref.cid for w in writes for ref in w.blobs]
         seq = self.sequencer.commit(did, result, new_blobs)
         log_event(log, "commit", logging.DEBUG, did=did, rev=result.commit.rev, seq=seq)
-        return Applied(result, writes, cids)
+        return Applied(result, cids)
 
     def create_repo(self, did: str, store: ActorStore) -> CommitResult:
         """The first, empty commit of a new account's repository."""

@@ -246,7 +246,8 @@ def register(router: XrpcRouter, pds: Pds) -> None:
             pds.blobs.discard_upload(upload.temp_key)
         elif store.blob_referenced(row.cid):
             pds.blobs.make_permanent(call.auth.did, row.cid, upload.temp_key)
-            store.mark_permanent(row.cid)
+            with store.transaction() as conn:
+                store.mark_permanent(conn, row.cid)
         return json_response(
             {
                 "blob": {

@@ -139,7 +139,7 @@ def register(router: XrpcRouter, pds: Pds) -> None:
         ):
             raise XrpcError(400, "UnsupportedDomain", "External handle did not resolve to DID")
         password_hash = await asyncio.to_thread(hash_password, password)
-        did, _ = await pds.create_account(
+        did = await pds.create_account(
             handle, email, password_hash, did, invite if pds.config.invite_required else None
         )
         account = pds.account_or_404(did)
@@ -272,14 +272,7 @@ def register(router: XrpcRouter, pds: Pds) -> None:
         store = pds.stores.open(did)
         root = store.root()
         expected, imported = store.blob_counts()
-        doc = await pds.did_document(did)
-        key = doc.signing_key() if doc is not None else None
-        valid_did = (
-            doc is not None
-            and doc.pds_endpoint == pds.config.public_url
-            and key is not None
-            and key.did_key() == store.keypair().did()
-        )
+        valid_did = pds.document_problem(did, await pds.did_document(did)) is None
         return json_response(
             {
                 "activated": account.deactivated_at is None,
@@ -298,16 +291,9 @@ def register(router: XrpcRouter, pds: Pds) -> None:
     async def activate_account(call: Call[Credentials]) -> web.Response:
         did = call.auth.did
         pds.resolver.forget(did)
-        doc = await pds.did_document(did)
-        key = doc.signing_key() if doc is not None else None
-        if doc is None or doc.pds_endpoint != pds.config.public_url:
-            raise invalid_request(
-                "DID document does not name this PDS as the account's service endpoint yet"
-            )
-        if key is None or key.did_key() != pds.stores.open(did).keypair().did():
-            raise invalid_request(
-                "DID document's signing key is not this PDS's key for the account"
-            )
+        problem = pds.document_problem(did, await pds.did_document(did))
+        if problem is not None:
+            raise invalid_request(problem)
         pds.activate(did)
         return web.Response(status=200)
 

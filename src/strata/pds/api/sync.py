@@ -21,6 +21,7 @@ from strata.pds.accounts import Account
 from strata.pds.auth import Admin, Credentials
 from strata.pds.sequencer import error_frame, message_frame
 from strata.pds.service import Pds
+from strata.pds.writer import repo_not_found
 
 log = logging.getLogger("strata.pds.firehose")
 
@@ -33,7 +34,7 @@ def _hosted(pds: Pds, did: str, caller: Credentials | Admin | None = None) -> Ac
     operator (so that a migration can check what it imported before activating)."""
     account = pds.accounts.get(did)
     if account is None:
-        raise XrpcError(400, "RepoNotFound", f"Could not find repo for DID: {did}")
+        raise repo_not_found(did)
     own = isinstance(caller, Admin) or (isinstance(caller, Credentials) and caller.did == did)
     if not own:
         if account.takedown_ref is not None:
@@ -53,7 +54,7 @@ def register(router: XrpcRouter, pds: Pds) -> None:
         store = pds.stores.open(did)
         root = store.root()
         if root is None:
-            raise XrpcError(400, "RepoNotFound", f"Could not find repo for DID: {did}")
+            raise repo_not_found(did)
         response = web.StreamResponse(headers={"Content-Type": CAR})
         await response.prepare(call.request)
         chunk = bytearray(car_header([root[0]]))
@@ -72,7 +73,7 @@ def register(router: XrpcRouter, pds: Pds) -> None:
         _hosted(pds, did, call.auth)
         repo = pds.stores.open(did).repo()
         if repo is None:
-            raise XrpcError(400, "RepoNotFound", f"Could not find repo for DID: {did}")
+            raise repo_not_found(did)
         path = f"{call.params['collection']}/{call.params['rkey']}"
         blocks = {repo.commit_cid: repo.store[repo.commit_cid]}
         for cid in covering_proof(repo.tree, path):
@@ -91,12 +92,13 @@ def register(router: XrpcRouter, pds: Pds) -> None:
             cids = [CID.from_str(c) for c in call.params["cids"]]
         except CoreError as exc:
             raise invalid_request(f"cids must be CIDs: {exc}") from exc
-        found, missing = pds.stores.open(did).get_blocks(cids)
+        store = pds.stores.open(did)
+        found, missing = store.get_blocks(cids)
         if missing:
             raise XrpcError(
                 400, "BlockNotFound", f"Could not find cids: {', '.join(map(str, missing))}"
             )
-        root = pds.stores.open(did).root()
+        root = store.root()
         roots = [root[0]] if root else []
         return web.Response(body=write_car(roots, found.items()), content_type=CAR)
 
@@ -114,7 +116,7 @@ def register(router: XrpcRouter, pds: Pds) -> None:
         did = call.params["did"]
         account = pds.accounts.get(did)
         if account is None:
-            raise XrpcError(400, "RepoNotFound", f"Could not find repo for DID: {did}")
+            raise repo_not_found(did)
         out: dict[str, Any] = {"did": did, "active": account.active}
         if account.status is not None:
             out["status"] = account.status
