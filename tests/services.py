@@ -25,6 +25,9 @@ from strata.pds.service import Pds
 from strata.plc.app import DIRECTORY_KEY, create_plc_app
 from strata.plc.directory import Directory
 from strata.plc.store import PlcStore
+from strata.relay.app import create_relay_app
+from strata.relay.config import RelayConfig
+from strata.relay.service import Relay
 from strata.serve import listening
 
 
@@ -91,6 +94,23 @@ async def running_pds(data_dir: Path, plc_url: str, **overrides: Any) -> AsyncIt
     pds = Pds(pds_config(port, plc_url, **overrides), data_dir)
     async with listening(create_pds_app(pds), "127.0.0.1", port):
         yield RunningPds(f"http://127.0.0.1:{port}", pds)
+
+
+@dataclass
+class RunningRelay:
+    url: str
+    relay: Relay
+
+
+@contextlib.asynccontextmanager
+async def running_relay(
+    data_dir: Path, plc_url: str, **overrides: Any
+) -> AsyncIterator[RunningRelay]:
+    """A `strata relay` served in-process on a free port, in dev mode."""
+    config = RelayConfig(**{"plc_urls": (plc_url,), "dev": True, **overrides})
+    relay = Relay(config, data_dir)
+    async with serving(create_relay_app(relay)) as url:
+        yield RunningRelay(url, relay)
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

@@ -7,6 +7,7 @@ import click
 from strata import __version__
 from strata.pds.cli import pds_command
 from strata.plc.cli import plc_command
+from strata.relay.cli import relay_command
 from strata.tools.account_cli import account
 from strata.tools.repo_cli import repo
 from strata.tools.resolve_cli import resolve
@@ -28,5 +29,6 @@ def up() -> None:
 main.add_command(repo)
 main.add_command(plc_command)
 main.add_command(pds_command)
+main.add_command(relay_command)
 main.add_command(account)
 main.add_command(resolve)

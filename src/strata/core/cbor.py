@@ -51,6 +51,21 @@ def decode(data: bytes | memoryview) -> DataModel:
         raise DecodeError(f"invalid DAG-CBOR: {exc}") from exc
 
 
+def decode_pair(data: bytes) -> tuple[DataModel, DataModel]:
+    """Decode exactly two DAG-CBOR objects back to back, as event-stream frames carry them."""
+    try:
+        objects = cbrrr.decode_multi_dag_cbor_in_violation_of_the_spec(data, cid_ctor=_link)
+        first, second = next(objects), next(objects)
+        extra = next(objects, None) is not None
+    except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
+        raise DecodeError(f"invalid DAG-CBOR: {exc}") from exc
+    except StopIteration as exc:
+        raise DecodeError("expected two DAG-CBOR objects, found one") from exc
+    if extra:
+        raise DecodeError("more than two DAG-CBOR objects")
+    return first, second
+
+
 def encode_with_cid(value: DataModel) -> tuple[CID, bytes]:
     """Encode a value and return its CID alongside the bytes."""
     block = encode(value)

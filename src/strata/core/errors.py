@@ -31,3 +31,15 @@ class CommitError(CoreError):
 
 class LexiconError(CoreError):
     """A lexicon schema is invalid, or data does not match its schema."""
+
+
+class CommitSignatureInvalid(CommitError):
+    """A commit's signature does not verify with the account's key."""
+
+
+class CommitInversionFailed(CommitError):
+    """Undoing a commit's ops on its partial tree does not give back `prevData`."""
+
+
+class CommitTooLarge(CommitError):
+    """A commit message is over the protocol's size limits (blocks bytes or op count)."""

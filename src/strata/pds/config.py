@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from strata.core.crypto import K256Keypair
+from strata.storage import write_private
 
 SECRETS_FILE = "secrets.json"
 
@@ -85,10 +86,5 @@ class Secrets:
             },
             indent=2,
         )
-        fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(body)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(path.with_suffix(".tmp"), path)
+        write_private(path, body)
         return made

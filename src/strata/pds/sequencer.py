@@ -1,26 +1,24 @@
 """The PDS's firehose: every repository change numbered, stored, and fanned out.
 
 Each event is encoded once into its `subscribeRepos` frame when it is sequenced; the stored
-frame serves cursor replay and the same bytes go to every live subscriber. A subscriber has a
-bounded queue; one that falls behind is told `ConsumerTooSlow` and dropped rather than letting
-memory grow.
+frame serves cursor replay and the same bytes go to every live consumer through the
+broadcaster (`strata.net.firehose`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any, Final
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
 
-from strata.core import cbor
 from strata.core.car import write_car
 from strata.core.cid import CID
+from strata.core.frames import message_frame
 from strata.core.repo import CommitResult
 from strata.core.syntax.dates import format_millis
+from strata.net.firehose import Broadcaster
 from strata.pds.accounts import AccountStore, now_ms
 
 SCHEMA: Final = """
@@ -34,38 +32,12 @@ CREATE TABLE IF NOT EXISTS repo_seq (
 CREATE INDEX IF NOT EXISTS repo_seq_did ON repo_seq (did);
 """
 
-SUBSCRIBER_BUFFER: Final = 1000
-
 EVENTS = Counter("strata_pds_events_total", "Firehose events sequenced", ["type"])
-SUBSCRIBERS = Gauge("strata_pds_firehose_subscribers", "Open subscribeRepos connections")
-SLOW_CONSUMERS = Counter(
-    "strata_pds_slow_consumers_total", "Subscribers closed with ConsumerTooSlow"
-)
 
 
 def iso_now() -> str:
     """The current time as the firehose writes it: `YYYY-MM-DDTHH:MM:SS.sssZ`."""
     return format_millis(now_ms())
-
-
-def message_frame(event_type: str, body: dict[str, Any]) -> bytes:
-    """A `subscribeRepos` message frame: header `{op: 1, t}` then the body, both DAG-CBOR."""
-    return cbor.encode({"t": event_type, "op": 1}) + cbor.encode(body)
-
-
-def error_frame(error: str, message: str) -> bytes:
-    """An error frame (`op: -1`); the stream ends after it."""
-    return cbor.encode({"op": -1}) + cbor.encode({"error": error, "message": message})
-
-
-@dataclass(eq=False)
-class Subscriber:
-    """One live consumer: frames in order, and whether it fell behind."""
-
-    queue: asyncio.Queue[tuple[int, bytes]] = field(
-        default_factory=lambda: asyncio.Queue(SUBSCRIBER_BUFFER)
-    )
-    overflowed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Sequencer:
@@ -74,7 +46,7 @@ class Sequencer:
     def __init__(self, accounts: AccountStore) -> None:
         self.accounts = accounts
         accounts.conn.executescript(SCHEMA)
-        self.subscribers: set[Subscriber] = set()
+        self.broadcaster = Broadcaster()
         row = accounts.conn.execute("SELECT max(seq) FROM repo_seq").fetchone()
         self._last = int(row[0] or 0)
 
@@ -105,14 +77,7 @@ class Sequencer:
     def _publish(self, event_type: str, seq: int, frame: bytes) -> None:
         self._last = seq
         EVENTS.labels(event_type).inc()
-        for sub in self.subscribers:
-            if sub.overflowed.is_set():
-                continue
-            try:
-                sub.queue.put_nowait((seq, frame))
-            except asyncio.QueueFull:
-                sub.overflowed.set()
-                SLOW_CONSUMERS.inc()
+        self.broadcaster.publish([(seq, frame)])
 
     def _sequence(
         self, did: str, event_type: str, body: dict[str, Any], root: tuple[str, str] | None = None
@@ -174,13 +139,3 @@ class Sequencer:
             "SELECT seq, frame FROM repo_seq WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
         ).fetchall()
         return [(int(r[0]), bytes(r[1])) for r in rows]
-
-    def subscribe(self) -> Subscriber:
-        sub = Subscriber()
-        self.subscribers.add(sub)
-        SUBSCRIBERS.set(len(self.subscribers))
-        return sub
-
-    def unsubscribe(self, sub: Subscriber) -> None:
-        self.subscribers.discard(sub)
-        SUBSCRIBERS.set(len(self.subscribers))

@@ -7,5 +7,6 @@ them through every state with a fake clock.
 from strata.resilience.backoff import Backoff
 from strata.resilience.breaker import BreakerState, CircuitBreaker
 from strata.resilience.cache import CacheHit, StaleCache
+from strata.resilience.ratelimit import Limits, SlidingWindow
 
-__all__ = ["Backoff", "BreakerState", "CacheHit", "CircuitBreaker", "StaleCache"]
+__all__ = ["Backoff", "BreakerState", "CacheHit", "CircuitBreaker", "Limits", "SlidingWindow", "StaleCache"]

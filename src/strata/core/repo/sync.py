@@ -15,7 +15,13 @@ from typing import Any, Final
 from strata.core.car import read_car
 from strata.core.cid import CID
 from strata.core.crypto import PublicKey
-from strata.core.errors import CommitError, CoreError
+from strata.core.errors import (
+    CommitError,
+    CommitInversionFailed,
+    CommitSignatureInvalid,
+    CommitTooLarge,
+    CoreError,
+)
 from strata.core.mst import MST
 from strata.core.mst.diff import RecordOp
 from strata.core.mst.proof import invert
@@ -79,9 +85,11 @@ def verify_commit_event(
     if not isinstance(raw_blocks, bytes) or not isinstance(raw_ops, list):
         raise CommitError("event must carry blocks and ops")
     if len(raw_blocks) > max_blocks_bytes:
-        raise CommitError(f"blocks are {len(raw_blocks)} bytes, over the {max_blocks_bytes} limit")
+        raise CommitTooLarge(
+            f"blocks are {len(raw_blocks)} bytes, over the {max_blocks_bytes} limit"
+        )
     if len(raw_ops) > MAX_OPS:
-        raise CommitError(f"{len(raw_ops)} ops, over the limit of {MAX_OPS}")
+        raise CommitTooLarge(f"{len(raw_ops)} ops, over the limit of {MAX_OPS}")
     try:
         root, blocks = read_car(raw_blocks)
     except CoreError as exc:
@@ -94,7 +102,7 @@ def verify_commit_event(
     if commit.rev != rev:
         raise CommitError(f"commit rev {commit.rev} differs from event rev {rev}")
     if key is not None and not commit.verify(key):
-        raise CommitError("commit signature does not verify with the account's key")
+        raise CommitSignatureInvalid("commit signature does not verify with the account's key")
 
     ops = [_parse_op(raw) for raw in raw_ops]
     if len({op.path for op in ops}) != len(ops):
@@ -117,7 +125,7 @@ def verify_commit_event(
     try:
         before = invert(MST.load(blocks, commit.data), record_ops)
     except CoreError as exc:
-        raise CommitError(f"inversion failed: {exc}") from exc
+        raise CommitInversionFailed(f"inversion failed: {exc}") from exc
     if before.root != prev_data:
-        raise CommitError(f"inverted tree {before.root} is not prevData {prev_data}")
+        raise CommitInversionFailed(f"inverted tree {before.root} is not prevData {prev_data}")
     return VerifiedCommit(commit, commit_cid, ops, blocks, inverted=True)

@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from typing import Any, Final
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from strata.core.car import car_header, car_section, write_car
 from strata.core.cid import CID
 from strata.core.errors import CoreError
 from strata.core.mst.proof import covering_proof
 from strata.net.errors import XrpcError, invalid_request
-from strata.net.logs import log_event
+from strata.net.firehose import serve_event_stream
 from strata.net.server import json_response
 from strata.net.xrpc import Call, XrpcRouter
 from strata.pds.accounts import Account
 from strata.pds.auth import Admin, Credentials
-from strata.pds.sequencer import error_frame, message_frame
 from strata.pds.service import Pds
 from strata.pds.writer import repo_not_found
 
-log = logging.getLogger("strata.pds.firehose")
-
 CAR: Final = "application/vnd.ipld.car"
-REPLAY_PAGE: Final = 500
 
 
 def _hosted(pds: Pds, did: str, caller: Credentials | Admin | None = None) -> Account:
@@ -173,73 +166,6 @@ def register(router: XrpcRouter, pds: Pds) -> None:
 
     @router.query("com.atproto.sync.subscribeRepos")
     async def subscribe_repos(call: Call[None]) -> web.StreamResponse:
-        return await stream_firehose(pds, call.request, call.params.get("cursor"))
-
-
-async def stream_firehose(pds: Pds, request: web.Request, cursor: int | None) -> web.StreamResponse:
-    """Serve `subscribeRepos`: replay from `cursor`, then live events, until either side stops.
-
-    Replay reads stored frames page by page; the switch to live events happens with no await
-    between the last (empty) page and subscribing, so no event falls in between.
-    """
-    sequencer = pds.sequencer
-    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=1 << 16)
-    await ws.prepare(request)
-    sent = sequencer.last_seq if cursor is None else cursor
-    sub = None
-    try:
-        if cursor is not None:
-            if cursor > sequencer.last_seq:
-                await ws.send_bytes(error_frame("FutureCursor", "Cursor in the future."))
-                return ws
-            oldest = sequencer.oldest_seq()
-            if oldest is not None and cursor + 1 < oldest:
-                await ws.send_bytes(
-                    message_frame(
-                        "#info",
-                        {
-                            "name": "OutdatedCursor",
-                            "message": "Requested cursor exceeded limit. Possibly missing events",
-                        },
-                    )
-                )
-        while sub is None:
-            page = sequencer.replay(sent, REPLAY_PAGE)
-            if not page:
-                sub = sequencer.subscribe()
-                break
-            for seq, frame in page:
-                await ws.send_bytes(frame)
-                sent = seq
-        reader = asyncio.ensure_future(_drain_client(ws))
-        try:
-            while not sub.overflowed.is_set():
-                getter = asyncio.ensure_future(sub.queue.get())
-                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if getter not in done:
-                    getter.cancel()
-                    break
-                seq, frame = getter.result()
-                if seq > sent:
-                    await ws.send_bytes(frame)
-                    sent = seq
-            else:
-                log_event(log, "consumer too slow", remote=request.remote, seq=sent)
-                await ws.send_bytes(error_frame("ConsumerTooSlow", "Stream consumer too slow"))
-        finally:
-            reader.cancel()
-    except ConnectionResetError:
-        pass
-    finally:
-        if sub is not None:
-            sequencer.unsubscribe(sub)
-        with contextlib.suppress(Exception):
-            await ws.close()
-    return ws
-
-
-async def _drain_client(ws: web.WebSocketResponse) -> None:
-    """Read (and ignore) what the client sends, to notice when it goes away."""
-    async for msg in ws:
-        if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
-            break
+        return await serve_event_stream(
+            "pds", pds.sequencer, call.request, call.params.get("cursor")
+        )

@@ -1,0 +1,117 @@
+"""`strata relay`: run a relay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from strata.relay.app import create_relay_app
+from strata.relay.config import HostAddress, InvalidHost, RelayConfig
+from strata.relay.service import Relay
+from strata.serve import options_from, run_service, service_options
+
+
+def _urls(option: str, values: tuple[str, ...], dev: bool) -> tuple[str, ...]:
+    for value in values:
+        try:
+            HostAddress.parse(value, dev)
+        except InvalidHost as exc:
+            raise click.BadParameter(str(exc), param_hint=option) from exc
+    return values
+
+
+@click.command("relay")
+@service_options(default_port=2584, default_dir="relay")
+@click.option(
+    "--plc-url",
+    "plc_urls",
+    multiple=True,
+    envvar="STRATA_PLC_URL",
+    default=("http://127.0.0.1:2582",),
+    show_default=True,
+    metavar="URL",
+    help="PLC directories, in order of preference (repeat the option).",
+)
+@click.option(
+    "--crawl",
+    multiple=True,
+    envvar="STRATA_CRAWL",
+    metavar="URL",
+    help="PDS hosts to follow from the start (repeat the option).",
+)
+@click.option(
+    "--upstream",
+    "upstreams",
+    multiple=True,
+    envvar="STRATA_UPSTREAM",
+    metavar="URL",
+    help="Other relays to follow too; events are deduplicated (repeat the option).",
+)
+@click.option(
+    "--sibling",
+    "siblings",
+    multiple=True,
+    envvar="STRATA_SIBLING",
+    metavar="URL",
+    help="Relays to forward requestCrawl to (repeat the option).",
+)
+@click.option(
+    "--trusted",
+    multiple=True,
+    envvar="STRATA_TRUSTED",
+    metavar="HOST",
+    help="Hosts (or *.domain) with the high event-rate tier (repeat the option).",
+)
+@click.option(
+    "--lenient",
+    multiple=True,
+    envvar="STRATA_LENIENT",
+    metavar="HOST",
+    help="Hosts older than sync 1.1: strict checks only warn (repeat the option).",
+)
+@click.option(
+    "--replay-hours",
+    envvar="STRATA_REPLAY_HOURS",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=72.0,
+    show_default=True,
+    help="How long events stay available for cursor replay.",
+)
+@click.option(
+    "--default-account-limit",
+    envvar="STRATA_DEFAULT_ACCOUNT_LIMIT",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Active accounts a new host may have before more are throttled.",
+)
+def relay_command(
+    plc_urls: tuple[str, ...],
+    crawl: tuple[str, ...],
+    upstreams: tuple[str, ...],
+    siblings: tuple[str, ...],
+    trusted: tuple[str, ...],
+    lenient: tuple[str, ...],
+    replay_hours: float,
+    default_account_limit: int,
+    **kwargs: Any,
+) -> None:
+    """Run a relay: follow PDSes and other relays, verify, and serve one firehose."""
+    options = options_from(kwargs)
+    for url in (*plc_urls, *siblings):
+        if not url.startswith(("http://", "https://")):
+            raise click.BadParameter(f"{url!r} is not an http(s) URL")
+    config = RelayConfig(
+        plc_urls=tuple(u.rstrip("/") for u in plc_urls),
+        crawl=_urls("--crawl", crawl, options.dev),
+        upstreams=_urls("--upstream", upstreams, options.dev),
+        siblings=siblings,
+        trusted=trusted,
+        lenient=lenient,
+        dev=options.dev,
+        replay_hours=replay_hours,
+        default_account_limit=default_account_limit,
+    )
+    relay = Relay(config, options.data_dir)
+    run_service("relay", options, lambda: create_relay_app(relay))

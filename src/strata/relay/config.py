@@ -1,0 +1,89 @@
+"""The relay's configuration, host names as the relay keys them, and its operator secret."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+from urllib.parse import urlsplit
+
+from strata.storage import write_private
+
+SECRETS_FILE: Final = "secrets.json"
+LOOPBACK_NAMES: Final = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    """What a relay follows and how strictly."""
+
+    plc_urls: tuple[str, ...]
+    crawl: tuple[str, ...] = ()
+    upstreams: tuple[str, ...] = ()
+    siblings: tuple[str, ...] = ()
+    trusted: tuple[str, ...] = ()
+    lenient: tuple[str, ...] = ()
+    dev: bool = False
+    replay_hours: float = 72.0
+    default_account_limit: int = 100
+    new_hosts_per_day: int = 50
+
+
+class InvalidHost(ValueError):
+    """A host name or URL the relay cannot subscribe to."""
+
+
+@dataclass(frozen=True)
+class HostAddress:
+    """A host as the relay keys it: `name` (lower case, no scheme; with a port only when one
+    is needed) and whether it speaks plain http."""
+
+    name: str
+    no_ssl: bool
+
+    @property
+    def url(self) -> str:
+        return f"{'http' if self.no_ssl else 'https'}://{self.name}"
+
+    @classmethod
+    def parse(cls, value: str, dev: bool) -> HostAddress:
+        """A host from `requestCrawl`'s hostname or a URL. Outside dev mode only https on the
+        default port, and no loopback names. In dev mode the loopback names are one host, so
+        that `127.0.0.1:2583` and `localhost:2583` are the same PDS."""
+        value = value.strip()
+        no_ssl = value.lower().startswith("http://")
+        parts = urlsplit(value if "://" in value else f"https://{value}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InvalidHost(f"not a host name or http(s) URL: {value!r}")
+        if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+            raise InvalidHost(f"a host is a name, not a URL with a path: {value!r}")
+        host = parts.hostname.lower()
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise InvalidHost(f"invalid port in {value!r}") from exc
+        loopback = host in LOOPBACK_NAMES
+        if not dev and (no_ssl or loopback or port not in (None, 443)):
+            raise InvalidHost(
+                f"{value!r}: plain http, ports and loopback hosts need --dev on the relay"
+            )
+        if loopback:
+            host = "localhost"
+        default_port = 80 if no_ssl else 443
+        name = host if port in (None, default_port) else f"{host}:{port}"
+        return cls(name, no_ssl)
+
+
+def load_admin_password(data_dir: Path) -> str:
+    """The operator password in `data_dir`, created there (mode 0600) on first start."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    path = data_dir / SECRETS_FILE
+    if path.exists():
+        return str(json.loads(path.read_text())["admin_password"])
+    password = secrets.token_urlsafe(18)
+    write_private(path, json.dumps({"admin_password": password}))
+    return password

@@ -1,0 +1,227 @@
+"""The relay: its upstreams, the ingest pipeline, the event log, and what an operator changes.
+
+Writes from every upstream go into one open transaction; a flusher commits it every few
+milliseconds (or sooner under load), which also records each host's cursor, then publishes the
+batch. Old events leave the replay window in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Final
+
+import aiohttp
+
+from strata.identity import IdentityResolver
+from strata.net.logs import log_event
+from strata.relay.config import HostAddress, RelayConfig, load_admin_password
+from strata.relay.events import RelayEvents
+from strata.relay.ingest import Ingest
+from strata.relay.resync import Resyncer
+from strata.relay.store import Account, Host, RelayStore
+from strata.relay.upstream import UpstreamStream
+
+log = logging.getLogger("strata.relay")
+
+FLUSH_INTERVAL: Final = 0.01
+FLUSH_AT: Final = 500
+"""Events pending after which the writer commits at once instead of waiting for the tick."""
+PRUNE_INTERVAL: Final = 60.0
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Relay:
+    """One relay instance over its data directory."""
+
+    def __init__(self, config: RelayConfig, data_dir: Path) -> None:
+        self.config = config
+        self.admin_password = load_admin_password(data_dir)
+        self.store = RelayStore(data_dir / "relay.sqlite")
+        self.events = RelayEvents(self.store)
+        self.hosts: dict[int, Host] = {h.id: h for h in self.store.hosts()}
+        self.streams: dict[int, UpstreamStream] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=30), headers={"User-Agent": "strata-relay"}
+        )
+        self.resolver = IdentityResolver(self.session, self.config.plc_urls, dev=self.config.dev)
+        self.ingest = Ingest(
+            self.store,
+            self.events,
+            self.resolver,
+            self.hosts,
+            self.config.dev,
+            on_desync=lambda did: self.resyncer.schedule(did),
+        )
+        self.resyncer = Resyncer(self.ingest, self.resolver, self.session, self.flush)
+        for url in self.config.crawl:
+            self.add_host(HostAddress.parse(url, self.config.dev), "pds")
+        for url in self.config.upstreams:
+            self.add_host(HostAddress.parse(url, self.config.dev), "relay")
+        for host in list(self.hosts.values()):
+            self._apply_config(host)
+            if host.status != "banned" and host.id not in self.streams:
+                self._subscribe(host)
+        self.flush()
+        self._tasks = [
+            asyncio.create_task(self._flusher(), name="relay flusher"),
+            asyncio.create_task(self._pruner(), name="relay pruner"),
+        ]
+        log_event(log, "relay started", hosts=len(self.hosts), last_seq=self.events.last_seq)
+
+    async def stop(self) -> None:
+        for stream in list(self.streams.values()):
+            await stream.stop()
+        self.streams.clear()
+        await self.resyncer.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.flush()
+        await self.session.close()
+        self.store.close()
+
+    # Writing
+
+    def flush(self) -> None:
+        """Record host cursors and counts with the pending events, commit, publish."""
+        for host_id in self.ingest.dirty_hosts:
+            host = self.hosts.get(host_id)
+            if host is not None:
+                self.store.update_host(host)
+        self.ingest.dirty_hosts.clear()
+        self.events.commit()
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            if self.events.dirty or self.ingest.dirty_hosts:
+                self.flush()
+
+    async def _pruner(self) -> None:
+        while True:
+            cutoff = _now_ms() - int(self.config.replay_hours * 3_600_000)
+            while (pruned := self.store.prune_events(cutoff)) > 0:
+                self.flush()
+                log_event(log, "pruned events", count=pruned, oldest=self.events.oldest_seq())
+                await asyncio.sleep(0)
+            await asyncio.sleep(PRUNE_INTERVAL)
+
+    def flush_if_full(self) -> None:
+        """Commit at once when many events wait, so a burst costs few, large transactions."""
+        if self.events.pending >= FLUSH_AT:
+            self.flush()
+
+    # Hosts
+
+    def _subscribe(self, host: Host) -> None:
+        stream = UpstreamStream(
+            host, self.ingest, self.session, self._host_changed, self.flush_if_full
+        )
+        self.streams[host.id] = stream
+        stream.start()
+
+    def _host_changed(self, host: Host) -> None:
+        self.ingest.dirty_hosts.add(host.id)
+        log_event(log, "host status", host=host.hostname, status=host.status)
+
+    def add_host(self, address: HostAddress, kind: str = "pds") -> Host:
+        """Follow a host (idempotent); a banned host stays banned."""
+        existing = self.store.host(address.name)
+        if existing is not None:
+            host = self.hosts.setdefault(existing.id, existing)
+        else:
+            host = self.store.add_host(
+                address.name, address.no_ssl, kind, self.config.default_account_limit, _now_ms()
+            )
+            self._apply_config(host)
+            self.flush()
+            self.hosts[host.id] = host
+            log_event(log, "host added", host=host.hostname, kind=kind)
+        if host.status != "banned" and host.id not in self.streams:
+            self._subscribe(host)
+        return host
+
+    def _apply_config(self, host: Host) -> None:
+        """Hosts named by `--trusted` / `--lenient` get that treatment (the operator's changes
+        through the admin API are kept otherwise)."""
+        if _matches(host.hostname, self.config.trusted) and not host.trusted:
+            host.trusted = True
+            self.store.update_host(host)
+        if _matches(host.hostname, self.config.lenient) and not host.lenient:
+            host.lenient = True
+            self.store.update_host(host)
+
+    def host(self, hostname: str) -> Host | None:
+        found = self.store.host(hostname)
+        return None if found is None else self.hosts.get(found.id, found)
+
+    def new_hosts_today(self) -> int:
+        return self.store.new_hosts_since(_now_ms() - 86_400_000)
+
+    async def ban_host(self, host: Host, banned: bool) -> None:
+        """Stop following a host (and refuse its requestCrawl), or follow it again."""
+        host.status = "banned" if banned else "active"
+        self.store.update_host(host)
+        self.flush()
+        stream = self.streams.pop(host.id, None)
+        if stream is not None:
+            await stream.stop()
+        if not banned:
+            self._subscribe(host)
+        log_event(log, "host banned" if banned else "host unbanned", host=host.hostname)
+
+    def change_limits(
+        self,
+        host: Host,
+        account_limit: int | None = None,
+        trusted: bool | None = None,
+        lenient: bool | None = None,
+    ) -> None:
+        """Raise or lower a host's account cap (which scales its event limits), trust, leniency."""
+        if account_limit is not None:
+            host.account_limit = account_limit
+        if trusted is not None:
+            host.trusted = trusted
+        if lenient is not None:
+            host.lenient = lenient
+        self.store.update_host(host)
+        self.flush()
+        stream = self.streams.get(host.id)
+        if stream is not None:
+            stream.set_limits()
+        log_event(
+            log, "host limits changed", host=host.hostname, account_limit=host.account_limit,
+            trusted=host.trusted, lenient=host.lenient,
+        )  # fmt: skip
+
+    # Accounts
+
+    def account(self, did: str) -> Account | None:
+        return self.store.account(did)
+
+    def set_takedown(self, account: Account, takedown: bool) -> None:
+        """Take an account down (its events are no longer relayed) or restore it."""
+        self.ingest.local_status(account, "takendown" if takedown else "active")
+        self.flush()
+        log_event(log, "account takedown" if takedown else "takedown reversed", did=account.did)
+
+
+def _matches(hostname: str, patterns: tuple[str, ...]) -> bool:
+    """Whether a host name is in a list of names and `*.suffix` patterns."""
+    bare = hostname.split(":", 1)[0]
+    for pattern in patterns:
+        if pattern.startswith("*."):
+            if bare.endswith(pattern[1:]):
+                return True
+        elif pattern.lower() in (hostname, bare):
+            return True
+    return False
