@@ -167,12 +167,13 @@ def service_process(
 async def start_strata(
     command: str, data_dir: Path, port: int, *args: str
 ) -> asyncio.subprocess.Process:
-    """Start `strata <command>` as a process (for crash tests) and wait until it is healthy."""
-    proc = await asyncio.create_subprocess_exec(
-        *strata_argv(command, data_dir, port, *args),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    """Start `strata <command>` as a process (for crash tests) and wait until it is healthy;
+    its output goes to `<data_dir>.log`."""
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    with (data_dir.parent / f"{data_dir.name}.log").open("ab") as log:
+        proc = await asyncio.create_subprocess_exec(
+            *strata_argv(command, data_dir, port, *args), stdout=log, stderr=log
+        )
     async with aiohttp.ClientSession() as http:
         for _ in range(150):
             try:

@@ -40,6 +40,25 @@ def iso_now() -> str:
     return format_millis(now_ms())
 
 
+def commit_body(did: str, result: CommitResult, blobs: Iterable[CID], time: str) -> dict[str, Any]:
+    """The `#commit` event of a commit (without its `seq`), with the blocks that prove it."""
+    body: dict[str, Any] = {
+        "rebase": False,
+        "tooBig": False,
+        "repo": did,
+        "commit": result.cid,
+        "rev": result.commit.rev,
+        "since": result.since,
+        "blocks": write_car([result.cid], result.event_blocks.items()),
+        "ops": [op.to_event() for op in result.ops],
+        "blobs": sorted(set(blobs)),
+        "time": time,
+    }
+    if result.prev_data is not None:
+        body["prevData"] = result.prev_data
+    return body
+
+
 class Sequencer:
     """Numbers events in the service database and publishes them to subscribers."""
 
@@ -95,20 +114,7 @@ class Sequencer:
 
     def commit(self, did: str, result: CommitResult, blobs: Iterable[CID]) -> int:
         """Sequence a `#commit` (and record the new root); returns its number."""
-        body: dict[str, Any] = {
-            "rebase": False,
-            "tooBig": False,
-            "repo": did,
-            "commit": result.cid,
-            "rev": result.commit.rev,
-            "since": result.since,
-            "blocks": write_car([result.cid], result.event_blocks.items()),
-            "ops": [op.to_event() for op in result.ops],
-            "blobs": sorted(set(blobs)),
-            "time": iso_now(),
-        }
-        if result.prev_data is not None:
-            body["prevData"] = result.prev_data
+        body = commit_body(did, result, blobs, iso_now())
         return self._sequence(did, "#commit", body, (str(result.cid), result.commit.rev))
 
     def sync(self, did: str, commit_cid: CID, commit_block: bytes, rev: str) -> int:

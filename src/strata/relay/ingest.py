@@ -271,7 +271,7 @@ class Ingest:
         ):
             raise Rejected(account.status_field or "inactive", f"{did} is not active")
         key = await self._key(account.did)
-        if self._older(host, account, body.get("rev")):
+        if host.kind == "relay" and self._older(host, account, body.get("rev")):
             return
         checked = check_sync(body, key, account.rev, self._now_us())
         self.apply_sync(

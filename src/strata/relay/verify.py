@@ -46,14 +46,14 @@ class Checked:
     warnings: list[str] = field(default_factory=list)
 
 
-def _check_rev(rev: str, previous_rev: str | None, now_us: int) -> None:
+def _check_rev(rev: str, previous_rev: str | None, now_us: int, same_ok: bool = False) -> None:
     try:
         micros = tid_timestamp_micros(rev)
     except InvalidSyntax as exc:
         raise Rejected("invalid-commit", f"rev is not a TID: {rev!r}") from exc
     if micros > now_us + FUTURE_REV_TOLERANCE_US:
         raise Rejected("future-rev", f"rev {rev} is more than 5 minutes in the future")
-    if previous_rev is not None and rev <= previous_rev:
+    if previous_rev is not None and (rev < previous_rev or (rev == previous_rev and not same_ok)):
         raise Rejected("rev-not-increasing", f"rev {rev} is not after {previous_rev}")
 
 
@@ -106,13 +106,14 @@ def _signed_only(body: dict[str, Any], key: PublicKey) -> VerifiedCommit:
 def check_sync(
     body: dict[str, Any], key: PublicKey, previous_rev: str | None, now_us: int
 ) -> Checked:
-    """Verify a `#sync` body: a signed commit block, newer than what the relay holds."""
+    """Verify a `#sync` body: a signed commit block, not older than what the relay holds (a
+    PDS announces a new repository's first commit again with `#sync`)."""
     did, rev, blocks = body.get("did"), body.get("rev"), body.get("blocks")
     if not isinstance(did, str) or not isinstance(rev, str) or not isinstance(blocks, bytes):
         raise Rejected("invalid-sync", "sync event must carry did, rev and blocks")
     if len(blocks) > MAX_BLOCKS_BYTES:
         raise Rejected("oversized", f"blocks are {len(blocks)} bytes")
-    _check_rev(rev, previous_rev, now_us)
+    _check_rev(rev, previous_rev, now_us, same_ok=True)
     try:
         root, found = read_car(blocks)
         commit = Commit.decode(found[root])

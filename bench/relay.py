@@ -1,0 +1,1312 @@
+"""Relay benchmark: `strata relay` ingest, fan-out lag, memory per account and replay speed.
+
+1. Verified ingest on one core, in-process and without WebSockets: every frame recorded from the
+   official PDS (`official-firehose.frames` in the corpus) goes through the relay's `Ingest`
+   (signature, rev order, sync 1.1 inversion, sequencing, SQLite group commits every 500
+   events). The DID documents come from a `strata plc` mirror of the recorded directory export,
+   served on 127.0.0.1, and are resolved once before timing. Peer: the `atproto` SDK parsing the
+   same frames (frame, message model, CAR), without any verification, in the same process.
+2. End-to-end lag: a real `strata relay` process follows a synthetic PDS (this script) that sends
+   signed `#commit` frames at 2,000/s; 50 consumers in another process count what the relay
+   forwards. Lag of the k-th frame = its arrival at a consumer - when the source sent frame k.
+3. Memory: the relay's RSS before and after it has seen one first commit from each of N more
+   accounts (100,000 x scale), spread over a few synthetic PDSes, sent as fast as it takes them.
+4. Replay: one consumer subscribes with `cursor=0` and reads every stored event.
+
+Every connection is to 127.0.0.1. The corpus is `--corpus DIR`, by default the folder `corpus`
+beside $STRATA_CONFORMANCE_DIR. Run: `python bench/relay.py [--scale S] [--json]`; `--scale 0.1`
+for a quick run. Progress goes to stderr; the table (and with `--json` a JSON document after it)
+to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from array import array
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+
+from strata.core.car import write_car
+from strata.core.cbor import decode_pair
+from strata.core.crypto import K256Keypair
+from strata.core.frames import message_frame, websocket_message
+from strata.core.plc import did_for_genesis, parse_operation, sign_operation
+from strata.core.repo import CommitResult, Repository, Write
+from strata.core.syntax import next_tid
+from strata.core.syntax.dates import format_millis
+from strata.identity import IdentityResolver
+from strata.plc.app import DIRECTORY_KEY, create_plc_app
+from strata.plc.directory import Directory
+from strata.plc.store import PlcStore, parse_created_at
+from strata.relay.events import RelayEvents
+from strata.relay.ingest import REJECTED, Ingest
+from strata.relay.service import FLUSH_AT
+from strata.relay.store import RelayStore
+from strata.serve import listening
+
+COLLECTION = "app.bsky.feed.post"
+RECORDED_PDS = "localhost:2583"
+"""The PDS the corpus's DID documents name (the official one, as it was recorded)."""
+LAG_RATE = 2000
+LAG_SECONDS = 20.0
+LAG_CONSUMERS = 50
+LAG_ACCOUNTS = 200
+MEMORY_ACCOUNTS = 100_000
+MEMORY_HOSTS = 4
+"""Synthetic PDSes the memory measure spreads its accounts over, so that the relay's lookups of
+new DIDs overlap (it reads each host's stream in order)."""
+BURST_INTERVAL = 0.005
+INGEST_RUNS = 3
+README_PEERS = (
+    ("atproto SDK full parse (frame + message + CAR), no verification", "~11,300 frames/s"),
+    ("atproto SDK signature check through `cryptography`", "~1,700 commits/s"),
+    ("coincurve verification with cached keys", "~16,600 commits/s"),
+)
+
+
+def note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+async def settled_rss(pid: int) -> int:
+    """The lowest RSS over a second, after a pause."""
+    await asyncio.sleep(2.0)
+    lowest = rss_kib(pid)
+    for _ in range(10):
+        await asyncio.sleep(0.1)
+        lowest = min(lowest, rss_kib(pid))
+    return lowest
+
+
+def iso_now() -> str:
+    return format_millis(int(time.time() * 1000))
+
+
+@dataclass
+class Sizes:
+    scale: float
+    lag_frames: int = 0
+    memory_accounts: int = 0
+
+    def __post_init__(self) -> None:
+        self.lag_frames = max(1000, round(LAG_RATE * LAG_SECONDS * self.scale))
+        self.memory_accounts = max(1000, round(MEMORY_ACCOUNTS * self.scale))
+
+
+# --- the corpus --------------------------------------------------------------------------------
+
+
+def default_corpus() -> Path | None:
+    root = os.environ.get("STRATA_CONFORMANCE_DIR")
+    return Path(root).parent / "corpus" if root else None
+
+
+def read_frames(path: Path) -> list[bytes]:
+    """Every recorded frame: a 4-byte big-endian length, then the WebSocket message."""
+    data = path.read_bytes()
+    frames = []
+    pos = 0
+    while pos < len(data):
+        (size,) = struct.unpack(">I", data[pos : pos + 4])
+        frames.append(data[pos + 4 : pos + 4 + size])
+        pos += 4 + size
+    return frames
+
+
+def export_app(lines: list[dict[str, Any]]) -> web.Application:
+    """A directory's `/export` in the paged-by-`createdAt` form (no `seq`), over fixed lines."""
+    stamped = sorted(((parse_created_at(line["createdAt"]), line) for line in lines), key=_first)
+
+    async def export(request: web.Request) -> web.Response:
+        count = min(int(request.query.get("count", "1000")), 1000)
+        after_ms = -1
+        with contextlib.suppress(KeyError, ValueError):
+            after_ms = parse_created_at(request.query["after"])
+        page = [line for ms, line in stamped if ms > after_ms][:count]
+        text = "\n".join(json.dumps(line, separators=(",", ":")) for line in page)
+        return web.Response(text=text, content_type="application/jsonlines")
+
+    app = web.Application()
+    app.router.add_get("/export", export)
+    return app
+
+
+def _first(item: tuple[int, Any]) -> int:
+    return item[0]
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    async with listening(app, "127.0.0.1", 0) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.asynccontextmanager
+async def plc_directory(
+    data_dir: Path, mirror_of: tuple[str, ...] = ()
+) -> AsyncIterator[tuple[str, Directory]]:
+    """A `strata plc` directory (or a mirror of `mirror_of`) served in this process."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = PlcStore(data_dir / "plc.sqlite")
+    app = create_plc_app(store, mirror_of)
+    try:
+        async with serving(app) as url:
+            yield url, app[DIRECTORY_KEY]
+    finally:
+        store.close()
+
+
+# --- 1. verified ingest from recorded frames ---------------------------------------------------
+
+
+def rejected_by_reason() -> Counter[str]:
+    found: Counter[str] = Counter()
+    for metric in REJECTED.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                found[sample.labels["reason"]] += int(sample.value)
+    return found
+
+
+async def ingest_once(
+    frames: list[bytes], resolver: IdentityResolver, path: Path
+) -> dict[str, Any]:
+    """One timed pass of every frame through a fresh relay store."""
+    store = RelayStore(path)
+    try:
+        events = RelayEvents(store)
+        host = store.add_host(RECORDED_PDS, True, "pds", 1_000_000, int(time.time() * 1000))
+        host.trusted = True
+        store.update_host(host)
+        store.commit()
+        desynced: list[str] = []
+        ingest = Ingest(store, events, resolver, {host.id: host}, True, desynced.append)
+
+        def flush() -> None:
+            store.update_host(host)
+            ingest.dirty_hosts.clear()
+            events.commit()
+
+        before = rejected_by_reason()
+        start = time.perf_counter()
+        for frame in frames:
+            await ingest.handle(host, frame)
+            if events.pending >= FLUSH_AT:
+                flush()
+        flush()
+        elapsed = time.perf_counter() - start
+        rejected = rejected_by_reason() - before
+        emitted = Counter(
+            dict(store.conn.execute("SELECT event_type, count(*) FROM relay_seq GROUP BY 1"))
+        )
+    finally:
+        store.close()
+    return {
+        "seconds": elapsed,
+        "commits": emitted["#commit"],
+        "emitted": dict(emitted),
+        "rejected": dict(rejected),
+        "desynced": len(desynced),
+    }
+
+
+def sdk_parse_once(frames: list[bytes]) -> tuple[float, int]:
+    """The atproto SDK's parse of every frame (commit blocks read as a CAR); (seconds, commits)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from atproto import CAR
+        from atproto_firehose import parse_subscribe_repos_message
+        from atproto_firehose.models import MessageFrame
+
+    commits = 0
+    start = time.perf_counter()
+    for frame in frames:
+        message = MessageFrame.from_bytes(frame)
+        parsed = parse_subscribe_repos_message(message)  # type: ignore[arg-type]
+        if message.type == "#commit":
+            CAR.from_bytes(parsed.blocks)  # type: ignore[union-attr]
+            commits += 1
+    return time.perf_counter() - start, commits
+
+
+async def measure_ingest(corpus: Path, work: Path) -> dict[str, Any]:
+    frames = read_frames(corpus / "official-firehose.frames")
+    lines = [json.loads(x) for x in (corpus / "official-plc-export.jsonl").read_text().splitlines()]
+    dids = sorted({line["did"] for line in lines})
+    types = Counter(decode_pair(f)[0].get("t") for f in frames)
+    async with (
+        serving(export_app(lines)) as export_url,
+        plc_directory(work / "plc-mirror", (export_url,)) as (mirror_url, _),
+        aiohttp.ClientSession() as http,
+    ):
+        deadline = time.monotonic() + 60
+        while True:
+            statuses = []
+            for did in dids:
+                async with http.get(f"{mirror_url}/{did}") as resp:
+                    statuses.append(resp.status)
+            if all(s == 200 for s in statuses):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the mirror holds {statuses.count(200)} of {len(dids)} DIDs")
+            await asyncio.sleep(0.2)
+        resolver = IdentityResolver(http, [mirror_url], dev=True)
+        for did in dids:
+            await resolver.resolve_did(did)
+        runs = []
+        for run in range(INGEST_RUNS):
+            runs.append(await ingest_once(frames, resolver, work / f"ingest-{run}.sqlite"))
+    peer_runs = [sdk_parse_once(frames) for _ in range(INGEST_RUNS)]
+    best = min(runs, key=lambda r: r["seconds"])
+    peer_best = min(s for s, _ in peer_runs)
+    peer_commits = peer_runs[0][1]
+    return {
+        "frames": len(frames),
+        "frame_types": dict(types),
+        "dids": len(dids),
+        "runs_seconds": [r["seconds"] for r in runs],
+        "commits_accepted": best["commits"],
+        "commits_per_s": best["commits"] / best["seconds"],
+        "frames_per_s": len(frames) / best["seconds"],
+        "emitted": best["emitted"],
+        "rejected": best["rejected"],
+        "rejected_all_runs": [r["rejected"] for r in runs],
+        "desynced": best["desynced"],
+        "peer_runs_seconds": [s for s, _ in peer_runs],
+        "peer_frames_per_s": len(frames) / peer_best,
+        "peer_commits_per_s": peer_commits / peer_best,
+    }
+
+
+def run_ingest(corpus: Path, work: Path) -> dict[str, Any]:
+    """Section 1 on one core: this process (and the threads it starts) pinned to one CPU."""
+    pinned = hasattr(os, "sched_setaffinity")
+    if pinned:
+        allowed = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(allowed)})
+    try:
+        return asyncio.run(measure_ingest(corpus, work))
+    finally:
+        if pinned:
+            os.sched_setaffinity(0, allowed)
+
+
+# --- the synthetic PDS -------------------------------------------------------------------------
+
+
+@dataclass
+class Account:
+    did: str
+    key: K256Keypair
+    repo: Repository | None = None
+
+
+def plc_genesis(key: K256Keypair, rotation: K256Keypair, handle: str, endpoint: str) -> Any:
+    """A signed genesis operation naming `endpoint` as the PDS and `key` as the signing key;
+    the rotation key is the PDS's own, shared by its accounts (as a PDS does)."""
+    return sign_operation(
+        {
+            "type": "plc_operation",
+            "rotationKeys": [rotation.did()],
+            "verificationMethods": {"atproto": key.did()},
+            "alsoKnownAs": [f"at://{handle}"],
+            "services": {
+                "atproto_pds": {"type": "AtprotoPersonalDataServer", "endpoint": endpoint}
+            },
+            "prev": None,
+        },
+        rotation,
+    )
+
+
+def new_accounts(
+    count: int, endpoint: str, prefix: str, rotation: K256Keypair
+) -> tuple[list[Account], list[tuple[str, Any]]]:
+    accounts, ops = [], []
+    for i in range(count):
+        key = K256Keypair.generate()
+        op = plc_genesis(key, rotation, f"{prefix}{i}.test", endpoint)
+        did = did_for_genesis(op)
+        accounts.append(Account(did, key))
+        ops.append((did, op))
+    return accounts, ops
+
+
+async def register(directory: Directory, ops: list[tuple[str, Any]]) -> float:
+    """Put every genesis operation in the directory (verified, batched); returns ops/s."""
+    start = time.perf_counter()
+    for lo in range(0, len(ops), 4000):
+        await asyncio.gather(
+            *(directory.submit(did, parse_operation(op)) for did, op in ops[lo : lo + 4000])
+        )
+    return len(ops) / (time.perf_counter() - start)
+
+
+def commit_frame(did: str, result: CommitResult, seq: int) -> bytes:
+    """The `#commit` frame a PDS sequences for `result` (as `strata.pds.sequencer` builds it)."""
+    body: dict[str, Any] = {
+        "seq": seq,
+        "rebase": False,
+        "tooBig": False,
+        "repo": did,
+        "commit": result.cid,
+        "rev": result.commit.rev,
+        "since": result.since,
+        "blocks": write_car([result.cid], result.event_blocks.items()),
+        "ops": [op.to_event() for op in result.ops],
+        "blobs": [],
+        "time": iso_now(),
+    }
+    if result.prev_data is not None:
+        body["prevData"] = result.prev_data
+    return message_frame("#commit", body)
+
+
+def post(i: int) -> Write:
+    record = {"$type": COLLECTION, "text": f"benchmark post number {i}", "createdAt": iso_now()}
+    return Write("create", COLLECTION, next_tid(), record)
+
+
+class Firehose:
+    """One synthetic PDS's `subscribeRepos`: prebuilt frames (seq = position + 1), written to
+    every subscriber when published; `sent_at[k]` is when frame k went out (time.time())."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+        self.sent_at = array("d")
+        self.published = 0
+        self.transports: set[asyncio.Transport] = set()
+        self.connections = 0
+
+    def add(self, frame: bytes) -> None:
+        self.messages.append(websocket_message(frame))
+
+    @property
+    def seq(self) -> int:
+        return len(self.messages)
+
+    def publish(self, count: int) -> None:
+        end = min(self.published + count, len(self.messages))
+        batch = self.messages[self.published : end]
+        now = time.time()
+        for transport in list(self.transports):
+            if transport.is_closing():
+                self.transports.discard(transport)
+            else:
+                transport.writelines(batch)
+        self.sent_at.extend([now] * len(batch))
+        self.published = end
+
+    def buffered(self) -> int:
+        return max((t.get_write_buffer_size() for t in self.transports), default=0)
+
+    async def subscribe(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(compress=False)
+        await ws.prepare(request)
+        transport = request.transport
+        assert transport is not None
+        cursor = request.query.get("cursor")
+        start = self.published if cursor is None else max(0, min(int(cursor), self.published))
+        # No await between the backlog and joining the live set: nothing falls in between.
+        if start < self.published:
+            transport.writelines(self.messages[start : self.published])
+        self.transports.add(transport)  # type: ignore[arg-type]
+        self.connections += 1
+        try:
+            async for _ in ws:
+                pass
+        finally:
+            self.transports.discard(transport)  # type: ignore[arg-type]
+        return ws
+
+
+def pds_app(firehose: Firehose) -> web.Application:
+    async def describe(request: web.Request) -> web.Response:
+        return web.json_response({"did": "did:web:localhost", "availableUserDomains": [".test"]})
+
+    app = web.Application()
+    app.router.add_get("/xrpc/com.atproto.server.describeServer", describe)
+    app.router.add_get("/xrpc/com.atproto.sync.subscribeRepos", firehose.subscribe)
+    return app
+
+
+@dataclass
+class Pds:
+    port: int
+    firehose: Firehose = field(default_factory=Firehose)
+
+    @property
+    def hostname(self) -> str:
+        return f"localhost:{self.port}"
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://localhost:{self.port}"
+
+
+# --- the relay process -------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def relay_process(
+    work: Path, plc_url: str, pdses: list[Pds]
+) -> AsyncIterator[tuple[str, subprocess.Popen[bytes], Path]]:
+    """`strata relay` as its own process on 127.0.0.1, following and trusting every `pdses`."""
+    port = free_port()
+    data_dir = work / "relay"
+    log_path = work / "relay.log"
+    follow: list[str] = []
+    for pds in pdses:
+        follow += ["--crawl", pds.endpoint, "--trusted", pds.hostname]
+    argv = [
+        sys.executable, "-m", "strata", "relay", "--host", "127.0.0.1", "--port", str(port),
+        "--data-dir", str(data_dir), "--log-level", "warning", "--dev", "--plc-url", plc_url,
+        # Trust raises a host's event rates, not its account cap (100 by default): without this
+        # the 101st account of a synthetic PDS would be throttled and its commits dropped.
+        "--default-account-limit", "10000000", *follow,
+    ]  # fmt: skip
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            await wait_healthy(url, proc)
+            yield url, proc, log_path
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+
+
+async def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{url} exited with {proc.returncode} before it was healthy")
+            try:
+                async with http.get(
+                    f"{url}/xrpc/_health", timeout=aiohttp.ClientTimeout(total=2)
+                ) as resp:
+                    if resp.status == 200:
+                        return
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not become healthy in {timeout:.0f} s")
+
+
+async def metrics(http: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    """The relay's Prometheus samples, `name{labels}` -> value."""
+    async with http.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                samples[name] = float(value)
+    return samples
+
+
+def metric_sum(samples: dict[str, float], name: str) -> float:
+    return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))
+
+
+def metric_by_label(samples: dict[str, float], name: str) -> dict[str, float]:
+    return {k[len(name) :]: v for k, v in samples.items() if k.startswith(name + "{") and v}
+
+
+async def host_seq(http: aiohttp.ClientSession, url: str, hostname: str) -> int:
+    async with http.get(
+        f"{url}/xrpc/com.atproto.sync.getHostStatus", params={"hostname": hostname}
+    ) as resp:
+        if resp.status != 200:
+            return -1
+        return int((await resp.json())["seq"])
+
+
+async def wait_for(
+    what: str, check: Callable[[], Any], timeout: float, proc: subprocess.Popen[bytes]
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if proc.poll() is not None:
+            raise RuntimeError(f"the relay exited ({proc.returncode}) while waiting for {what}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+# --- consumers that only read WebSocket frame headers -----------------------------------------
+
+
+class CountingConsumer(asyncio.Protocol):
+    """A `subscribeRepos` consumer that does the HTTP upgrade itself, then only reads WebSocket
+    frame headers: it counts binary messages, notes when each arrived, answers pings, and skips
+    payloads without buffering them. An error frame (CBOR header `{op: -1}`) is kept aside."""
+
+    def __init__(self, path: str, authority: str, expect: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.request = (
+            f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n\r\n"
+        ).encode()
+        self.expect = expect
+        self.upgraded: asyncio.Future[None] = loop.create_future()
+        self.finished: asyncio.Future[None] = loop.create_future()
+        self.transport: asyncio.Transport | None = None
+        self.head = bytearray()
+        self.handshake = bytearray()
+        self.remaining = 0
+        self.opcode = 0
+        self.fin = True
+        self.first: int | None = None
+        self.error_payload: bytearray | None = None
+        self.arrivals = array("d")
+        self.messages = 0
+        self.payload_bytes = 0
+        self.errors: list[str] = []
+        self.first_at = 0.0
+        self.last_at = 0.0
+        self.closed_by_server = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.upgraded.done():
+            self.upgraded.set_exception(ConnectionError(f"closed before the upgrade: {exc}"))
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        if not self.upgraded.done():
+            self.handshake += data
+            end = self.handshake.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(self.handshake[: self.handshake.find(b"\r\n")])
+            if not status.startswith(b"HTTP/1.1 101"):
+                self.upgraded.set_exception(ConnectionError(f"upgrade refused: {status!r}"))
+                assert self.transport is not None
+                self.transport.close()
+                return
+            self.upgraded.set_result(None)
+            data = bytes(self.handshake[end + 4 :])
+            self.handshake.clear()
+        if self.head:
+            data = bytes(self.head) + data
+            self.head.clear()
+        self._frames(data, now)
+
+    def _frames(self, data: bytes, now: float) -> None:
+        pos, n = 0, len(data)
+        while pos < n:
+            if self.remaining:
+                take = min(self.remaining, n - pos)
+                if self.first is None:
+                    self.first = data[pos]
+                    if self.first == 0xA1 and self.opcode == 2:
+                        self.error_payload = bytearray()
+                if self.error_payload is not None:
+                    self.error_payload += data[pos : pos + take]
+                self.remaining -= take
+                pos += take
+                if not self.remaining:
+                    self._end_of_frame(now)
+                continue
+            if n - pos < 2:
+                self.head += data[pos:]
+                return
+            b0, b1 = data[pos], data[pos + 1]
+            length, head = b1 & 0x7F, 2
+            if length == 126:
+                head = 4
+            elif length == 127:
+                head = 10
+            if b1 & 0x80:
+                head += 4  # a masked frame: servers do not send them, but skip it correctly
+            if n - pos < head:
+                self.head += data[pos:]
+                return
+            if length == 126:
+                length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+            elif length == 127:
+                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+            opcode = b0 & 0x0F
+            if opcode >= 8:  # a control frame: at most 125 bytes, read whole
+                if n - pos < head + length:
+                    self.head += data[pos:]
+                    return
+                self._control(opcode, data[pos + head : pos + head + length])
+                pos += head + length
+                continue
+            if opcode != 0:  # the first frame of a message (0 continues one)
+                self.opcode, self.first, self.error_payload = opcode, None, None
+            self.fin = bool(b0 & 0x80)
+            self.payload_bytes += length
+            self.remaining = length
+            pos += head
+            if not length:
+                self._end_of_frame(now)
+
+    def _end_of_frame(self, now: float) -> None:
+        if not self.fin or self.opcode != 2:
+            return
+        if self.error_payload is not None:
+            try:
+                _, body = decode_pair(bytes(self.error_payload))
+                self.errors.append(f"{body.get('error')}: {body.get('message')}")
+            except Exception as exc:
+                self.errors.append(f"undecodable error frame: {exc}")
+            self.error_payload = None
+            return
+        if not self.messages:
+            self.first_at = now
+        self.messages += 1
+        self.last_at = now
+        self.arrivals.append(now)
+        if self.messages >= self.expect:
+            self._finish()
+
+    def _control(self, opcode: int, payload: bytes) -> None:
+        assert self.transport is not None
+        if opcode == 9:  # ping: answer with a masked pong carrying the same payload
+            mask = os.urandom(4)
+            masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+            self.transport.write(bytes([0x8A, 0x80 | len(payload)]) + mask + masked)
+        elif opcode == 8:
+            self.closed_by_server = True
+            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+            if code not in (None, 1000):
+                self.errors.append(f"closed with {code} {payload[2:].decode(errors='replace')}")
+            self.transport.close()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            mask = os.urandom(4)
+            payload = (1000).to_bytes(2, "big")
+            masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+            self.transport.write(bytes([0x88, 0x82]) + mask + masked)
+            self.transport.close()
+
+
+async def connect_consumer(url: str, expect: int) -> CountingConsumer:
+    parts = urlsplit(url)
+    if parts.hostname != "127.0.0.1" or parts.port is None:
+        raise ValueError(f"consumers connect to 127.0.0.1 only, not {url}")
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    consumer = CountingConsumer(path, parts.netloc, expect)
+    loop = asyncio.get_running_loop()
+    await loop.create_connection(lambda: consumer, "127.0.0.1", parts.port)
+    await asyncio.wait_for(consumer.upgraded, 10)
+    return consumer
+
+
+async def consumers_main(url: str, count: int, expect: int, out: Path) -> None:
+    """The consumer process: `count` consumers; prints `ready` once every one is subscribed,
+    runs until each has `expect` messages or a line arrives on stdin, then writes results."""
+    loop = asyncio.get_running_loop()
+    consumers = [await connect_consumer(url, expect) for _ in range(count)]
+    print("ready", flush=True)
+    stdin = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+    stop = asyncio.ensure_future(stdin.readline())
+    everyone = asyncio.gather(*(c.finished for c in consumers))
+    await asyncio.wait({stop, everyone}, return_when=asyncio.FIRST_COMPLETED)
+    summary = [
+        {
+            "messages": c.messages,
+            "errors": c.errors,
+            "closed_by_server": c.closed_by_server,
+            "payload_bytes": c.payload_bytes,
+        }
+        for c in consumers
+    ]
+    with out.open("wb") as f:
+        f.write(json.dumps(summary).encode() + b"\n")
+        for c in consumers:
+            c.arrivals.tofile(f)
+    for c in consumers:
+        c.close()
+    stop.cancel()
+    everyone.cancel()
+    print("done", flush=True)
+
+
+def read_consumer_results(path: Path) -> tuple[list[dict[str, Any]], list[array[float]]]:
+    with path.open("rb") as f:
+        summary = json.loads(f.readline())
+        arrivals = []
+        for entry in summary:
+            values = array("d")
+            values.fromfile(f, entry["messages"])
+            arrivals.append(values)
+    return summary, arrivals
+
+
+# --- 2, 3, 4: the relay process ----------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    lag_pds: Pds
+    memory_pdses: list[Pds]
+    lag_accounts: int
+    warm_frames: int
+    lag_frames: int
+    generate_seconds: float
+    plc_ops_per_s: float
+
+
+async def prepare(
+    sizes: Sizes, directory: Directory, lag_pds: Pds, memory_pdses: list[Pds]
+) -> Prepared:
+    """Accounts, their DIDs in the directory, and every frame the sources will send."""
+    start = time.perf_counter()
+    rotation = K256Keypair.generate()
+    accounts, ops = new_accounts(LAG_ACCOUNTS, lag_pds.endpoint, "lag", rotation)
+    memory: list[tuple[Pds, Account]] = []
+    per_host = -(-sizes.memory_accounts // len(memory_pdses))
+    for h, pds in enumerate(memory_pdses):
+        count = min(per_host, sizes.memory_accounts - h * per_host)
+        more, more_ops = new_accounts(count, pds.endpoint, f"m{h}-", rotation)
+        memory += [(pds, account) for account in more]
+        ops += more_ops
+    plc_rate = await register(directory, ops)
+    note(f"  {len(ops):,} DIDs registered ({plc_rate:,.0f} operations/s); building frames ...")
+
+    firehose = lag_pds.firehose
+    for account in accounts:  # the empty repository's first commit, as a new account's PDS sends
+        result = Repository.create({}, account.did, account.key)
+        account.repo = result.repo
+        firehose.add(commit_frame(account.did, result, firehose.seq + 1))
+    warm = firehose.seq
+    for i in range(sizes.lag_frames):
+        account = accounts[i % len(accounts)]
+        assert account.repo is not None
+        result = account.repo.apply_writes([post(i)], account.key)
+        account.repo = result.repo
+        firehose.add(commit_frame(account.did, result, firehose.seq + 1))
+    for i, (pds, account) in enumerate(memory):
+        result = Repository.create({}, account.did, account.key, [post(i)])
+        pds.firehose.add(commit_frame(account.did, result, pds.firehose.seq + 1))
+    await asyncio.sleep(0)
+    return Prepared(
+        lag_pds=lag_pds,
+        memory_pdses=memory_pdses,
+        lag_accounts=len(accounts),
+        warm_frames=warm,
+        lag_frames=sizes.lag_frames,
+        generate_seconds=time.perf_counter() - start,
+        plc_ops_per_s=plc_rate,
+    )
+
+
+async def start_consumers(
+    url: str, count: int, expect: int, out: Path
+) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, os.path.abspath(__file__), "--consume", url, "--consumers", str(count),
+        "--expect", str(expect), "--out", str(out),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 60)
+    if line.strip() != b"ready":
+        raise RuntimeError(f"the consumer process did not start: {line!r}")
+    return proc
+
+
+async def warm_up(
+    http: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes], prepared: Prepared
+) -> None:
+    """Every lag account's first commit, before anything is measured: the relay learns these
+    accounts (and resolves their DIDs) outside the measures, and no consumer sees the frames."""
+    pds = prepared.lag_pds
+    pds.firehose.publish(prepared.warm_frames)
+
+    async def warmed() -> bool:
+        if await host_seq(http, url, pds.hostname) < prepared.warm_frames:
+            return False
+        samples = await metrics(http, url)
+        return metric_sum(samples, "strata_relay_last_seq") >= prepared.warm_frames
+
+    await wait_for("the warm-up commits", warmed, 60, proc)
+    await asyncio.sleep(0.5)
+
+
+async def measure_lag(
+    http: aiohttp.ClientSession,
+    url: str,
+    proc: subprocess.Popen[bytes],
+    prepared: Prepared,
+    work: Path,
+) -> dict[str, Any]:
+    firehose = prepared.lag_pds.firehose
+    before = await metrics(http, url)
+    out = work / "consumers.bin"
+    ws_url = url.replace("http://", "ws://", 1) + "/xrpc/com.atproto.sync.subscribeRepos"
+    consumers = await start_consumers(ws_url, LAG_CONSUMERS, prepared.lag_frames, out)
+    assert consumers.stdin is not None and consumers.stdout is not None
+
+    async def subscribed() -> bool:
+        samples = await metrics(http, url)
+        return metric_sum(samples, "strata_firehose_consumers") >= LAG_CONSUMERS
+
+    await wait_for("the consumers to subscribe", subscribed, 30, proc)
+    await asyncio.sleep(0.5)
+    note(f"  {LAG_CONSUMERS} consumers subscribed; sending {prepared.lag_frames:,} commits ...")
+    total = prepared.warm_frames + prepared.lag_frames
+    start = time.perf_counter()
+    while firehose.published < total:
+        due = prepared.warm_frames + int((time.perf_counter() - start) * LAG_RATE) + 1
+        if due > firehose.published:
+            firehose.publish(min(due, total) - firehose.published)
+        await asyncio.sleep(BURST_INTERVAL)
+    send_seconds = time.perf_counter() - start
+    ended = False
+    with contextlib.suppress(TimeoutError):
+        ended = (await asyncio.wait_for(consumers.stdout.readline(), 60)).strip() == b"done"
+    if not ended and consumers.returncode is None:
+        # Some consumer is still short of frames a minute after the last was sent: stop them.
+        consumers.stdin.write(b"stop\n")
+        await consumers.stdin.drain()
+        await asyncio.wait_for(consumers.stdout.readline(), 30)
+    consumers.stdin.close()
+    await consumers.wait()
+    if not out.exists():
+        raise RuntimeError(f"the consumer process failed (exit {consumers.returncode})")
+    after = await metrics(http, url)
+
+    summary, arrivals = read_consumer_results(out)
+    sent = firehose.sent_at[prepared.warm_frames : total]
+    lags: list[float] = []
+    for values in arrivals:
+        lags.extend(a - s for a, s in zip(values, sent, strict=False))
+    lags.sort()
+    delivered = [entry["messages"] for entry in summary]
+    errors = sorted({e for entry in summary for e in entry["errors"]})
+    return {
+        "sent": prepared.lag_frames,
+        "send_seconds": send_seconds,
+        "send_rate": prepared.lag_frames / send_seconds,
+        "consumers": LAG_CONSUMERS,
+        "delivered_total": sum(delivered),
+        "delivered_min": min(delivered),
+        "complete_consumers": sum(d == prepared.lag_frames for d in delivered),
+        "all_before_deadline": ended,
+        "consumer_errors": errors,
+        "p50_ms": percentile(lags, 0.50) * 1000 if lags else None,
+        "p99_ms": percentile(lags, 0.99) * 1000 if lags else None,
+        "max_ms": lags[-1] * 1000 if lags else None,
+        "negative": sum(1 for lag in lags if lag < 0),
+        "slow_consumers_closed": metric_sum(after, "strata_firehose_slow_consumers_total")
+        - metric_sum(before, "strata_firehose_slow_consumers_total"),
+        "throttle_waits": metric_sum(after, "strata_relay_throttle_waits_total")
+        - metric_sum(before, "strata_relay_throttle_waits_total"),
+    }
+
+
+async def measure_memory(
+    http: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes], prepared: Prepared
+) -> dict[str, Any]:
+    """RSS before, halfway and after the first commits of every memory account. By halfway the
+    relay's live window of recent frames holds frames of this size (at full scale), so the
+    second half's growth is closer to the cost of one more known account."""
+    pdses = prepared.memory_pdses
+    accounts = sum(p.firehose.seq for p in pdses)
+    before_seq = metric_sum(await metrics(http, url), "strata_relay_last_seq")
+    samples = [await settled_rss(proc.pid)]
+    note(f"  relay RSS {samples[0] / 1024:.0f} MiB; sending {accounts:,} first commits ...")
+    seconds = 0.0
+    for targets in (
+        {p.port: p.firehose.seq // 2 for p in pdses},
+        {p.port: p.firehose.seq for p in pdses},
+    ):
+        start = time.perf_counter()
+        while any(p.firehose.published < targets[p.port] for p in pdses):
+            for pds in pdses:
+                left = targets[pds.port] - pds.firehose.published
+                if left > 0 and pds.firehose.buffered() < 1 << 20:
+                    pds.firehose.publish(min(left, 500))
+            await asyncio.sleep(0.002)
+
+        async def taken(targets: dict[int, int] = targets) -> bool:
+            for pds in pdses:
+                if await host_seq(http, url, pds.hostname) < targets[pds.port]:
+                    return False
+            return True
+
+        await wait_for("the relay to read the first commits", taken, 900, proc)
+        seconds += time.perf_counter() - start
+        samples.append(await settled_rss(proc.pid))
+    before, half, after = samples
+    second_half = accounts - sum(p.firehose.seq // 2 for p in pdses)
+    after_seq = metric_sum(await metrics(http, url), "strata_relay_last_seq")
+    return {
+        "accounts": accounts,
+        "hosts": len(pdses),
+        "accepted": int(after_seq - before_seq),
+        "rss_before_kib": before,
+        "rss_half_kib": half,
+        "rss_after_kib": after,
+        "kib_per_account": (after - before) / accounts,
+        "kib_per_account_second_half": (after - half) / second_half,
+        "ingest_seconds": seconds,
+        "new_accounts_per_s": accounts / seconds,
+    }
+
+
+async def measure_replay(
+    http: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes]
+) -> dict[str, Any]:
+    last = int(metric_sum(await metrics(http, url), "strata_relay_last_seq"))
+    ws_url = url.replace("http://", "ws://", 1) + "/xrpc/com.atproto.sync.subscribeRepos?cursor=0"
+    start = time.time()
+    consumer = await connect_consumer(ws_url, last)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(consumer.finished, 300)
+    consumer.close()
+    elapsed = consumer.last_at - start
+    return {
+        "events": consumer.messages,
+        "expected": last,
+        "bytes": consumer.payload_bytes,
+        "seconds": elapsed,
+        "events_per_s": consumer.messages / elapsed if elapsed > 0 else None,
+        "mb_per_s": consumer.payload_bytes / elapsed / 1e6 if elapsed > 0 else None,
+        "errors": consumer.errors,
+    }
+
+
+async def measure_relay(sizes: Sizes, work: Path, sections: str) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    lag_pds = Pds(0)
+    memory_pdses = [Pds(0) for _ in range(MEMORY_HOSTS)]
+    async with contextlib.AsyncExitStack() as stack:
+        for pds in [lag_pds, *memory_pdses]:
+            pds.port = await stack.enter_async_context(
+                listening(pds_app(pds.firehose), "127.0.0.1", 0)
+            )
+        plc_url, directory = await stack.enter_async_context(plc_directory(work / "plc"))
+        note("preparing accounts and frames ...")
+        prepared = await prepare(sizes, directory, lag_pds, memory_pdses)
+        results["prepare"] = {
+            "seconds": prepared.generate_seconds,
+            "plc_ops_per_s": prepared.plc_ops_per_s,
+        }
+        note(f"  prepared in {prepared.generate_seconds:.1f} s; starting strata relay ...")
+        url, proc, log_path = await stack.enter_async_context(
+            relay_process(work, plc_url, [lag_pds, *memory_pdses])
+        )
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+
+        async def connected() -> bool:
+            return all(p.firehose.connections for p in [lag_pds, *memory_pdses])
+
+        await wait_for("the relay to subscribe to the sources", connected, 30, proc)
+        results["rss_start_kib"] = rss_kib(proc.pid)
+        await warm_up(http, url, proc, prepared)
+        if "3" in sections:
+            note("3. memory per known account ...")
+            results["memory"] = await measure_memory(http, url, proc, prepared)
+        if "2" in sections:
+            note("2. end-to-end lag ...")
+            results["lag"] = await measure_lag(http, url, proc, prepared, work)
+        if "4" in sections:
+            note("4. replay from disk ...")
+            results["replay"] = await measure_replay(http, url, proc)
+        final = await metrics(http, url)
+        results["relay_rejected"] = metric_by_label(final, "strata_relay_events_rejected_total")
+        results["relay_upstream_failures"] = metric_sum(
+            final, "strata_relay_upstream_failures_total"
+        )
+        results["relay_slow_consumers"] = metric_sum(final, "strata_firehose_slow_consumers_total")
+        results["relay_last_seq"] = metric_sum(final, "strata_relay_last_seq")
+        results["relay_exit"] = proc.poll()
+    log_lines = log_path.read_text(errors="replace").splitlines()
+    results["relay_log_lines"] = len(log_lines)
+    results["relay_log_head"] = log_lines[:10]
+    return results
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+
+def fmt(value: float | None, pattern: str) -> str:
+    return "n/a" if value is None else pattern.format(value)
+
+
+def build_rows(results: dict[str, Any], sizes: Sizes) -> list[tuple[str, str, str, str, str]]:
+    rows: list[tuple[str, str, str, str, str]] = []
+    no_relay = "n/a (no reference relay can run here)"
+    ingest = results.get("ingest")
+    if ingest:
+        ratio = ingest["commits_per_s"] / ingest["peer_commits_per_s"]
+        rows.append(
+            (
+                f"1. verified ingest, one core, {ingest['frames']:,} recorded frames "
+                f"(best of {INGEST_RUNS}): commits accepted/s",
+                f"{ingest['commits_per_s']:,.0f}/s",
+                f"{ingest['peer_commits_per_s']:,.0f}/s atproto SDK parse only (no verification)",
+                f"{ratio:.2f}",
+                f">= 5,000/s: {'met' if ingest['commits_per_s'] >= 5000 else 'NOT met'}",
+            )
+        )
+        rows.append(
+            (
+                "   frames/s (every type)",
+                f"{ingest['frames_per_s']:,.0f}/s",
+                f"{ingest['peer_frames_per_s']:,.0f}/s",
+                f"{ingest['frames_per_s'] / ingest['peer_frames_per_s']:.2f}",
+                "",
+            )
+        )
+        rejected = sum(ingest["rejected"].values())
+        rows.append(
+            (
+                "   commits accepted / rejected events",
+                f"{ingest['commits_accepted']:,} / {rejected}",
+                f"{ingest['frame_types'].get('#commit', 0):,} #commit frames recorded",
+                "",
+                "0 rejected: " + ("met" if rejected == 0 else "NOT met"),
+            )
+        )
+    lag = results.get("relay", {}).get("lag")
+    if lag:
+        met = lag["p99_ms"] is not None and lag["p99_ms"] < 500
+        rows.append(
+            (
+                f"2. lag p99, {LAG_RATE:,} events/s, {lag['consumers']} consumers",
+                fmt(lag["p99_ms"], "{:,.1f} ms"),
+                no_relay,
+                "",
+                f"< 500 ms: {'met' if met else 'NOT met'}",
+            )
+        )
+        rows.append(("   lag p50", fmt(lag["p50_ms"], "{:,.1f} ms"), no_relay, "", ""))
+        rows.append(("   lag max", fmt(lag["max_ms"], "{:,.1f} ms"), no_relay, "", ""))
+        expected = lag["sent"] * lag["consumers"]
+        rows.append(
+            (
+                "   frames delivered / sent x consumers",
+                f"{lag['delivered_total']:,} / {expected:,}",
+                no_relay,
+                "",
+                "all: " + ("met" if lag["delivered_total"] == expected else "NOT met"),
+            )
+        )
+        rows.append(("   source send rate achieved", f"{lag['send_rate']:,.0f}/s", "", "", ""))
+    memory = results.get("relay", {}).get("memory")
+    if memory:
+        rows.append(
+            (
+                f"3. relay RSS before -> half -> after {memory['accounts']:,} new accounts",
+                f"{memory['rss_before_kib'] / 1024:,.0f} -> {memory['rss_half_kib'] / 1024:,.0f}"
+                f" -> {memory['rss_after_kib'] / 1024:,.0f} MiB",
+                "n/a",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "   RSS growth per known account, over all of them",
+                f"{memory['kib_per_account']:.2f} KiB",
+                "n/a",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "   RSS growth per known account, second half only",
+                f"{memory['kib_per_account_second_half']:.2f} KiB",
+                "n/a",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"   first commits of new accounts/s ({memory['hosts']} PDSes)",
+                f"{memory['new_accounts_per_s']:,.0f}/s",
+                "n/a",
+                "",
+                "",
+            )
+        )
+    replay = results.get("relay", {}).get("replay")
+    if replay:
+        rows.append(
+            (
+                f"4. replay from disk, cursor=0 ({replay['events']:,} of "
+                f"{replay['expected']:,} events)",
+                f"{fmt(replay['events_per_s'], '{:,.0f}')} events/s, "
+                f"{fmt(replay['mb_per_s'], '{:.1f}')} MB/s",
+                "n/a (no peer holds the same events)",
+                "",
+                "",
+            )
+        )
+    return rows
+
+
+def print_table(rows: list[tuple[str, str, str, str, str]]) -> None:
+    header = ("measure", "strata", "peer", "ratio", "target")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
+    print("-+-".join("-" * w for w in widths))
+    for row in rows:
+        print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print("(ratio: strata / peer)")
+
+
+def print_notes(results: dict[str, Any]) -> None:
+    ingest = results.get("ingest")
+    if ingest:
+        print("Peer figures recorded in the corpus README (context only, not measured here):")
+        for what, figure in README_PEERS:
+            print(f"  {what}: {figure}")
+        runs = ", ".join(f"{s:.2f}" for s in ingest["runs_seconds"])
+        peer = ", ".join(f"{s:.2f}" for s in ingest["peer_runs_seconds"])
+        print(f"1: strata runs {runs} s; SDK runs {peer} s; events emitted {ingest['emitted']}")
+        if ingest["rejected"]:
+            print(f"1: REJECTED by reason: {ingest['rejected']}")
+        if ingest["desynced"]:
+            print(f"1: {ingest['desynced']} accounts desynchronized")
+    relay = results.get("relay")
+    if relay:
+        lag = relay.get("lag")
+        if lag:
+            print(
+                f"2: {lag['complete_consumers']} of {lag['consumers']} consumers got every frame"
+                f" (fewest {lag['delivered_min']:,}); sent in {lag['send_seconds']:.1f} s;"
+                f" slow consumers closed {lag['slow_consumers_closed']:.0f};"
+                f" throttle waits {lag['throttle_waits']:.0f};"
+                f" frames arriving before they were sent (misaligned): {lag['negative']}"
+            )
+            for error in lag["consumer_errors"]:
+                print(f"2: consumer error: {error}")
+        memory = relay.get("memory")
+        if memory:
+            print(
+                f"3: {memory['accepted']:,} of {memory['accounts']:,} first commits relayed in"
+                f" {memory['ingest_seconds']:.1f} s; relay RSS when it had just subscribed"
+                f" {relay['rss_start_kib'] / 1024:.0f} MiB. The growth over all accounts includes"
+                " the relay's live window of recent frames filling up (bounded, not per account)"
+            )
+        replay = relay.get("replay")
+        if replay:
+            print(
+                f"4: {replay['bytes'] / 1e6:,.1f} MB in {replay['seconds']:.2f} s"
+                + (f"; errors {replay['errors']}" if replay["errors"] else "")
+            )
+        prep = relay["prepare"]
+        print(
+            f"setup: accounts, DIDs and frames prepared in {prep['seconds']:.1f} s"
+            f" (directory {prep['plc_ops_per_s']:,.0f} ops/s)"
+        )
+        print(
+            f"relay: rejected {relay['relay_rejected'] or 'none'}; upstream failures"
+            f" {relay['relay_upstream_failures']:.0f}; slow consumers closed"
+            f" {relay['relay_slow_consumers']:.0f}; last seq {relay['relay_last_seq']:,.0f};"
+            f" {relay['relay_log_lines']} log lines at warning or above"
+        )
+        for line in relay["relay_log_head"]:
+            print(f"  relay log: {line[:300]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies the sizes")
+    parser.add_argument("--corpus", type=Path, default=None, help="the recorded corpus folder")
+    parser.add_argument("--json", action="store_true", help="also print the results as JSON")
+    parser.add_argument("--sections", default="1234", help="which measures to run (e.g. 12)")
+    parser.add_argument("--consume", help=argparse.SUPPRESS)
+    parser.add_argument("--consumers", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--expect", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.consume:
+        asyncio.run(consumers_main(args.consume, args.consumers, args.expect, args.out))
+        return
+
+    sizes = Sizes(args.scale)
+    began = time.perf_counter()
+    results: dict[str, Any] = {"scale": args.scale, "sizes": sizes.__dict__}
+    with tempfile.TemporaryDirectory(prefix="strata-bench-relay-") as tmp:
+        work = Path(tmp)
+        if "1" in args.sections:
+            corpus = args.corpus or default_corpus()
+            if corpus is None or not (corpus / "official-firehose.frames").exists():
+                parser.error("no corpus: pass --corpus DIR or set STRATA_CONFORMANCE_DIR")
+            note("1. verified ingest of the recorded frames ...")
+            results["ingest"] = run_ingest(corpus, work)
+        if set(args.sections) & set("234"):
+            results["relay"] = asyncio.run(measure_relay(sizes, work, args.sections))
+    results["seconds"] = time.perf_counter() - began
+
+    print()
+    print_table(build_rows(results, sizes))
+    print_notes(results)
+    print(f"total {results['seconds']:.0f} s (scale {args.scale:g})")
+    if args.json:
+        print()
+        print(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

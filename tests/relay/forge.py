@@ -1,0 +1,100 @@
+"""A host that says whatever a test wants: signed repositories it controls, and a firehose
+that serves any frames, well-formed or not."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from strata.core.crypto import K256Keypair
+from strata.core.frames import message_frame
+from strata.core.repo import CommitResult, Repository, Write
+from strata.core.syntax import next_tid
+from strata.pds.plc_client import PlcClient
+from strata.pds.sequencer import commit_body, iso_now
+from tests.services import free_port
+
+
+class ForgedAccount:
+    """A did:plc whose repository and signing key the test holds."""
+
+    def __init__(self, did: str, key: K256Keypair) -> None:
+        self.did = did
+        self.key = key
+        self.repo: Repository | None = None
+        self.blocks: dict[Any, bytes] = {}
+
+    @classmethod
+    async def register(
+        cls, http: aiohttp.ClientSession, plc_url: str, handle: str, endpoint: str
+    ) -> ForgedAccount:
+        key = K256Keypair.generate()
+        did = await PlcClient(http, (plc_url,)).create_did(key, key, handle, endpoint)
+        return cls(did, key)
+
+    def post(self, text: str, key: K256Keypair | None = None) -> CommitResult:
+        """A new commit adding one post, signed with `key` (the account's own by default)."""
+        write = Write(
+            "create",
+            "app.bsky.feed.post",
+            next_tid(),
+            {"$type": "app.bsky.feed.post", "text": text, "createdAt": iso_now()},
+        )
+        signer = key or self.key
+        if self.repo is None:
+            result = Repository.create(self.blocks, self.did, signer, [write])
+        else:
+            result = self.repo.apply_writes([write], signer)
+        self.repo = result.repo
+        return result
+
+    def event(self, result: CommitResult, **changes: Any) -> dict[str, Any]:
+        """The `#commit` body of `result`, with fields replaced by `changes`."""
+        return {**commit_body(self.did, result, [], iso_now()), **changes}
+
+
+class ForgedHost:
+    """A firehose on 127.0.0.1 that serves `frames` (numbered from 1) to every subscriber."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.port = free_port()
+        self.url = f"http://localhost:{self.port}"
+
+    def add(self, body: dict[str, Any], event_type: str = "#commit") -> None:
+        self.frames.append(message_frame(event_type, {**body, "seq": len(self.frames) + 1}))
+
+    def add_raw(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[None]:
+        async def subscribe(request: web.Request) -> web.WebSocketResponse:
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            cursor = int(request.query.get("cursor", "0"))
+            for frame in self.frames[cursor:]:
+                await ws.send_bytes(frame)
+            with contextlib.suppress(asyncio.CancelledError):
+                async for _ in ws:
+                    pass
+            return ws
+
+        async def describe(request: web.Request) -> web.Response:
+            return web.json_response({"did": "did:web:localhost", "availableUserDomains": []})
+
+        app = web.Application()
+        app.router.add_get("/xrpc/com.atproto.sync.subscribeRepos", subscribe)
+        app.router.add_get("/xrpc/com.atproto.server.describeServer", describe)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        try:
+            yield
+        finally:
+            await runner.cleanup()
