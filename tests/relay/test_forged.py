@@ -43,7 +43,9 @@ async def test_forged_frames_are_rejected_and_counted(tmp_path: Path) -> None:
         alice.repo = good
 
         older = tid_from_parts(tid_timestamp_micros(first.commit.rev) - 1_000_000, 0)
-        fork = Repository.create({}, alice.did, alice.key, [Write("create", "a.b.c", "k", {})], older)
+        fork = Repository.create(
+            {}, alice.did, alice.key, [Write("create", "a.b.c", "k", {})], older
+        )
         evil.add(alice.event(fork))
 
         broken = alice.post("proof that does not invert")

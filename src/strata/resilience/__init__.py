@@ -9,4 +9,12 @@ from strata.resilience.breaker import BreakerState, CircuitBreaker
 from strata.resilience.cache import CacheHit, StaleCache
 from strata.resilience.ratelimit import Limits, SlidingWindow
 
-__all__ = ["Backoff", "BreakerState", "CacheHit", "CircuitBreaker", "Limits", "SlidingWindow", "StaleCache"]
+__all__ = [
+    "Backoff",
+    "BreakerState",
+    "CacheHit",
+    "CircuitBreaker",
+    "Limits",
+    "SlidingWindow",
+    "StaleCache",
+]
