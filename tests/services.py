@@ -106,11 +106,12 @@ class RunningRelay:
 async def running_relay(
     data_dir: Path, plc_url: str, **overrides: Any
 ) -> AsyncIterator[RunningRelay]:
-    """A `strata relay` served in-process on a free port, in dev mode."""
+    """A `strata relay` served in-process in dev mode, on `port` or a free one."""
+    port = overrides.pop("port", 0)
     config = RelayConfig(**{"plc_urls": (plc_url,), "dev": True, **overrides})
     relay = Relay(config, data_dir)
-    async with serving(create_relay_app(relay)) as url:
-        yield RunningRelay(url, relay)
+    async with listening(create_relay_app(relay), "127.0.0.1", port) as bound:
+        yield RunningRelay(f"http://127.0.0.1:{bound}", relay)
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

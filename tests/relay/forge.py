@@ -13,7 +13,7 @@ from aiohttp import web
 
 from strata.core.crypto import K256Keypair
 from strata.core.frames import message_frame
-from strata.core.repo import CommitResult, Repository, Write
+from strata.core.repo import CommitResult, Repository, Write, export_car
 from strata.core.syntax import next_tid
 from strata.pds.plc_client import PlcClient
 from strata.pds.sequencer import commit_body, iso_now
@@ -59,10 +59,12 @@ class ForgedAccount:
 
 
 class ForgedHost:
-    """A firehose on 127.0.0.1 that serves `frames` (numbered from 1) to every subscriber."""
+    """A firehose on 127.0.0.1 that serves `frames` (numbered from 1, including ones added
+    later) to every subscriber, and the current repository of each account in `accounts`."""
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
+        self.accounts: dict[str, ForgedAccount] = {}
         self.port = free_port()
         self.url = f"http://localhost:{self.port}"
 
@@ -77,13 +79,25 @@ class ForgedHost:
         async def subscribe(request: web.Request) -> web.WebSocketResponse:
             ws = web.WebSocketResponse()
             await ws.prepare(request)
-            cursor = int(request.query.get("cursor", "0"))
-            for frame in self.frames[cursor:]:
-                await ws.send_bytes(frame)
-            with contextlib.suppress(asyncio.CancelledError):
-                async for _ in ws:
-                    pass
+            sent = int(request.query.get("cursor", "0"))
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                while not ws.closed:
+                    for frame in self.frames[sent:]:
+                        await ws.send_bytes(frame)
+                        sent += 1
+                    try:
+                        message = await ws.receive(timeout=0.02)
+                    except TimeoutError:
+                        continue
+                    if message.type != aiohttp.WSMsgType.BINARY:
+                        break
             return ws
+
+        async def get_repo(request: web.Request) -> web.Response:
+            account = self.accounts.get(request.query.get("did", ""))
+            if account is None or account.repo is None:
+                return web.json_response({"error": "RepoNotFound"}, status=400)
+            return web.Response(body=b"".join(export_car(account.repo)))
 
         async def describe(request: web.Request) -> web.Response:
             return web.json_response({"did": "did:web:localhost", "availableUserDomains": []})
@@ -91,6 +105,7 @@ class ForgedHost:
         app = web.Application()
         app.router.add_get("/xrpc/com.atproto.sync.subscribeRepos", subscribe)
         app.router.add_get("/xrpc/com.atproto.server.describeServer", describe)
+        app.router.add_get("/xrpc/com.atproto.sync.getRepo", get_repo)
         runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", self.port).start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,9 @@ from urllib.parse import urlsplit
 from strata.storage import write_private
 
 SECRETS_FILE: Final = "secrets.json"
+_HOSTNAME: Final = re.compile(
+    r"[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?)*"
+)
 LOOPBACK_NAMES: Final = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 
 
@@ -61,6 +65,8 @@ class HostAddress:
         if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
             raise InvalidHost(f"a host is a name, not a URL with a path: {value!r}")
         host = parts.hostname.lower()
+        if not _HOSTNAME.fullmatch(host) and host not in LOOPBACK_NAMES:
+            raise InvalidHost(f"not a host name: {host!r}")
         try:
             port = parts.port
         except ValueError as exc:
