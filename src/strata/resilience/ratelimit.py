@@ -40,7 +40,9 @@ class SlidingWindow:
         if self._estimate(now) + 1 <= self.limit:
             return 0.0
         if self._current + 1 > self.limit:
-            return self._start + self.size - now
+            # Full: into the next window, until this one's weight has decayed enough.
+            decayed = 1.0 - (self.limit - 1) / self._current
+            return self._start + self.size - now + decayed * self.size + 1e-6
         # The previous window's weight decays linearly; wait until enough of it has.
         room = (self.limit - self._current - 1) / self._previous
         return max(0.0, (1.0 - room) * self.size - (now - self._start)) + 1e-6

@@ -1,0 +1,110 @@
+"""The shared event-stream server: one copy of each frame, and slow consumers closed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
+
+from strata.core.frames import FrameError, decode_frame, message_frame, websocket_message
+from strata.net.firehose import Broadcaster, ConsumerTooSlow, serve_event_stream
+from tests.services import serving
+
+
+class MemoryLog:
+    """An event log held in memory."""
+
+    def __init__(self, window: int) -> None:
+        self.broadcaster = Broadcaster(window)
+        self.frames: list[tuple[int, bytes]] = []
+
+    @property
+    def last_seq(self) -> int:
+        return self.frames[-1][0] if self.frames else 0
+
+    def oldest_seq(self) -> int | None:
+        return self.frames[0][0] if self.frames else None
+
+    def replay(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        return [f for f in self.frames if f[0] > after][:limit]
+
+    def add(self, count: int, size: int = 10) -> None:
+        batch = []
+        for _ in range(count):
+            seq = self.last_seq + 1
+            batch.append((seq, message_frame("#commit", {"seq": seq, "pad": b"x" * size})))
+            self.frames.append(batch[-1])
+        self.broadcaster.publish(batch)
+
+
+def test_websocket_message_lengths() -> None:
+    for size, head in ((5, 2), (125, 2), (126, 4), (65_535, 4), (65_536, 10)):
+        message = websocket_message(b"a" * size)
+        assert message[0] == 0x82 and len(message) == head + size
+
+
+def test_read_skips_what_the_consumer_already_has() -> None:
+    log = MemoryLog(window=100)
+    log.add(5)
+    messages, position, last = log.broadcaster.read(0, after_seq=3)
+    assert len(messages) == 2 and position == 5 and last == 5
+
+
+def test_a_consumer_out_of_the_window_is_too_slow() -> None:
+    log = MemoryLog(window=8)
+    log.add(20)
+    try:
+        log.broadcaster.read(0, after_seq=0)
+    except ConsumerTooSlow:
+        pass
+    else:
+        raise AssertionError("a position behind the window must be too slow")
+
+
+async def test_live_consumers_and_a_slow_one(tmp_path: object) -> None:
+    log = MemoryLog(window=50)
+    app = web.Application()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        cursor = request.query.get("cursor")
+        return await serve_event_stream(
+            "test", log, request, None if cursor is None else int(cursor)
+        )
+
+    app.router.add_get("/sub", handler)
+    async with serving(app) as url, aiohttp.ClientSession() as http:
+        ws_url = url.replace("http", "ws") + "/sub"
+        fast = await http.ws_connect(ws_url)
+        slow = await http.ws_connect(ws_url, autoclose=False)
+        await asyncio.sleep(0.1)
+        # Large frames fill the slow consumer's socket buffers, so it falls out of the window.
+        for _ in range(40):
+            log.add(10, size=200_000)
+            got = [decode_frame((await fast.receive()).data).body["seq"] for _ in range(10)]
+            assert got == list(range(log.last_seq - 9, log.last_seq + 1))
+            await asyncio.sleep(0)
+        frames = []
+        async with asyncio.timeout(10):
+            while True:
+                message = await slow.receive()
+                if message.type != aiohttp.WSMsgType.BINARY:
+                    break
+                frames.append(decode_frame(message.data))
+                if frames[-1].op == -1:
+                    break
+        assert frames[-1].op == -1 and frames[-1].body["error"] == "ConsumerTooSlow"
+        assert len(frames) < 401
+        await fast.close()
+        await slow.close()
+
+
+@given(st.binary(max_size=300))
+def test_decode_frame_rejects_or_parses_anything(data: bytes) -> None:
+    try:
+        frame = decode_frame(data)
+    except FrameError:
+        return
+    assert frame.op in (1, -1) and isinstance(frame.body, dict)
