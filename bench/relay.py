@@ -1224,7 +1224,7 @@ def build_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 f"4. replay from disk, cursor=0 ({replay['events']:,} of "
                 f"{replay['expected']:,} events)",
                 f"{fmt(replay['events_per_s'], '{:,.0f}')} events/s, "
-                f"{fmt(replay['mb_per_s'], '{:.1f}')} MB/s",
+                f"{fmt(replay['mb_per_s'], '{:,.1f}')} MB/s",
                 "n/a (no peer holds the same events)",
                 "",
                 "",

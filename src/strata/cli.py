@@ -9,6 +9,7 @@ from strata.pds.cli import pds_command
 from strata.plc.cli import plc_command
 from strata.relay.cli import relay_command
 from strata.tools.account_cli import account
+from strata.tools.hosts_cli import hosts
 from strata.tools.repo_cli import repo
 from strata.tools.resolve_cli import resolve
 
@@ -31,4 +32,5 @@ main.add_command(plc_command)
 main.add_command(pds_command)
 main.add_command(relay_command)
 main.add_command(account)
+main.add_command(hosts)
 main.add_command(resolve)

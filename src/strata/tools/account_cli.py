@@ -19,32 +19,40 @@ PDS_OPTION = click.option(
 )
 
 
-async def _xrpc(
-    method: str, pds: str, nsid: str, body: Any = None, params: dict[str, Any] | None = None
+async def _request(
+    method: str,
+    url: str,
+    body: Any = None,
+    params: dict[str, Any] | None = None,
+    auth: aiohttp.BasicAuth | None = None,
 ) -> Any:
-    url = f"{pds.rstrip('/')}/xrpc/{nsid}"
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
-        http.request(method, url, json=body, params=params) as response,
+        http.request(method, url, json=body, params=params, auth=auth) as response,
     ):
         text = await response.text()
         answer = json.loads(text) if text else {}
         if response.status != 200:
             raise click.ClickException(
-                f"{nsid} failed with {response.status} {answer.get('error', '')}: "
-                f"{answer.get('message', text)}"
+                f"{url.rsplit('/', 1)[-1]} failed with {response.status} "
+                f"{answer.get('error', '')}: {answer.get('message', text)}"
             )
         return answer
 
 
-def call(method: str, pds: str, nsid: str, **kwargs: Any) -> Any:
-    """One XRPC call; a failure becomes a message for the operator."""
+def request(method: str, base: str, path: str, service: str, command: str, **kwargs: Any) -> Any:
+    """One HTTP call to a Strata service; a failure becomes a message for the operator."""
     try:
-        return asyncio.run(_xrpc(method, pds, nsid, **kwargs))
+        return asyncio.run(_request(method, f"{base.rstrip('/')}{path}", **kwargs))
     except aiohttp.ClientError as exc:
         raise click.ClickException(
-            f"cannot reach the PDS at {pds}: {exc}. Is `strata pds` running? Pass --pds URL."
+            f"cannot reach the {service} at {base}: {exc}. Is `strata {command}` running?"
         ) from exc
+
+
+def call(method: str, pds: str, nsid: str, **kwargs: Any) -> Any:
+    """One XRPC call to a PDS."""
+    return request(method, pds, f"/xrpc/{nsid}", "PDS", "pds", **kwargs)
 
 
 @click.group("account")
