@@ -23,8 +23,11 @@ def main() -> None:
 @main.command()
 def up() -> None:
     """Run the whole network locally (directory, PDS, relay, AppView, feed generator)."""
-    click.echo("strata: the PLC directory runs on its own for now: `strata plc --help`.")
-    click.echo("The PDS, relay, AppView and feed generator arrive next.")
+    click.echo(
+        "strata: the directory, the PDS and the relay run on their own for now: "
+        "`strata plc --help`, `strata pds --help`, `strata relay --help`."
+    )
+    click.echo("The AppView and feed generator arrive next.")
 
 
 main.add_command(repo)

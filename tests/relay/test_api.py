@@ -168,3 +168,16 @@ async def test_cursors_future_and_outdated(tmp_path: Path) -> None:
         frames = await read_frames(http, relay.url, 0, 2, timeout=5)
         assert frames[0].t == "#info" and frames[0].body["name"] == "OutdatedCursor"
         assert frames[1].body["seq"] == oldest
+
+
+async def test_a_pds_asks_to_be_crawled_and_siblings_hear_of_it(tmp_path: Path) -> None:
+    async with (
+        running_plc(tmp_path / "plc") as plc,
+        running_relay(tmp_path / "b", plc.url) as sibling,
+        running_relay(tmp_path / "a", plc.url, siblings=(sibling.url,)) as relay,
+        running_pds(tmp_path / "pds", plc.url, relays=(relay.url,)) as pds,
+    ):
+        host = f"localhost:{pds.url.rsplit(':', 1)[1]}"
+        async with asyncio.timeout(10):
+            while relay.relay.host(host) is None or sibling.relay.host(host) is None:
+                await asyncio.sleep(0.02)

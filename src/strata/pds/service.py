@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -35,8 +36,11 @@ from strata.pds.config import PdsConfig, Secrets
 from strata.pds.plc_client import PlcClient, PlcRejected, PlcUnavailable
 from strata.pds.sequencer import Sequencer
 from strata.pds.writer import RepoWriter
+from strata.resilience import Backoff
 
 log = logging.getLogger("strata.pds")
+
+CRAWL_ATTEMPTS = 5
 
 HANDLE_MIN, HANDLE_MAX = 3, 18
 """Length limits of the first label of a handle under one of the PDS's own domains."""
@@ -123,14 +127,27 @@ class Pds:
         return self._plc
 
     async def request_crawl(self) -> None:
-        """Ask every configured relay to subscribe to this PDS."""
-        for relay in self.config.relays:
-            url = f"{relay.rstrip('/')}/xrpc/com.atproto.sync.requestCrawl"
+        """Ask every configured relay to subscribe to this PDS. A relay checks that the PDS
+        answers first, so on start (before the server listens) a refusal is retried."""
+        # The public URL's host, with its port when it has one (dev mode on loopback).
+        hostname = urlsplit(self.config.public_url).netloc
+        await asyncio.gather(*(self._ask_relay(relay, hostname) for relay in self.config.relays))
+
+    async def _ask_relay(self, relay: str, hostname: str) -> None:
+        url = f"{relay.rstrip('/')}/xrpc/com.atproto.sync.requestCrawl"
+        backoff = Backoff(base=0.5, cap=10.0)
+        for attempt in range(1, CRAWL_ATTEMPTS + 1):
             try:
-                async with self.session.post(url, json={"hostname": self.config.hostname}) as r:
+                async with self.session.post(url, json={"hostname": hostname}) as r:
                     log_event(log, "requested crawl", relay=relay, status=r.status)
+                    if r.status == 200:
+                        return
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                log_event(log, "crawl request failed", logging.WARNING, relay=relay, error=str(exc))
+                log_event(
+                    log, "crawl request failed", logging.WARNING, relay=relay, attempt=attempt,
+                    error=str(exc),
+                )  # fmt: skip
+            await asyncio.sleep(backoff.next_delay())
 
     # Identity
 

@@ -78,6 +78,8 @@ class HostAddress:
             )
         if loopback:
             host = "localhost"
+            # As the reference relay reads it: a bare `localhost:port` is a dev PDS on http.
+            no_ssl = no_ssl or "://" not in value
         default_port = 80 if no_ssl else 443
         name = host if port in (None, default_port) else f"{host}:{port}"
         return cls(name, no_ssl)
