@@ -46,6 +46,7 @@ DUPLICATES = Counter(
     "strata_relay_duplicates_total", "Events already relayed, seen again from another upstream"
 )
 DEDUP_MEMORY: Final = 50_000
+REJECTION_LOG_INTERVAL: Final = 10.0
 
 
 class UpstreamError(Exception):
@@ -79,6 +80,7 @@ class Ingest:
         self.dirty_hosts: set[int] = set()
         self._keys: dict[str, tuple[DidDocument, PublicKey]] = {}
         self._seen: OrderedDict[tuple[Any, ...], None] = OrderedDict()
+        self._logged: dict[int, float] = {}
 
     async def handle(self, host: Host, data: bytes) -> None:
         """Process one frame from `host`. Raises `UpstreamError` for an error frame, and lets
@@ -117,10 +119,16 @@ class Ingest:
 
     def _reject(self, host: Host, exc: Rejected) -> None:
         REJECTED.labels(exc.reason).inc()
+        # One line per host every few seconds at most: a host sending garbage must not
+        # flood the log; the counter has the totals.
+        now = self.clock()
+        quiet = now - self._logged.get(host.id, 0.0) < REJECTION_LOG_INTERVAL
+        if not quiet:
+            self._logged[host.id] = now
         log_event(
             log,
             "event rejected",
-            logging.DEBUG,
+            logging.DEBUG if quiet else logging.WARNING,
             host=host.hostname,
             reason=exc.reason,
             error=str(exc),
