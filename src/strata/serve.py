@@ -87,6 +87,27 @@ def service_options(default_port: int, default_dir: str) -> Callable[[F], F]:
     return decorate
 
 
+PLC_URLS = click.option(
+    "--plc-url",
+    "plc_urls",
+    multiple=True,
+    envvar="STRATA_PLC_URL",
+    default=("http://127.0.0.1:2582",),
+    show_default=True,
+    metavar="URL",
+    help="PLC directories, in order of preference (repeat the option).",
+)
+"""`--plc-url`, for every service that resolves identities."""
+
+
+def http_urls(option: str, urls: tuple[str, ...]) -> tuple[str, ...]:
+    """`urls` without trailing slashes, or a usage error naming `option` if one is not http(s)."""
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise click.BadParameter(f"{url!r} is not an http(s) URL", param_hint=option)
+    return tuple(url.rstrip("/") for url in urls)
+
+
 def options_from(kwargs: dict[str, Any]) -> ServiceOptions:
     """Take the shared options out of a click command's keyword arguments."""
     return ServiceOptions(

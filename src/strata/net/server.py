@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -73,6 +73,19 @@ async def _error_envelope(
             {"error": "InternalServerError", "message": "Internal Server Error"}, status=500
         )
     return response
+
+
+def run_alongside(
+    app: web.Application, start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]
+) -> None:
+    """Start a service when `app` starts serving and stop it when the server shuts down."""
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await start()
+        yield
+        await stop()
+
+    app.cleanup_ctx.append(lifecycle)
 
 
 def create_app(

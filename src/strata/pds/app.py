@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from strata.net.server import create_app, json_response
+from strata.net.server import create_app, json_response, run_alongside
 from strata.net.xrpc import XrpcRouter
 from strata.pds.api import admin, appview, identity, repo, server, sync
 from strata.pds.api.appview import Proxy
@@ -61,10 +61,5 @@ def create_pds_app(pds: Pds) -> web.Application:
     app.router.add_get("/.well-known/did.json", service_did_document)
     app.router.add_get("/", root)
 
-    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
-        await pds.start()
-        yield
-        await pds.stop()
-
-    app.cleanup_ctx.append(lifecycle)
+    run_alongside(app, pds.start, pds.stop)
     return app

@@ -9,7 +9,14 @@ import click
 from strata.pds.app import create_pds_app
 from strata.pds.config import AppView, PdsConfig
 from strata.pds.service import Pds
-from strata.serve import ServiceOptions, options_from, run_service, service_options
+from strata.serve import (
+    PLC_URLS,
+    ServiceOptions,
+    http_urls,
+    options_from,
+    run_service,
+    service_options,
+)
 
 
 def public_url(options: ServiceOptions, hostname: str) -> str:
@@ -29,16 +36,7 @@ def public_url(options: ServiceOptions, hostname: str) -> str:
     show_default=True,
     help="The public hostname of this PDS.",
 )
-@click.option(
-    "--plc-url",
-    "plc_urls",
-    multiple=True,
-    envvar="STRATA_PLC_URL",
-    default=("http://127.0.0.1:2582",),
-    show_default=True,
-    metavar="URL",
-    help="PLC directories, in order of preference (repeat the option).",
-)
+@PLC_URLS
 @click.option(
     "--handle-domain",
     "handle_domains",
@@ -95,16 +93,13 @@ def pds_command(
         parsed_appviews = tuple(AppView.parse(a) for a in appviews)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--appview") from exc
-    for url in (*plc_urls, *relays):
-        if not url.startswith(("http://", "https://")):
-            raise click.BadParameter(f"{url!r} is not an http(s) URL")
     config = PdsConfig(
         hostname=hostname,
         public_url=public_url(options, hostname),
-        plc_urls=tuple(u.rstrip("/") for u in plc_urls),
+        plc_urls=http_urls("--plc-url", plc_urls),
         handle_domains=tuple(d if d.startswith(".") else f".{d}" for d in handle_domains),
         appviews=parsed_appviews,
-        relays=relays,
+        relays=http_urls("--relay", relays),
         dev=options.dev,
         invite_required=invite_required,
         blob_max_bytes=blob_max_bytes,

@@ -32,6 +32,14 @@ def _known(relay: Relay, did: str) -> Account:
     return account
 
 
+def _cursor(call: Call[None]) -> int:
+    """A listing's cursor: the row number after which the next page starts."""
+    try:
+        return int(call.params.get("cursor", "0"))
+    except ValueError:
+        raise XrpcError(400, "InvalidRequest", "malformed cursor") from None
+
+
 def register(router: XrpcRouter, relay: Relay) -> None:
     @router.query("com.atproto.sync.subscribeRepos")
     async def subscribe_repos(call: Call[None]) -> web.StreamResponse:
@@ -41,11 +49,7 @@ def register(router: XrpcRouter, relay: Relay) -> None:
 
     @router.query("com.atproto.sync.listRepos")
     async def list_repos(call: Call[None]) -> web.Response:
-        limit = call.params.get("limit", 500)
-        try:
-            after = int(call.params.get("cursor", "0"))
-        except ValueError:
-            raise XrpcError(400, "InvalidRequest", "malformed cursor") from None
+        limit, after = call.params.get("limit", 500), _cursor(call)
         accounts = relay.store.list_accounts(after, limit)
         repos = []
         for account in accounts:
@@ -102,11 +106,7 @@ def register(router: XrpcRouter, relay: Relay) -> None:
 
     @router.query("com.atproto.sync.listHosts")
     async def list_hosts(call: Call[None]) -> web.Response:
-        limit = call.params.get("limit", 200)
-        try:
-            after = int(call.params.get("cursor", "0"))
-        except ValueError:
-            raise XrpcError(400, "InvalidRequest", "malformed cursor") from None
+        limit, after = call.params.get("limit", 200), _cursor(call)
         hosts = [relay.hosts.get(h.id, h) for h in relay.store.hosts(after, limit)]
         out: dict[str, Any] = {"hosts": [h.view() for h in hosts]}
         if len(hosts) == limit:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from strata.core.lexicon import Catalog
-from strata.net.server import create_app
+from strata.net.server import create_app, run_alongside
 from strata.net.xrpc import XrpcRouter
 from strata.relay import admin, api
 from strata.relay.service import Relay
@@ -31,10 +31,5 @@ def create_relay_app(relay: Relay) -> web.Application:
 
     app.router.add_get("/", root)
 
-    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
-        await relay.start()
-        yield
-        await relay.stop()
-
-    app.cleanup_ctx.append(lifecycle)
+    run_alongside(app, relay.start, relay.stop)
     return app

@@ -9,7 +9,7 @@ import click
 from strata.relay.app import create_relay_app
 from strata.relay.config import HostAddress, InvalidHost, RelayConfig
 from strata.relay.service import Relay
-from strata.serve import options_from, run_service, service_options
+from strata.serve import PLC_URLS, http_urls, options_from, run_service, service_options
 
 
 def _urls(option: str, values: tuple[str, ...], dev: bool) -> tuple[str, ...]:
@@ -23,16 +23,7 @@ def _urls(option: str, values: tuple[str, ...], dev: bool) -> tuple[str, ...]:
 
 @click.command("relay")
 @service_options(default_port=2584, default_dir="relay")
-@click.option(
-    "--plc-url",
-    "plc_urls",
-    multiple=True,
-    envvar="STRATA_PLC_URL",
-    default=("http://127.0.0.1:2582",),
-    show_default=True,
-    metavar="URL",
-    help="PLC directories, in order of preference (repeat the option).",
-)
+@PLC_URLS
 @click.option(
     "--crawl",
     multiple=True,
@@ -99,14 +90,11 @@ def relay_command(
 ) -> None:
     """Run a relay: follow PDSes and other relays, verify, and serve one firehose."""
     options = options_from(kwargs)
-    for url in (*plc_urls, *siblings):
-        if not url.startswith(("http://", "https://")):
-            raise click.BadParameter(f"{url!r} is not an http(s) URL")
     config = RelayConfig(
-        plc_urls=tuple(u.rstrip("/") for u in plc_urls),
+        plc_urls=http_urls("--plc-url", plc_urls),
         crawl=_urls("--crawl", crawl, options.dev),
         upstreams=_urls("--upstream", upstreams, options.dev),
-        siblings=siblings,
+        siblings=http_urls("--sibling", siblings),
         trusted=trusted,
         lenient=lenient,
         dev=options.dev,
