@@ -19,9 +19,9 @@
    its SQLite file, which the operating system has in its page cache by then).
 
 Every connection is to 127.0.0.1 (the relay names loopback hosts `localhost`, which resolves to
-127.0.0.1 here). The synthetic PDSes are trusted and the relay's default account cap is raised:
-trust alone lifts the event rates, not the cap of 100 accounts per host. The corpus is
-`--corpus DIR`, by default the folder `corpus` beside $STRATA_CONFORMANCE_DIR.
+127.0.0.1 here). The synthetic PDSes are trusted (`--trusted`), which lifts their event rates and
+account caps as the reference relay does. The corpus is `--corpus DIR`, by default the folder
+`corpus` beside $STRATA_CONFORMANCE_DIR.
 
 Run: `python bench/relay.py [--scale S] [--json]` (`--scale 0.1` for a quick run). Progress goes
 to stderr; the table, and with `--json` a JSON document after it, to stdout.
@@ -53,18 +53,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from aiohttp import ClientSession as HttpClient
 from aiohttp import web
 
-from strata.core.car import write_car
 from strata.core.cbor import decode_pair
 from strata.core.crypto import K256Keypair
 from strata.core.frames import message_frame, websocket_message
 from strata.core.plc import did_for_genesis, parse_operation, sign_operation
 from strata.core.repo import CommitResult, Repository, Write
 from strata.core.syntax import next_tid
-from strata.core.syntax.dates import format_millis
 from strata.identity import IdentityResolver
+from strata.pds.sequencer import commit_body, iso_now
 from strata.plc.app import DIRECTORY_KEY, create_plc_app
 from strata.plc.directory import Directory
 from strata.plc.store import PlcStore, parse_created_at
@@ -126,10 +124,6 @@ async def settled_rss(pid: int) -> int:
         await asyncio.sleep(0.1)
         lowest = min(lowest, rss_kib(pid))
     return lowest
-
-
-def iso_now() -> str:
-    return format_millis(int(time.time() * 1000))
 
 
 @dataclass
@@ -296,7 +290,7 @@ async def measure_ingest(corpus: Path, work: Path) -> dict[str, Any]:
     async with (
         serving(export_app(lines)) as export_url,
         plc_directory(work / "plc-mirror", (export_url,)) as (mirror_url, _),
-        HttpClient() as http,
+        aiohttp.ClientSession() as http,
     ):
         deadline = time.monotonic() + 60
         while True:
@@ -403,23 +397,8 @@ async def register(directory: Directory, ops: list[tuple[str, Any]]) -> float:
 
 
 def commit_frame(did: str, result: CommitResult, seq: int) -> bytes:
-    """The `#commit` frame a PDS sequences for `result` (as `strata.pds.sequencer` builds it)."""
-    body: dict[str, Any] = {
-        "seq": seq,
-        "rebase": False,
-        "tooBig": False,
-        "repo": did,
-        "commit": result.cid,
-        "rev": result.commit.rev,
-        "since": result.since,
-        "blocks": write_car([result.cid], result.event_blocks.items()),
-        "ops": [op.to_event() for op in result.ops],
-        "blobs": [],
-        "time": iso_now(),
-    }
-    if result.prev_data is not None:
-        body["prevData"] = result.prev_data
-    return message_frame("#commit", body)
+    """The `#commit` frame a PDS sequences for `result`."""
+    return message_frame("#commit", {**commit_body(did, result, [], iso_now()), "seq": seq})
 
 
 def post(i: int) -> Write:
@@ -521,9 +500,7 @@ async def relay_process(
     argv = [
         sys.executable, "-m", "strata", "relay", "--host", "127.0.0.1", "--port", str(port),
         "--data-dir", str(data_dir), "--log-level", "warning", "--dev", "--plc-url", plc_url,
-        # Trust raises a host's event rates, not its account cap (100 by default): without this
-        # the 101st account of a synthetic PDS would be throttled and its commits dropped.
-        "--default-account-limit", "10000000", *follow,
+        *follow,
     ]  # fmt: skip
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
@@ -545,7 +522,7 @@ async def relay_process(
 
 async def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
-    async with HttpClient() as http:
+    async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"{url} exited with {proc.returncode} before it was healthy")
@@ -561,7 +538,7 @@ async def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float =
     raise RuntimeError(f"{url} did not become healthy in {timeout:.0f} s")
 
 
-async def metrics(http: HttpClient, url: str) -> dict[str, float]:
+async def metrics(http: aiohttp.ClientSession, url: str) -> dict[str, float]:
     """The relay's Prometheus samples, `name{labels}` -> value."""
     async with http.get(f"{url}/metrics") as resp:
         text = await resp.text()
@@ -582,7 +559,7 @@ def metric_by_label(samples: dict[str, float], name: str) -> dict[str, float]:
     return {k[len(name) :]: v for k, v in samples.items() if k.startswith(name + "{") and v}
 
 
-async def host_seq(http: HttpClient, url: str, hostname: str) -> int:
+async def host_seq(http: aiohttp.ClientSession, url: str, hostname: str) -> int:
     async with http.get(
         f"{url}/xrpc/com.atproto.sync.getHostStatus", params={"hostname": hostname}
     ) as resp:
@@ -893,7 +870,7 @@ async def start_consumers(
 
 
 async def warm_up(
-    http: HttpClient, url: str, proc: subprocess.Popen[bytes], prepared: Prepared
+    http: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes], prepared: Prepared
 ) -> None:
     """Every lag account's first commit, before anything is measured: the relay learns these
     accounts (and resolves their DIDs) outside the measures, and no consumer sees the frames."""
@@ -912,7 +889,7 @@ async def warm_up(
 
 
 async def measure_lag(
-    http: HttpClient,
+    http: aiohttp.ClientSession,
     url: str,
     proc: subprocess.Popen[bytes],
     prepared: Prepared,
@@ -989,7 +966,7 @@ async def measure_lag(
 
 
 async def measure_memory(
-    http: HttpClient, url: str, proc: subprocess.Popen[bytes], prepared: Prepared
+    http: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes], prepared: Prepared
 ) -> dict[str, Any]:
     """RSS before, halfway and after the first commits of every memory account. By halfway the
     relay's live window of recent frames holds frames of this size (at full scale), so the
@@ -1039,7 +1016,7 @@ async def measure_memory(
 
 
 async def measure_replay(
-    http: HttpClient, url: str, proc: subprocess.Popen[bytes]
+    http: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes]
 ) -> dict[str, Any]:
     last = int(metric_sum(await metrics(http, url), "strata_relay_last_seq"))
     ws_url = url.replace("http://", "ws://", 1) + "/xrpc/com.atproto.sync.subscribeRepos?cursor=0"
@@ -1080,7 +1057,7 @@ async def measure_relay(sizes: Sizes, work: Path, sections: str) -> dict[str, An
         url, proc, log_path = await stack.enter_async_context(
             relay_process(work, plc_url, [lag_pds, *memory_pdses])
         )
-        http = await stack.enter_async_context(HttpClient())
+        http = await stack.enter_async_context(aiohttp.ClientSession())
 
         async def connected() -> bool:
             return all(p.firehose.connections for p in [lag_pds, *memory_pdses])

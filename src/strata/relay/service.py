@@ -30,6 +30,8 @@ FLUSH_INTERVAL: Final = 0.01
 FLUSH_AT: Final = 500
 """Events pending after which the writer commits at once instead of waiting for the tick."""
 PRUNE_INTERVAL: Final = 60.0
+TRUSTED_ACCOUNT_LIMIT: Final = 10_000_000
+"""A trusted host's account cap, as the reference relay gives it."""
 
 
 def _now_ms() -> int:
@@ -155,6 +157,7 @@ class Relay:
         through the admin API are kept otherwise)."""
         if _matches(host.hostname, self.config.trusted) and not host.trusted:
             host.trusted = True
+            host.account_limit = max(host.account_limit, TRUSTED_ACCOUNT_LIMIT)
             self.store.update_host(host)
         if _matches(host.hostname, self.config.lenient) and not host.lenient:
             host.lenient = True
