@@ -20,9 +20,9 @@ async def get(http: aiohttp.ClientSession, url: str, **params: Any) -> tuple[int
 
 
 async def post(
-    http: aiohttp.ClientSession, url: str, body: Any, auth: aiohttp.BasicAuth | None = None
+    http: aiohttp.ClientSession, url: str, body: Any, auth: dict[str, str] | None = None
 ) -> tuple[int, Any]:
-    async with http.post(url, json=body, auth=auth) as r:
+    async with http.post(url, json=body, headers=auth) as r:
         text = await r.text()
         return r.status, (await r.json()) if text else None
 
@@ -35,7 +35,7 @@ async def test_sync_methods_hosts_and_admin(tmp_path: Path) -> None:
         aiohttp.ClientSession() as http,
     ):
         xrpc = f"{relay.url}/xrpc"
-        admin = aiohttp.BasicAuth("admin", relay.relay.admin_password)
+        admin = {"Authorization": aiohttp.encode_basic_auth("admin", relay.relay.admin_password)}
 
         status, body = await post(
             http, f"{xrpc}/com.atproto.sync.requestCrawl", {"hostname": "no host"}
@@ -121,7 +121,7 @@ async def test_sync_methods_hosts_and_admin(tmp_path: Path) -> None:
         assert stream.host.account_limit == 5000 and stream.host.trusted
 
         async with http.post(
-            f"{relay.url}/admin/pds/block", params={"host": host}, auth=admin
+            f"{relay.url}/admin/pds/block", params={"host": host}, headers=admin
         ) as r:
             assert r.status == 200
         status, body = await post(
@@ -130,7 +130,7 @@ async def test_sync_methods_hosts_and_admin(tmp_path: Path) -> None:
         assert (status, body["error"]) == (401, "DomainBan")
         assert not relay.relay.streams
         async with http.post(
-            f"{relay.url}/admin/pds/unblock", params={"host": host}, auth=admin
+            f"{relay.url}/admin/pds/unblock", params={"host": host}, headers=admin
         ) as r:
             assert r.status == 200
         assert relay.relay.streams

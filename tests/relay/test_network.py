@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 from atproto_firehose import AsyncFirehoseSubscribeReposClient, parse_subscribe_repos_message
-from atproto_firehose.models import MessageFrame
+from atproto_subscription.frames import MessageFrame
 
 from tests.interop.peers import official_network
 from tests.relay.xrpc import PdsUser, read_frames
@@ -22,10 +22,10 @@ POSTS_PER_PHASE = 3
 
 
 async def hosts_connected(http: aiohttp.ClientSession, relay: str, password: str, n: int) -> None:
-    auth = aiohttp.BasicAuth("admin", password)
+    auth = {"Authorization": aiohttp.encode_basic_auth("admin", password)}
     async with asyncio.timeout(30):
         while True:
-            async with http.get(f"{relay}/admin/pds/list", auth=auth) as r:
+            async with http.get(f"{relay}/admin/pds/list", headers=auth) as r:
                 hosts = (await r.json())["hosts"]
             if sum(h["connected"] for h in hosts) == n:
                 return

@@ -8,9 +8,6 @@ can retry. App passwords give narrower scopes than the account password.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import secrets
 import time
 from collections import defaultdict, deque
@@ -21,6 +18,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from strata.core.jwt import JwtError, encode_hs256, parse_jwt, verify_hs256
+from strata.net.basic_auth import decode_basic, is_admin
 from strata.net.errors import XrpcError
 from strata.pds.accounts import Account, AccountStore
 
@@ -227,12 +225,9 @@ class Authenticator:
         found = authorization(request)
         if found is None or found[0] != "basic":
             raise auth_required(name="AuthenticationRequired")
-        encoded = found[1]
-        try:
-            user, _, password = base64.b64decode(encoded).decode().partition(":")
-        except (ValueError, binascii.Error, UnicodeDecodeError):
-            raise auth_required("Invalid authorization header", "AuthenticationRequired") from None
-        if user != "admin" or not hmac.compare_digest(password, self.admin_password):
+        if decode_basic(found[1]) is None:
+            raise auth_required("Invalid authorization header", "AuthenticationRequired")
+        if not is_admin(found[1], self.admin_password):
             raise auth_required("Invalid admin credentials", "AuthenticationRequired")
         return Admin()
 

@@ -3,13 +3,13 @@ with the password in the relay's `secrets.json`."""
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import BasicAuth, web
+from aiohttp import web
 
+from strata.net.basic_auth import is_admin
 from strata.net.errors import XrpcError
 from strata.net.server import json_response
 from strata.relay.api import crawl
@@ -21,14 +21,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _authorized(relay: Relay, request: web.Request) -> None:
-    header = request.headers.get("Authorization", "")
-    try:
-        credentials = BasicAuth.decode(header)
-    except ValueError:
-        raise XrpcError(401, "AuthenticationRequired", "admin credentials required") from None
-    if credentials.login != "admin" or not hmac.compare_digest(
-        credentials.password, relay.admin_password
-    ):
+    kind, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if kind.lower() != "basic":
+        raise XrpcError(401, "AuthenticationRequired", "admin credentials required")
+    if not is_admin(credentials, relay.admin_password):
         raise XrpcError(401, "AuthenticationRequired", "invalid admin credentials")
 
 

@@ -24,11 +24,11 @@ async def _request(
     url: str,
     body: Any = None,
     params: dict[str, Any] | None = None,
-    auth: aiohttp.BasicAuth | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Any:
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
-        http.request(method, url, json=body, params=params, auth=auth) as response,
+        http.request(method, url, json=body, params=params, headers=headers) as response,
     ):
         text = await response.text()
         answer = json.loads(text) if text else {}

@@ -27,8 +27,8 @@ def _password(password: str | None, data_dir: Path) -> str:
 
 def _admin(ctx: click.Context, method: str, path: str, **kwargs: Any) -> Any:
     relay, password, data_dir = ctx.obj
-    auth = aiohttp.BasicAuth("admin", _password(password, data_dir))
-    return request(method, relay, path, "relay", "relay", auth=auth, **kwargs)
+    headers = {"Authorization": aiohttp.encode_basic_auth("admin", _password(password, data_dir))}
+    return request(method, relay, path, "relay", "relay", headers=headers, **kwargs)
 
 
 @click.group("hosts")
