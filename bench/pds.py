@@ -24,7 +24,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,8 @@ from typing import Any
 import aiohttp
 import cbrrr
 
+from harness import free_port, wait_healthy
+
 PEERS = Path(__file__).resolve().parent / "peers"
 COLLECTION = "app.bsky.feed.post"
 PASSWORD = "bench-password-1"
@@ -48,30 +49,6 @@ READERS = 8
 
 
 # --- processes -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def wait_healthy(url: str, alive: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            if not alive():
-                raise RuntimeError(f"{url} exited before answering /xrpc/_health")
-            try:
-                async with http.get(
-                    f"{url}/xrpc/_health", timeout=aiohttp.ClientTimeout(total=2)
-                ) as resp:
-                    if resp.status == 200:
-                        return
-            except (aiohttp.ClientError, TimeoutError, OSError):
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not become healthy in {timeout:.0f} s")
 
 
 @contextlib.asynccontextmanager

@@ -36,7 +36,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -55,6 +54,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
+from harness import free_port, wait_healthy
 from strata.core.cbor import decode_pair
 from strata.core.crypto import K256Keypair
 from strata.core.frames import message_frame, websocket_message
@@ -93,12 +93,6 @@ def note(text: str) -> None:
 
 def percentile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_kib(pid: int) -> int:
@@ -508,7 +502,7 @@ async def relay_process(
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            await wait_healthy(url, proc)
+            await wait_healthy(url, lambda: proc.poll() is None)
             yield url, proc, log_path
         finally:
             if proc.poll() is None:
@@ -518,24 +512,6 @@ async def relay_process(
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(timeout=10)
-
-
-async def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{url} exited with {proc.returncode} before it was healthy")
-            try:
-                async with http.get(
-                    f"{url}/xrpc/_health", timeout=aiohttp.ClientTimeout(total=2)
-                ) as resp:
-                    if resp.status == 200:
-                        return
-            except (aiohttp.ClientError, TimeoutError, OSError):
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not become healthy in {timeout:.0f} s")
 
 
 async def metrics(http: aiohttp.ClientSession, url: str) -> dict[str, float]:
