@@ -1,11 +1,17 @@
-"""What the benchmarks share: ports on loopback, and waiting for a service process."""
+"""What the benchmarks share: ports on loopback, and Strata services as their own processes."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import aiohttp
 
@@ -34,3 +40,52 @@ async def wait_healthy(url: str, alive: Callable[[], bool], timeout: float = 60.
                 pass
             await asyncio.sleep(0.1)
     raise RuntimeError(f"{url} did not become healthy in {timeout:.0f} s")
+
+
+@contextlib.asynccontextmanager
+async def strata_service(
+    command: str, data_dir: Path, *args: str
+) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`python -m strata <command>` as its own process on 127.0.0.1; yields (URL, process)."""
+    port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir.parent / f"{data_dir.name}.log"
+    log = log_path.open("ab")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "strata",
+            command,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--log-level",
+            "warning",
+            *args,
+        ],
+        stdout=log,
+        stderr=log,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            await wait_healthy(url, lambda: proc.poll() is None)
+        except RuntimeError as exc:
+            log.flush()
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"strata {command}: {exc}; end of its log:\n{tail}") from None
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        log.close()

@@ -25,7 +25,6 @@ import os
 import secrets
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ from typing import Any
 import aiohttp
 import cbrrr
 
-from harness import free_port, wait_healthy
+from harness import strata_service
 
 PEERS = Path(__file__).resolve().parent / "peers"
 COLLECTION = "app.bsky.feed.post"
@@ -49,55 +48,6 @@ READERS = 8
 
 
 # --- processes -------------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def strata_service(
-    command: str, data_dir: Path, *args: str
-) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`python -m strata <command>` as its own process on 127.0.0.1; yields (URL, process)."""
-    port = free_port()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir.parent / f"{data_dir.name}.log"
-    log = log_path.open("ab")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "strata",
-            command,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-            "--log-level",
-            "warning",
-            *args,
-        ],
-        stdout=log,
-        stderr=log,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            await wait_healthy(url, lambda: proc.poll() is None)
-        except RuntimeError as exc:
-            log.flush()
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"strata {command}: {exc}; end of its log:\n{tail}") from None
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        log.close()
 
 
 @contextlib.asynccontextmanager

@@ -35,7 +35,6 @@ import base64
 import contextlib
 import json
 import os
-import signal
 import struct
 import subprocess
 import sys
@@ -54,7 +53,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
-from harness import free_port, wait_healthy
+from harness import strata_service
 from strata.core.cbor import decode_pair
 from strata.core.crypto import K256Keypair
 from strata.core.frames import message_frame, websocket_message
@@ -484,34 +483,14 @@ class Pds:
 async def relay_process(
     work: Path, plc_url: str, pdses: list[Pds]
 ) -> AsyncIterator[tuple[str, subprocess.Popen[bytes], Path]]:
-    """`strata relay` as its own process on 127.0.0.1, following and trusting every `pdses`."""
-    port = free_port()
-    data_dir = work / "relay"
-    log_path = work / "relay.log"
+    """`strata relay` as its own process on 127.0.0.1, following and trusting every `pdses`;
+    yields its URL, the process and its log."""
     follow: list[str] = []
     for pds in pdses:
         follow += ["--crawl", pds.endpoint, "--trusted", pds.hostname]
-    argv = [
-        sys.executable, "-m", "strata", "relay", "--host", "127.0.0.1", "--port", str(port),
-        "--data-dir", str(data_dir), "--log-level", "warning", "--dev", "--plc-url", plc_url,
-        *follow,
-    ]  # fmt: skip
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            argv, stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            await wait_healthy(url, lambda: proc.poll() is None)
-            yield url, proc, log_path
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
+    args = ("--dev", "--plc-url", plc_url, *follow)
+    async with strata_service("relay", work / "relay", *args) as (url, proc):
+        yield url, proc, work / "relay.log"
 
 
 async def metrics(http: aiohttp.ClientSession, url: str) -> dict[str, float]:
