@@ -106,8 +106,7 @@ class Resyncer:
             raise ResyncFailed(f"getRepo failed: {exc}") from exc
         try:
             repo = import_car(bytes(data))
-            for _ in repo.records():
-                pass
+            repo.tree.check()
         except CoreError as exc:
             raise ResyncFailed(f"repository does not verify: {exc}") from exc
         if repo.did != did or not repo.commit.verify(key):
