@@ -81,11 +81,16 @@ class Ingest:
         self._keys: dict[str, tuple[DidDocument, PublicKey]] = {}
         self._seen: OrderedDict[tuple[Any, ...], None] = OrderedDict()
         self._logged: dict[int, float] = {}
+        # Bound once per host: a labelled lookup on every frame is measurable at this rate.
+        self._received: dict[int, Counter] = {}
 
     async def handle(self, host: Host, data: bytes) -> None:
         """Process one frame from `host`. Raises `UpstreamError` for an error frame, and lets
         identity-resolution failures through so the stream retries from the same cursor."""
-        RECEIVED.labels(host.hostname).inc()
+        received = self._received.get(host.id)
+        if received is None:
+            received = self._received[host.id] = RECEIVED.labels(host.hostname)
+        received.inc()
         try:
             frame = decode_frame(data)
         except FrameError as exc:
