@@ -19,6 +19,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from strata.appview.app import create_appview_app
+from strata.appview.service import AppView, AppViewConfig
 from strata.pds.app import create_pds_app
 from strata.pds.config import PdsConfig
 from strata.pds.service import Pds
@@ -112,6 +114,38 @@ async def running_relay(
     relay = Relay(config, data_dir)
     async with listening(create_relay_app(relay), "127.0.0.1", port) as bound:
         yield RunningRelay(f"http://127.0.0.1:{bound}", relay)
+
+
+@dataclass
+class RunningAppView:
+    url: str
+    appview: AppView
+
+    @property
+    def did(self) -> str:
+        return self.appview.config.did
+
+
+@contextlib.asynccontextmanager
+async def running_appview(
+    data_dir: Path,
+    plc_url: str,
+    relays: Sequence[str],
+    port: int = 0,
+    database_url: str | None = None,
+) -> AsyncIterator[RunningAppView]:
+    """A `strata appview` served in-process in dev mode, on `port` or a free one."""
+    port = port or free_port()
+    config = AppViewConfig(
+        plc_urls=(plc_url,),
+        relays=tuple(relays),
+        public_url=f"http://localhost:{port}",
+        database_url=database_url,
+        dev=True,
+    )
+    appview = AppView(config, data_dir)
+    async with listening(await create_appview_app(appview), "127.0.0.1", port):
+        yield RunningAppView(f"http://127.0.0.1:{port}", appview)
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from strata import __version__
+from strata.appview.cli import appview_command
 from strata.pds.cli import pds_command
 from strata.plc.cli import plc_command
 from strata.relay.cli import relay_command
@@ -34,6 +35,7 @@ main.add_command(repo)
 main.add_command(plc_command)
 main.add_command(pds_command)
 main.add_command(relay_command)
+main.add_command(appview_command)
 main.add_command(account)
 main.add_command(hosts)
 main.add_command(resolve)

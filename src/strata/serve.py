@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -108,6 +109,14 @@ def http_urls(option: str, urls: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(url.rstrip("/") for url in urls)
 
 
+def public_url(options: ServiceOptions, hostname: str) -> str:
+    """Where clients reach a service: https on its hostname, or in dev mode plain http with the
+    port, so that clients on loopback can follow its DID documents."""
+    if options.dev:
+        return f"http://{hostname}:{options.port}"
+    return f"https://{hostname}"
+
+
 def options_from(kwargs: dict[str, Any]) -> ServiceOptions:
     """Take the shared options out of a click command's keyword arguments."""
     return ServiceOptions(
@@ -132,8 +141,13 @@ async def listening(app: web.Application, host: str, port: int) -> AsyncIterator
         await runner.cleanup()
 
 
-def run_service(name: str, options: ServiceOptions, app: Callable[[], web.Application]) -> None:
-    """Build the app, serve it until SIGINT or SIGTERM, then shut down cleanly."""
+def run_service(
+    name: str,
+    options: ServiceOptions,
+    app: Callable[[], web.Application | Awaitable[web.Application]],
+) -> None:
+    """Build the app (a factory may be async, to open a database first), serve it until SIGINT
+    or SIGTERM, then shut down cleanly."""
     configure_logging(options.log_level)
 
     async def main() -> None:
@@ -142,7 +156,9 @@ def run_service(name: str, options: ServiceOptions, app: Callable[[], web.Applic
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
-            async with listening(app(), options.host, options.port) as port:
+            built = app()
+            application = await built if inspect.isawaitable(built) else built
+            async with listening(application, options.host, options.port) as port:
                 log_event(log, "listening", service=name, url=f"http://{options.host}:{port}")
                 await stop.wait()
         except OSError as exc:

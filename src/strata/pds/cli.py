@@ -11,20 +11,12 @@ from strata.pds.config import AppView, PdsConfig
 from strata.pds.service import Pds
 from strata.serve import (
     PLC_URLS,
-    ServiceOptions,
     http_urls,
     options_from,
+    public_url,
     run_service,
     service_options,
 )
-
-
-def public_url(options: ServiceOptions, hostname: str) -> str:
-    """Where clients reach the PDS: https on its hostname, or in dev mode plain http with the
-    port, so that clients on loopback can follow the DID documents it writes."""
-    if options.dev:
-        return f"http://{hostname}:{options.port}"
-    return f"https://{hostname}"
 
 
 @click.command("pds")

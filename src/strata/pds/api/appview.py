@@ -142,6 +142,24 @@ class Proxy:
                         )
         return view
 
+    async def _feed_token(self, url: str, aud: str, did: str, request: web.Request) -> str:
+        """`getFeed` carries a token for the feed's generator, which the AppView passes on to
+        it: the AppView names the generator (`getFeedGenerator`), as the reference PDS asks."""
+        nsid = "app.bsky.feed.getFeedGenerator"
+        async with self.pds.session.get(
+            f"{url}/xrpc/{nsid}",
+            params={"feed": request.query.get("feed", "")},
+            headers={"Authorization": f"Bearer {self.pds.service_jwt(did, aud, nsid)}"},
+        ) as response:
+            body = await response.json(content_type=None) if response.status == 200 else None
+            if response.status >= 500:
+                raise UpstreamUnavailable(f"{url}: status {response.status}")
+        view = body.get("view") if isinstance(body, dict) else None
+        feed_did = view.get("did") if isinstance(view, dict) else None
+        if not isinstance(feed_did, str) or not feed_did.startswith("did:"):
+            raise XrpcError(400, "UnknownFeed", "could not find feed")
+        return self.pds.service_jwt(did, feed_did, "app.bsky.feed.getFeedSkeleton")
+
     async def _forward(
         self, request: web.Request, nsid: str, credentials: Credentials
     ) -> web.StreamResponse:
@@ -158,7 +176,10 @@ class Proxy:
         session = self.pds.session
 
         async def attempt(url: str) -> tuple[int, bytes, dict[str, str]]:
-            token = self.pds.service_jwt(credentials.did, dids[url], nsid)
+            if nsid == "app.bsky.feed.getFeed":
+                token = await self._feed_token(url, dids[url], credentials.did, request)
+            else:
+                token = self.pds.service_jwt(credentials.did, dids[url], nsid)
             async with session.request(
                 request.method,
                 f"{url}/xrpc/{nsid}",

@@ -1,0 +1,1 @@
+"""The AppView's XRPC methods, one module per app.bsky namespace."""

@@ -1,0 +1,81 @@
+"""`app.bsky.actor.*`: profiles and account search."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from strata.appview.context import (
+    AppContext,
+    like_pattern,
+    page,
+    resolve_actor,
+    viewer_verifier,
+)
+from strata.appview.views import Views
+from strata.net.errors import invalid_request
+from strata.net.server import json_response
+from strata.net.xrpc import Call, XrpcRouter
+
+
+def register(router: XrpcRouter, context: AppContext) -> None:
+    db = context.db
+    optional = viewer_verifier(context)
+
+    @router.query("app.bsky.actor.getProfile", auth=optional)
+    async def get_profile(call: Call[str | None]) -> web.StreamResponse:
+        did = await resolve_actor(context, call.params["actor"])
+        views = await Views(db, call.auth).profiles([did], "detailed")
+        if did not in views:
+            raise invalid_request("Profile not found")
+        return json_response(views[did])
+
+    @router.query("app.bsky.actor.getProfiles", auth=optional)
+    async def get_profiles(call: Call[str | None]) -> web.StreamResponse:
+        actors = list(call.params.get("actors", []))
+        rows = await db.fetch(
+            "SELECT did FROM actor WHERE did IN ({}) OR handle IN ({})".format(
+                ", ".join("?" * len(actors)), ", ".join("?" * len(actors))
+            ),
+            *actors, *[a.lower() for a in actors],
+        )  # fmt: skip
+        views = await Views(db, call.auth).profiles([r[0] for r in rows], "detailed")
+        by_handle = {v["handle"]: v for v in views.values()}
+        found = [views.get(a) or by_handle.get(a.lower()) for a in actors]
+        unique = {v["did"]: v for v in found if v is not None}
+        return json_response({"profiles": list(unique.values())})
+
+    async def search(call: Call[str | None], level: str) -> tuple[list[dict[str, object]], int]:
+        term = call.params.get("q") or call.params.get("term") or ""
+        limit = call.params.get("limit", 25)
+        offset = _offset(call.params.get("cursor"))
+        if not term.strip():
+            return [], offset
+        pattern = like_pattern(term.strip().lstrip("@"))
+        rows = await db.fetch(
+            "SELECT a.did FROM actor a LEFT JOIN profile p ON p.did = a.did "
+            "WHERE a.status = 'active' AND a.handle IS NOT NULL "
+            "AND (a.handle LIKE ? OR lower(p.display_name) LIKE ?) "
+            "ORDER BY a.handle LIMIT ? OFFSET ?",
+            f"{pattern}%", f"%{pattern}%", limit, offset,
+        )  # fmt: skip
+        views = await Views(db, call.auth).profiles([r[0] for r in rows], level)
+        return [views[r[0]] for r in rows if r[0] in views], offset + len(rows)
+
+    @router.query("app.bsky.actor.searchActors", auth=optional)
+    async def search_actors(call: Call[str | None]) -> web.StreamResponse:
+        actors, after = await search(call, "view")
+        full = len(actors) == call.params.get("limit", 25)
+        return json_response(page({"actors": actors}, str(after) if full else None))
+
+    @router.query("app.bsky.actor.searchActorsTypeahead", auth=optional)
+    async def search_actors_typeahead(call: Call[str | None]) -> web.StreamResponse:
+        actors, _ = await search(call, "basic")
+        return json_response({"actors": actors})
+
+
+def _offset(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    if not cursor.isdigit() or len(cursor) > 9:
+        raise invalid_request("Malformed cursor")
+    return int(cursor)

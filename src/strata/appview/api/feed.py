@@ -1,0 +1,256 @@
+"""`app.bsky.feed.*`: timelines, author feeds, threads, posts, likes, reposts, feed generators
+and search."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from strata.appview.context import (
+    AppContext,
+    like_pattern,
+    page,
+    page_cursor,
+    read_cursor,
+    resolve_actor,
+    viewer_verifier,
+)
+from strata.appview.feedgen_client import fetch_skeleton, generator_online
+from strata.appview.views import FeedItem, FeedViews, Views
+from strata.net.errors import XrpcError, invalid_request
+from strata.net.server import json_response
+from strata.net.xrpc import Call, XrpcRouter
+
+AUTHOR_FILTERS = {
+    "posts_with_replies": "",
+    "posts_no_replies": " AND f.is_reply = 0",
+    "posts_with_media": " AND f.type = 'post' AND p.media IS NOT NULL",
+    "posts_with_video": " AND f.type = 'post' AND p.media = 'video'",
+    "posts_and_author_threads": " AND (f.is_reply = 0 OR p.reply_root LIKE ?)",
+}
+
+ITEM_COLUMNS = "f.uri, f.type, f.post_uri, f.originator, f.sort_at"
+
+
+def _items(rows: list[Any]) -> list[FeedItem]:
+    return [
+        FeedItem(r[2], r[0], r[3], r[4]) if r[1] == "repost" else FeedItem(r[2], sort_at=r[4])
+        for r in rows
+    ]
+
+
+def _next(rows: list[Any], limit: int, sort_index: int = 4, key_index: int = 0) -> str | None:
+    if len(rows) < limit or not rows:
+        return None
+    last = rows[-1]
+    return page_cursor(last[sort_index], last[key_index])
+
+
+def register(router: XrpcRouter, context: AppContext) -> None:
+    db = context.db
+    optional = viewer_verifier(context)
+    required = viewer_verifier(context, required=True)
+
+    @router.query("app.bsky.feed.getTimeline", auth=required)
+    async def get_timeline(call: Call[str]) -> web.StreamResponse:
+        limit = call.params.get("limit", 50)
+        before, key = read_cursor(call.params)
+        rows = await db.fetch(
+            f"SELECT {ITEM_COLUMNS} FROM feed_item f WHERE "
+            "(f.originator = ? OR f.originator IN (SELECT subject FROM follow WHERE creator = ?)) "
+            "AND (f.sort_at < ? OR (f.sort_at = ? AND f.uri < ?)) "
+            "ORDER BY f.sort_at DESC, f.uri DESC LIMIT ?",
+            call.auth, call.auth, before, before, key, limit,
+        )  # fmt: skip
+        feed = await FeedViews(db, call.auth).feed(_items(rows))
+        return json_response(page({"feed": feed}, _next(rows, limit)))
+
+    @router.query("app.bsky.feed.getAuthorFeed", auth=optional)
+    async def get_author_feed(call: Call[str | None]) -> web.StreamResponse:
+        did = await resolve_actor(context, call.params["actor"])
+        views = FeedViews(db, call.auth)
+        rel = await views.relations([did])
+        if did in rel.blocking:
+            raise XrpcError(400, "BlockedActor", "Requester has blocked actor")
+        if did in rel.blocked_by:
+            raise XrpcError(400, "BlockedByActor", "Requester is blocked by actor")
+        limit = call.params.get("limit", 50)
+        before, key = read_cursor(call.params)
+        where = AUTHOR_FILTERS[call.params.get("filter", "posts_with_replies")]
+        extra = [f"at://{did}/%"] if "LIKE" in where else []
+        rows = await db.fetch(
+            f"SELECT {ITEM_COLUMNS} FROM feed_item f JOIN post p ON p.uri = f.post_uri "
+            f"WHERE f.originator = ? AND (f.sort_at < ? OR (f.sort_at = ? AND f.uri < ?)){where} "
+            "ORDER BY f.sort_at DESC, f.uri DESC LIMIT ?",
+            did, before, before, key, *extra, limit,
+        )  # fmt: skip
+        items = _items(rows)
+        if call.params.get("includePins") and not call.params.get("cursor"):
+            pinned = await db.fetchrow("SELECT pinned_post FROM profile WHERE did = ?", did)
+            if pinned and pinned[0]:
+                items.insert(0, FeedItem(pinned[0]))
+        feed = await views.feed(items)
+        return json_response(page({"feed": feed}, _next(rows, limit)))
+
+    @router.query("app.bsky.feed.getPostThread", auth=optional)
+    async def get_post_thread(call: Call[str | None]) -> web.StreamResponse:
+        uri = call.params["uri"]
+        thread = await FeedViews(db, call.auth).thread(
+            uri, call.params.get("depth", 6), call.params.get("parentHeight", 80)
+        )
+        if thread is None:
+            raise XrpcError(400, "NotFound", f"Post not found: {uri}")
+        return json_response({"thread": thread})
+
+    @router.query("app.bsky.feed.getPosts", auth=optional)
+    async def get_posts(call: Call[str | None]) -> web.StreamResponse:
+        uris = list(call.params.get("uris", []))
+        views = Views(db, call.auth)
+        posts = await views.posts(uris)
+        rel = await views.relations([p["author"]["did"] for p in posts.values()])
+        found = [posts[u] for u in uris if u in posts and not rel.blocks(posts[u]["author"]["did"])]
+        return json_response({"posts": found})
+
+    @router.query("app.bsky.feed.getLikes", auth=optional)
+    async def get_likes(call: Call[str | None]) -> web.StreamResponse:
+        uri = call.params["uri"]
+        limit = call.params.get("limit", 50)
+        before, key = read_cursor(call.params)
+        rows = await db.fetch(
+            "SELECT l.uri, l.creator, l.sort_at, r.indexed_at, r.json FROM likes l "
+            "JOIN record r ON r.uri = l.uri WHERE l.subject = ? "
+            "AND (l.sort_at < ? OR (l.sort_at = ? AND l.uri < ?)) "
+            "ORDER BY l.sort_at DESC, l.uri DESC LIMIT ?",
+            uri, before, before, key, limit,
+        )  # fmt: skip
+        views = Views(db, call.auth)
+        actors = await views.profiles([r[1] for r in rows], "view")
+        likes = [
+            {"indexedAt": r[3], "createdAt": _created(r[4], r[2]), "actor": actors[r[1]]}
+            for r in rows
+            if r[1] in actors
+        ]
+        body: dict[str, Any] = {"uri": uri, "likes": likes}
+        if call.params.get("cid"):
+            body["cid"] = call.params["cid"]
+        return json_response(page(body, _next(rows, limit, 2)))
+
+    @router.query("app.bsky.feed.getRepostedBy", auth=optional)
+    async def get_reposted_by(call: Call[str | None]) -> web.StreamResponse:
+        uri = call.params["uri"]
+        limit = call.params.get("limit", 50)
+        before, key = read_cursor(call.params)
+        rows = await db.fetch(
+            "SELECT uri, creator, sort_at FROM repost WHERE subject = ? "
+            "AND (sort_at < ? OR (sort_at = ? AND uri < ?)) "
+            "ORDER BY sort_at DESC, uri DESC LIMIT ?",
+            uri, before, before, key, limit,
+        )  # fmt: skip
+        actors = await Views(db, call.auth).profiles([r[1] for r in rows], "view")
+        body: dict[str, Any] = {
+            "uri": uri,
+            "repostedBy": [actors[r[1]] for r in rows if r[1] in actors],
+        }
+        if call.params.get("cid"):
+            body["cid"] = call.params["cid"]
+        return json_response(page(body, _next(rows, limit, 2)))
+
+    @router.query("app.bsky.feed.getActorLikes", auth=required)
+    async def get_actor_likes(call: Call[str]) -> web.StreamResponse:
+        did = await resolve_actor(context, call.params["actor"])
+        if did != call.auth:
+            raise invalid_request("Profile not found")
+        limit = call.params.get("limit", 50)
+        before, key = read_cursor(call.params)
+        rows = await db.fetch(
+            "SELECT uri, subject, sort_at FROM likes WHERE creator = ? "
+            "AND (sort_at < ? OR (sort_at = ? AND uri < ?)) "
+            "ORDER BY sort_at DESC, uri DESC LIMIT ?",
+            did, before, before, key, limit,
+        )  # fmt: skip
+        feed = await FeedViews(db, call.auth).feed([FeedItem(r[1]) for r in rows])
+        return json_response(page({"feed": feed}, _next(rows, limit, 2)))
+
+    @router.query("app.bsky.feed.searchPosts", auth=optional)
+    async def search_posts(call: Call[str | None]) -> web.StreamResponse:
+        limit = call.params.get("limit", 25)
+        before, key = read_cursor(call.params)
+        conditions = ["lower(p.text) LIKE ?", "(p.sort_at < ? OR (p.sort_at = ? AND p.uri < ?))"]
+        args: list[Any] = [f"%{like_pattern(call.params['q'])}%", before, before, key]
+        if call.params.get("author"):
+            conditions.append("p.creator = ?")
+            args.append(await resolve_actor(context, call.params["author"]))
+        if call.params.get("lang"):
+            conditions.append("(',' || p.langs || ',') LIKE ?")
+            args.append(f"%,{like_pattern(call.params['lang'])},%")
+        for name, op in (("since", ">="), ("until", "<")):
+            if call.params.get(name):
+                conditions.append(f"p.created_at {op} ?")
+                args.append(call.params[name])
+        rows = await db.fetch(
+            "SELECT p.uri, p.sort_at FROM post p JOIN actor a ON a.did = p.creator "
+            f"WHERE a.status = 'active' AND {' AND '.join(conditions)} "
+            "ORDER BY p.sort_at DESC, p.uri DESC LIMIT ?",
+            *args, limit,
+        )  # fmt: skip
+        views = Views(db, call.auth)
+        posts = await views.posts([r[0] for r in rows])
+        rel = await views.relations([p["author"]["did"] for p in posts.values()])
+        found = [
+            posts[r[0]]
+            for r in rows
+            if r[0] in posts and not rel.blocks(posts[r[0]]["author"]["did"])
+        ]
+        return json_response(page({"posts": found}, _next(rows, limit, 1)))
+
+    @router.query("app.bsky.feed.getFeedGenerator", auth=optional)
+    async def get_feed_generator(call: Call[str | None]) -> web.StreamResponse:
+        uri = call.params["feed"]
+        views = await Views(db, call.auth).generators([uri])
+        if uri not in views:
+            raise XrpcError(400, "UnknownFeed", "could not find feed")
+        online = await generator_online(context, views[uri]["did"])
+        return json_response({"view": views[uri], "isOnline": online, "isValid": online})
+
+    @router.query("app.bsky.feed.getFeedGenerators", auth=optional)
+    async def get_feed_generators(call: Call[str | None]) -> web.StreamResponse:
+        uris = list(call.params.get("feeds", []))
+        views = await Views(db, call.auth).generators(uris)
+        return json_response({"feeds": [views[u] for u in uris if u in views]})
+
+    @router.query("app.bsky.feed.getActorFeeds", auth=optional)
+    async def get_actor_feeds(call: Call[str | None]) -> web.StreamResponse:
+        did = await resolve_actor(context, call.params["actor"])
+        limit = call.params.get("limit", 50)
+        before, key = read_cursor(call.params)
+        rows = await db.fetch(
+            "SELECT uri, sort_at FROM feed_generator WHERE creator = ? "
+            "AND (sort_at < ? OR (sort_at = ? AND uri < ?)) "
+            "ORDER BY sort_at DESC, uri DESC LIMIT ?",
+            did, before, before, key, limit,
+        )  # fmt: skip
+        views = await Views(db, call.auth).generators([r[0] for r in rows])
+        feeds = [views[r[0]] for r in rows if r[0] in views]
+        return json_response(page({"feeds": feeds}, _next(rows, limit, 1)))
+
+    @router.query("app.bsky.feed.getFeed", auth=optional)
+    async def get_feed(call: Call[str | None]) -> web.StreamResponse:
+        uri = call.params["feed"]
+        row = await db.fetchrow("SELECT feed_did FROM feed_generator WHERE uri = ?", uri)
+        if row is None:
+            raise XrpcError(400, "UnknownFeed", "could not find feed")
+        skeleton = await fetch_skeleton(
+            context,
+            row[0],
+            {k: v for k, v in call.request.query.items() if k in ("feed", "limit", "cursor")},
+            call.request.headers.get("Authorization"),
+        )
+        feed = await FeedViews(db, call.auth).feed(skeleton.items)
+        return json_response(page({"feed": feed}, skeleton.cursor))
+
+
+def _created(raw: str, fallback: str) -> str:
+    value = json.loads(raw).get("createdAt")
+    return value if isinstance(value, str) else fallback

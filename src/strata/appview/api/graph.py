@@ -1,0 +1,102 @@
+"""`app.bsky.graph.*`: follows, followers, blocks and relationships."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from strata.appview.context import (
+    AppContext,
+    page,
+    page_cursor,
+    read_cursor,
+    resolve_actor,
+    viewer_verifier,
+)
+from strata.appview.views import Views
+from strata.net.server import json_response
+from strata.net.xrpc import Call, XrpcRouter
+
+
+def register(router: XrpcRouter, context: AppContext) -> None:
+    db = context.db
+    optional = viewer_verifier(context)
+    required = viewer_verifier(context, required=True)
+
+    async def listing(
+        call: Call[Any], did: str, table: str, mine: str, theirs: str
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Accounts on the other end of `table` rows whose `mine` column is `did`, newest first."""
+        limit = call.params.get("limit", 50)
+        before, key = read_cursor(call.params)
+        rows = await db.fetch(
+            f"SELECT uri, {theirs}, sort_at FROM {table} WHERE {mine} = ? "
+            "AND (sort_at < ? OR (sort_at = ? AND uri < ?)) "
+            "ORDER BY sort_at DESC, uri DESC LIMIT ?",
+            did, before, before, key, limit,
+        )  # fmt: skip
+        views = await Views(db, call.auth).profiles([r[1] for r in rows], "view")
+        cursor = page_cursor(rows[-1][2], rows[-1][0]) if len(rows) == limit else None
+        return [views[r[1]] for r in rows if r[1] in views], cursor
+
+    async def subject(call: Call[str | None], did: str) -> dict[str, Any]:
+        views = await Views(db, call.auth).profiles([did], "view")
+        return views[did]
+
+    @router.query("app.bsky.graph.getFollows", auth=optional)
+    async def get_follows(call: Call[str | None]) -> web.StreamResponse:
+        did = await resolve_actor(context, call.params["actor"])
+        follows, cursor = await listing(call, did, "follow", "creator", "subject")
+        body = {"subject": await subject(call, did), "follows": follows}
+        return json_response(page(body, cursor))
+
+    @router.query("app.bsky.graph.getFollowers", auth=optional)
+    async def get_followers(call: Call[str | None]) -> web.StreamResponse:
+        did = await resolve_actor(context, call.params["actor"])
+        followers, cursor = await listing(call, did, "follow", "subject", "creator")
+        body = {"subject": await subject(call, did), "followers": followers}
+        return json_response(page(body, cursor))
+
+    @router.query("app.bsky.graph.getBlocks", auth=required)
+    async def get_blocks(call: Call[str]) -> web.StreamResponse:
+        blocks, cursor = await listing(call, call.auth, "block", "creator", "subject")
+        return json_response(page({"blocks": blocks}, cursor))
+
+    @router.query("app.bsky.graph.getRelationships", auth=optional)
+    async def get_relationships(call: Call[str | None]) -> web.StreamResponse:
+        actor = await resolve_actor(context, call.params["actor"])
+        others = list(dict.fromkeys(call.params.get("others", [])))
+        known = {
+            r[0]: r[0]
+            for r in await db.fetch(
+                "SELECT did FROM actor WHERE did IN ({})".format(", ".join("?" * len(others))),
+                *others,
+            )
+        } if others else {}  # fmt: skip
+        rel = await Views(db, actor).relations(known)
+        relationships: list[dict[str, Any]] = []
+        for other in others:
+            if other not in known:
+                relationships.append(
+                    {"$type": "app.bsky.graph.defs#notFoundActor", "actor": other, "notFound": True}
+                )
+                continue
+            item: dict[str, Any] = {"$type": "app.bsky.graph.defs#relationship", "did": other}
+            if other in rel.following:
+                item["following"] = rel.following[other]
+            if other in rel.followed_by:
+                item["followedBy"] = rel.followed_by[other]
+            if other in rel.blocking:
+                item["blocking"] = rel.blocking[other]
+            if other in rel.blocked_by:
+                item["blockedBy"] = await _block_uri(context, other, actor)
+            relationships.append(item)
+        return json_response({"actor": actor, "relationships": relationships})
+
+
+async def _block_uri(context: AppContext, creator: str, subject: str) -> str:
+    row = await context.db.fetchrow(
+        "SELECT uri FROM block WHERE creator = ? AND subject = ?", creator, subject
+    )
+    return str(row[0]) if row else ""

@@ -1,0 +1,94 @@
+"""`app.bsky.notification.*`: the signed-in account's notifications and what it has seen."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from strata.appview.context import AppContext, page, page_cursor, read_cursor, viewer_verifier
+from strata.appview.views import Views
+from strata.core.syntax import format_datetime, parse_datetime
+from strata.net.errors import invalid_request
+from strata.net.server import json_response
+from strata.net.xrpc import Call, XrpcRouter
+
+NEVER = "0000-01-01T00:00:00.000Z"
+
+
+def register(router: XrpcRouter, context: AppContext) -> None:
+    db = context.db
+    required = viewer_verifier(context, required=True)
+
+    async def seen_at(did: str) -> str | None:
+        row = await db.fetchrow("SELECT seen_at FROM seen WHERE did = ?", did)
+        return str(row[0]) if row else None
+
+    @router.query("app.bsky.notification.listNotifications", auth=required)
+    async def list_notifications(call: Call[str]) -> web.StreamResponse:
+        limit = call.params.get("limit", 50)
+        before, key = read_cursor(call.params)
+        reasons = list(call.params.get("reasons", []))
+        where = ""
+        if reasons:
+            where = " AND n.reason IN ({})".format(", ".join("?" * len(reasons)))
+        rows = await db.fetch(
+            "SELECT n.record_uri, n.record_cid, n.author, n.reason, n.reason_subject, n.sort_at, "
+            "r.json, r.indexed_at FROM notification n JOIN record r ON r.uri = n.record_uri "
+            "JOIN actor a ON a.did = n.author "
+            "WHERE n.recipient = ? AND a.status = 'active' "
+            f"AND (n.sort_at < ? OR (n.sort_at = ? AND n.record_uri < ?)){where} "
+            "ORDER BY n.sort_at DESC, n.record_uri DESC LIMIT ?",
+            call.auth, before, before, key, *reasons, limit,
+        )  # fmt: skip
+        views = Views(db, call.auth)
+        authors = await views.profiles([r[2] for r in rows], "view")
+        rel = await views.relations(authors)
+        seen = await seen_at(call.auth) or NEVER
+        notifications: list[dict[str, Any]] = []
+        for uri, cid, author, reason, subject, sort_at, raw, indexed_at in rows:
+            if author not in authors or rel.blocks(author):
+                continue
+            item: dict[str, Any] = {
+                "uri": uri,
+                "cid": cid,
+                "author": authors[author],
+                "reason": reason,
+                "record": json.loads(raw),
+                "isRead": sort_at <= seen,
+                "indexedAt": indexed_at,
+                "labels": [],
+            }
+            if subject:
+                item["reasonSubject"] = subject
+            notifications.append(item)
+        body: dict[str, Any] = {"notifications": notifications, "priority": False}
+        if seen != NEVER:
+            body["seenAt"] = seen
+        cursor = page_cursor(rows[-1][5], rows[-1][0]) if len(rows) == limit else None
+        return json_response(page(body, cursor))
+
+    @router.query("app.bsky.notification.getUnreadCount", auth=required)
+    async def get_unread_count(call: Call[str]) -> web.StreamResponse:
+        seen = await seen_at(call.auth) or NEVER
+        row = await db.fetchrow(
+            "SELECT count(*) FROM notification n JOIN actor a ON a.did = n.author "
+            "WHERE n.recipient = ? AND n.sort_at > ? AND a.status = 'active'",
+            call.auth, seen,
+        )  # fmt: skip
+        return json_response({"count": int(row[0]) if row else 0})
+
+    @router.procedure("app.bsky.notification.updateSeen", auth=required)
+    async def update_seen(call: Call[str]) -> web.StreamResponse:
+        try:
+            seen = format_datetime(parse_datetime(call.body["seenAt"]))
+        except (ValueError, KeyError, TypeError):
+            raise invalid_request("seenAt must be a datetime") from None
+        async with db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO seen (did, seen_at) VALUES (?, ?) "
+                "ON CONFLICT (did) DO UPDATE SET seen_at = excluded.seen_at",
+                call.auth, seen,
+            )  # fmt: skip
+        return web.Response(status=200)

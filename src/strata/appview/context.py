@@ -1,0 +1,117 @@
+"""What every AppView handler shares: the index, identity, the caller, and page cursors."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from strata.core.errors import InvalidSyntax
+from strata.core.jwt import JwtError, service_jwt_issuer, verify_service_jwt
+from strata.core.syntax.dates import format_millis, parse_millis
+from strata.database import Database
+from strata.identity import IdentityResolver
+from strata.identity.errors import IdentityError
+from strata.net.errors import XrpcError, invalid_request
+
+ANY_AUDIENCE = frozenset({"app.bsky.feed.getFeed"})
+"""Methods whose service token is addressed to someone else: the PDS signs `getFeed` for the
+feed generator, and the AppView passes the token on."""
+
+
+@dataclass
+class AppContext:
+    db: Database
+    resolver: IdentityResolver
+    session: aiohttp.ClientSession
+    did: str
+    """The AppView's own DID: the audience of the service tokens it accepts."""
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise XrpcError(401, "AuthMissing", "Authorization header must be a Bearer token")
+    return token.strip()
+
+
+def viewer_verifier(context: AppContext, required: bool = False) -> Any:
+    """A verifier giving the DID of the account that signed the call's service token (None when
+    there is no token and `required` is False)."""
+
+    async def verify(request: web.Request, nsid: str) -> str | None:
+        token = bearer_token(request)
+        if token is None:
+            if required:
+                raise XrpcError(401, "AuthMissing", "Authentication Required")
+            return None
+        try:
+            issuer = service_jwt_issuer(token)
+            document = await context.resolver.resolve_did(issuer)
+            key = document.value.signing_key()
+            if key is None:
+                raise JwtError("missing or bad key in did doc", "BadJwtSignature")
+            audience = None if nsid in ANY_AUDIENCE else context.did
+            lxm = "app.bsky.feed.getFeedSkeleton" if nsid in ANY_AUDIENCE else nsid
+            verify_service_jwt(token, key, audience, lxm, time.time())
+        except JwtError as exc:
+            raise XrpcError(401, exc.name, str(exc)) from exc
+        except IdentityError as exc:
+            raise XrpcError(401, "BadJwtIss", f"could not resolve the token issuer: {exc}") from exc
+        return issuer
+
+    return verify
+
+
+def page(body: dict[str, Any], cursor: str | None) -> dict[str, Any]:
+    """A list answer, with its cursor when there may be more."""
+    if cursor is not None:
+        body["cursor"] = cursor
+    return body
+
+
+def like_pattern(text: str) -> str:
+    """`text` as a literal inside a LIKE pattern: % and _ are dropped rather than escaped, which
+    keeps the query the same on both engines."""
+    return text.lower().replace("%", "").replace("_", "")
+
+
+def page_cursor(sort_at: str, key: str) -> str:
+    """An opaque page cursor: the sort time in milliseconds and the row's unique key."""
+    return f"{parse_millis(sort_at)}::{key}"
+
+
+def read_cursor(params: dict[str, Any]) -> tuple[str, str]:
+    """The (sort_at, key) a page starts below; the top when there is no cursor."""
+    cursor = params.get("cursor")
+    if cursor is None or cursor == "":
+        return "9999-12-31T23:59:59.999Z", ""
+    millis, sep, key = str(cursor).partition("::")
+    try:
+        if not sep or not millis.isdigit() or not key:
+            raise ValueError
+        return format_millis(int(millis)), key
+    except (ValueError, OverflowError, InvalidSyntax):
+        raise invalid_request("Malformed cursor") from None
+
+
+async def resolve_actor(context: AppContext, actor: str) -> str:
+    """The DID of an indexed account named by DID or handle."""
+    column = "did" if actor.startswith("did:") else "handle"
+    row = await context.db.fetchrow(
+        f"SELECT did, status FROM actor WHERE {column} = ?",
+        actor.lower() if column == "handle" else actor,
+    )
+    if row is None:
+        raise invalid_request("Profile not found")
+    if row[1] == "takendown":
+        raise XrpcError(400, "AccountTakedown", "Account has been suspended")
+    if row[1] != "active":
+        raise XrpcError(400, "AccountDeactivated", "Account is deactivated")
+    return str(row[0])

@@ -1,0 +1,385 @@
+"""The AppView's indexer: firehose events in, index rows out.
+
+Relays have verified every commit's signature and chain, so the indexer trusts their events, but
+not their records: a record that fails its lexicon is skipped and counted. An account is fetched
+whole from its PDS (`getRepo`) when it first appears in the middle of its history, or when a
+commit does not follow the last one indexed (events were lost, or the consumer moved to another
+relay); its live commits wait until the fetch is indexed, then those newer than it are applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiohttp
+from prometheus_client import Counter
+
+from strata.appview.records import INDEXED, delete_record, index_record
+from strata.core import cbor
+from strata.core.car import CarReader
+from strata.core.cid import CID
+from strata.core.errors import CoreError
+from strata.core.frames import Frame
+from strata.core.lexicon import Catalog
+from strata.core.repo import import_car
+from strata.core.syntax import INVALID_HANDLE, format_datetime
+from strata.database import Database, Executor
+from strata.identity import IdentityResolver
+from strata.identity.errors import IdentityError
+from strata.net.logs import log_event
+from strata.resilience import Backoff
+
+log = logging.getLogger("strata.appview.indexer")
+
+MAX_REPO_BYTES: Final = 256 << 20
+BACKFILL_ATTEMPTS: Final = 5
+BACKFILL_CONCURRENCY: Final = 4
+
+EVENTS = Counter("strata_appview_events_total", "Firehose events indexed", ["type"])
+INVALID = Counter(
+    "strata_appview_invalid_records_total", "Records skipped for failing their lexicon"
+)
+BACKFILLS = Counter("strata_appview_backfills_total", "Repositories fetched whole", ["outcome"])
+
+
+def now_iso() -> str:
+    return format_datetime(dt.datetime.now(dt.UTC))
+
+
+@dataclass
+class ActorState:
+    rev: str | None
+    status: str
+
+
+class Indexer:
+    """Applies batches of relay events to the index."""
+
+    def __init__(
+        self,
+        db: Database,
+        resolver: IdentityResolver | None,
+        session: aiohttp.ClientSession | None,
+        catalog: Catalog | None = None,
+        dev: bool = False,
+    ) -> None:
+        self.db = db
+        self.resolver = resolver
+        self.session = session
+        self.catalog = catalog or Catalog.bundled()
+        self.dev = dev
+        self.states: dict[str, ActorState] = {}
+        self.waiting: dict[str, list[dict[str, Any]]] = {}
+        """Commits of accounts being fetched whole, applied after the fetch."""
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.limit = asyncio.Semaphore(BACKFILL_CONCURRENCY)
+
+    async def stop(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def load_cursor(self, relay: str) -> int | None:
+        row = await self.db.fetchrow("SELECT seq FROM relay_cursor WHERE relay = ?", relay)
+        return int(row[0]) if row else None
+
+    async def _state(self, tx: Executor, did: str) -> ActorState | None:
+        state = self.states.get(did)
+        if state is None:
+            row = await tx.fetchrow("SELECT rev, status FROM actor WHERE did = ?", did)
+            if row is None:
+                return None
+            state = self.states[did] = ActorState(row[0], row[1])
+        return state
+
+    async def handle_batch(self, relay: str, batch: list[tuple[int, Frame]]) -> None:
+        """Index a batch of events and store the relay's cursor in the same transaction."""
+        indexed_at = now_iso()
+        fetch: list[str] = []
+        refresh: list[str] = []
+        try:
+            async with self.db.transaction() as tx:
+                for _seq, frame in batch:
+                    await self._event(tx, frame, indexed_at, fetch, refresh)
+                await tx.execute(
+                    "INSERT INTO relay_cursor (relay, seq) VALUES (?, ?) "
+                    "ON CONFLICT (relay) DO UPDATE SET seq = excluded.seq",
+                    relay, batch[-1][0],
+                )  # fmt: skip
+        except BaseException:
+            # The cached states may hold changes that were rolled back.
+            self.states.clear()
+            raise
+        for did in fetch:
+            self._spawn(self._backfill(did), f"backfill {did}")
+        for did in refresh:
+            self._spawn(self._refresh_identity(did), f"identity {did}")
+
+    async def _event(
+        self, tx: Executor, frame: Frame, indexed_at: str, fetch: list[str], refresh: list[str]
+    ) -> None:
+        body = frame.body
+        did = body.get("repo") if frame.t in ("#commit", "#sync") else body.get("did")
+        if not isinstance(did, str):
+            return
+        EVENTS.labels(frame.t or "").inc()
+        if frame.t == "#commit":
+            await self._commit(tx, did, body, indexed_at, fetch, refresh)
+        elif frame.t == "#identity":
+            if await self._state(tx, did) is None:
+                await self._new_actor(tx, did, None, indexed_at)
+            refresh.append(did)
+        elif frame.t == "#account":
+            await self._account(tx, did, body, indexed_at)
+        elif frame.t == "#sync":
+            state = await self._state(tx, did)
+            rev = body.get("rev")
+            if state is None or (isinstance(rev, str) and rev != state.rev):
+                self._want_fetch(did, state, fetch)
+
+    def _want_fetch(self, did: str, state: ActorState | None, fetch: list[str]) -> None:
+        if did not in self.waiting:
+            self.waiting[did] = []
+            fetch.append(did)
+
+    async def _new_actor(self, tx: Executor, did: str, rev: str | None, indexed_at: str) -> None:
+        await tx.execute(
+            "INSERT INTO actor (did, rev, status, indexed_at) VALUES (?, ?, 'active', ?) "
+            "ON CONFLICT (did) DO NOTHING",
+            did, rev, indexed_at,
+        )  # fmt: skip
+        self.states[did] = ActorState(rev, "active")
+
+    async def _commit(
+        self,
+        tx: Executor,
+        did: str,
+        body: dict[str, Any],
+        indexed_at: str,
+        fetch: list[str],
+        refresh: list[str],
+    ) -> None:
+        rev, since = body.get("rev"), body.get("since")
+        if not isinstance(rev, str):
+            return
+        if did in self.waiting:
+            self.waiting[did].append(body)
+            return
+        state = await self._state(tx, did)
+        if state is None and since is None:
+            await self._new_actor(tx, did, None, indexed_at)
+            refresh.append(did)
+            state = self.states[did]
+        if state is None or body.get("tooBig") or (since is not None and since != state.rev):
+            if state is not None and state.rev is not None and rev <= state.rev:
+                return  # already indexed (a replay after moving between relays)
+            self._want_fetch(did, state, fetch)
+            self.waiting[did].append(body)
+            return
+        if state.rev is not None and rev <= state.rev:
+            return
+        if state.status == "active":
+            await self._apply_ops(tx, did, body, indexed_at)
+        state.rev = rev
+        await tx.execute("UPDATE actor SET rev = ? WHERE did = ?", rev, did)
+
+    async def _apply_ops(self, tx: Executor, did: str, body: dict[str, Any], at: str) -> None:
+        ops = body.get("ops")
+        blocks_car = body.get("blocks")
+        if not isinstance(ops, list):
+            return
+        blocks: dict[CID, bytes] = {}
+        if isinstance(blocks_car, bytes) and blocks_car:
+            try:
+                blocks = dict(CarReader(blocks_car, verify=False))
+            except CoreError as exc:
+                log_event(log, "commit blocks unreadable", logging.WARNING, did=did, error=str(exc))
+                return
+        for op in ops:
+            if not isinstance(op, dict) or not isinstance(op.get("path"), str):
+                continue
+            collection, _, rkey = op["path"].partition("/")
+            if collection not in INDEXED:
+                continue
+            uri = f"at://{did}/{collection}/{rkey}"
+            action, cid = op.get("action"), op.get("cid")
+            if action == "delete":
+                await delete_record(tx, uri, collection)
+            elif action in ("create", "update") and isinstance(cid, CID) and cid in blocks:
+                await self._index(tx, uri, cid, collection, rkey, blocks[cid], at, action)
+
+    async def _index(
+        self,
+        tx: Executor,
+        uri: str,
+        cid: CID,
+        collection: str,
+        rkey: str,
+        block: bytes,
+        indexed_at: str,
+        action: str,
+    ) -> None:
+        try:
+            record = cbor.decode(block)
+            self.catalog.validate_record(collection, record, rkey=rkey)
+            value = cbor.to_json(record)
+        except CoreError:
+            INVALID.inc()
+            return
+        await index_record(
+            tx, uri, str(cid), collection, value, indexed_at, replace=action != "create"
+        )
+
+    async def _account(self, tx: Executor, did: str, body: dict[str, Any], at: str) -> None:
+        active = body.get("active")
+        status = body.get("status")
+        if active is True:
+            status = "active"
+        elif not isinstance(status, str):
+            status = "deactivated"
+        state = await self._state(tx, did)
+        if state is None:
+            await self._new_actor(tx, did, None, at)
+            state = self.states[did]
+        state.status = status
+        await tx.execute("UPDATE actor SET status = ? WHERE did = ?", status, did)
+        if status == "deleted":
+            await self._purge(tx, did)
+            state.rev = None
+            await tx.execute("UPDATE actor SET rev = NULL WHERE did = ?", did)
+
+    async def _purge(self, tx: Executor, did: str) -> None:
+        for uri, collection in await tx.fetch(
+            "SELECT uri, collection FROM record WHERE did = ?", did
+        ):
+            await delete_record(tx, uri, collection)
+
+    async def _pds_of(self, did: str) -> str | None:
+        if self.resolver is None:
+            return None
+        self.resolver.forget(did)
+        identity = await self.resolver.resolve(did)
+        return identity.document.pds_endpoint
+
+    async def _refresh_identity(self, did: str) -> None:
+        """Record the account's PDS and its handle, if the handle points back to it."""
+        if self.resolver is None or self.session is None:
+            return
+        try:
+            self.resolver.forget(did)
+            identity = await self.resolver.resolve(did)
+        except IdentityError as exc:
+            log_event(log, "identity unresolved", logging.WARNING, did=did, error=str(exc))
+            return
+        pds = identity.document.pds_endpoint
+        handle = identity.handle
+        claimed = identity.document.handle
+        if handle == INVALID_HANDLE and self.dev and claimed and pds:
+            handle = await self._handle_from_pds(pds, claimed, did)
+        await self.db_execute(
+            "UPDATE actor SET handle = ?, pds = ? WHERE did = ?", handle, pds, did
+        )
+
+    async def db_execute(self, sql: str, *args: Any) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute(sql, *args)
+
+    async def _handle_from_pds(self, pds: str, handle: str, did: str) -> str:
+        """In development, a loopback handle has neither DNS nor https: ask its own PDS."""
+        assert self.session is not None
+        try:
+            async with self.session.get(
+                f"{pds}/xrpc/com.atproto.identity.resolveHandle",
+                params={"handle": handle},
+                timeout=aiohttp.ClientTimeout(total=5),
+            ) as response:
+                answer = await response.json() if response.status == 200 else {}
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+            return INVALID_HANDLE
+        return handle if isinstance(answer, dict) and answer.get("did") == did else INVALID_HANDLE
+
+    async def _backfill(self, did: str) -> None:
+        backoff = Backoff(base=2.0, cap=60.0)
+        try:
+            for attempt in range(1, BACKFILL_ATTEMPTS + 1):
+                try:
+                    async with self.limit:
+                        await self.backfill(did)
+                    BACKFILLS.labels("indexed").inc()
+                    return
+                except (aiohttp.ClientError, OSError, TimeoutError, CoreError, IdentityError) as e:
+                    log_event(
+                        log, "repository fetch failed", logging.WARNING, did=did,
+                        attempt=attempt, error=str(e) or type(e).__name__,
+                    )  # fmt: skip
+                    await asyncio.sleep(backoff.next_delay())
+            BACKFILLS.labels("failed").inc()
+        finally:
+            pending = self.waiting.pop(did, [])
+            if pending:
+                await self._replay(did, pending)
+            await self._refresh_identity(did)
+
+    async def backfill(self, did: str) -> None:
+        """Index an account's whole repository from its PDS, replacing what was indexed."""
+        pds = await self._pds_of(did)
+        if pds is None or self.session is None:
+            raise aiohttp.ClientError(f"{did} names no PDS")
+        async with self.session.get(
+            f"{pds}/xrpc/com.atproto.sync.getRepo",
+            params={"did": did},
+            timeout=aiohttp.ClientTimeout(total=120),
+        ) as response:
+            if response.status != 200:
+                raise aiohttp.ClientError(f"getRepo answered {response.status}")
+            data = await response.content.read(MAX_REPO_BYTES + 1)
+        if len(data) > MAX_REPO_BYTES:
+            raise aiohttp.ClientError("repository too large")
+        repo = await asyncio.to_thread(import_car, data)
+        if repo.did != did:
+            raise aiohttp.ClientError(f"getRepo returned the repository of {repo.did}")
+        records = [
+            (path, cid, repo.store.get(cid))
+            for path, cid in repo.records()
+            if path.partition("/")[0] in INDEXED
+        ]
+        indexed_at = now_iso()
+        async with self.db.transaction() as tx:
+            await self._purge(tx, did)
+            for path, cid, block in records:
+                collection, _, rkey = path.partition("/")
+                if block is not None:
+                    uri = f"at://{did}/{path}"
+                    await self._index(tx, uri, cid, collection, rkey, block, indexed_at, "create")
+            await tx.execute(
+                "INSERT INTO actor (did, rev, status, indexed_at) VALUES (?, ?, 'active', ?) "
+                "ON CONFLICT (did) DO UPDATE SET rev = excluded.rev",
+                did, repo.rev, indexed_at,
+            )  # fmt: skip
+        state = self.states.setdefault(did, ActorState(None, "active"))
+        state.rev = repo.rev
+        log_event(log, "repository indexed", did=did, rev=repo.rev, records=len(records))
+
+    async def _replay(self, did: str, commits: Iterable[dict[str, Any]]) -> None:
+        """Commits that arrived during a fetch: those newer than it, in order."""
+        async with self.db.transaction() as tx:
+            state = await self._state(tx, did)
+            for body in commits:
+                rev = body.get("rev")
+                if state is None or state.rev is None or not isinstance(rev, str):
+                    break
+                if rev > state.rev and state.status == "active":
+                    await self._apply_ops(tx, did, body, now_iso())
+                    state.rev = rev
+            if state is not None:
+                await tx.execute("UPDATE actor SET rev = ? WHERE did = ?", state.rev, did)

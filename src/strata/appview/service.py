@@ -1,0 +1,105 @@
+"""The AppView as a running service: its index, its relay subscription and its identity."""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from strata.appview.context import AppContext
+from strata.appview.indexer import Indexer
+from strata.appview.schema import MIGRATIONS
+from strata.database import Database, migrate, open_database
+from strata.identity import IdentityResolver
+from strata.net.logs import log_event
+from strata.net.subscriber import RelaySubscriber
+
+log = logging.getLogger("strata.appview")
+
+
+def did_web(public_url: str) -> str:
+    """The did:web naming the host of `public_url` (a port is percent-encoded)."""
+    netloc = urllib.parse.urlsplit(public_url).netloc
+    return "did:web:" + netloc.replace(":", "%3A")
+
+
+@dataclass(frozen=True)
+class AppViewConfig:
+    plc_urls: tuple[str, ...]
+    relays: tuple[str, ...]
+    public_url: str
+    database_url: str | None = None
+    dev: bool = False
+
+    @property
+    def did(self) -> str:
+        return did_web(self.public_url)
+
+
+class AppView:
+    """Owns the database, the indexer and the subscriber; started and stopped with the app."""
+
+    def __init__(self, config: AppViewConfig, data_dir: Path) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.db: Database | None = None
+        self.context: AppContext | None = None
+        self.indexer: Indexer | None = None
+        self.subscriber: RelaySubscriber | None = None
+        self.session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> AppContext:
+        """Open the database (migrating it) and the shared HTTP session."""
+        self.db = await open_database(self.config.database_url, self.data_dir / "appview.sqlite")
+        version = await migrate(self.db, MIGRATIONS)
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=30), headers={"User-Agent": "strata-appview"}
+        )
+        resolver = IdentityResolver(self.session, self.config.plc_urls, dev=self.config.dev)
+        self.context = AppContext(self.db, resolver, self.session, self.config.did)
+        self.indexer = Indexer(self.db, resolver, self.session, dev=self.config.dev)
+        log_event(
+            log, "index opened", backend=self.db.dialect, schema_version=version,
+            did=self.config.did,
+        )  # fmt: skip
+        return self.context
+
+    async def start(self) -> None:
+        assert self.indexer is not None and self.session is not None
+        if self.config.relays:
+            self.subscriber = RelaySubscriber(
+                "appview",
+                self.config.relays,
+                self.session,
+                self.indexer.load_cursor,
+                self.indexer.handle_batch,
+            )
+            self.subscriber.start()
+
+    async def stop(self) -> None:
+        if self.subscriber is not None:
+            await self.subscriber.stop()
+        if self.indexer is not None:
+            await self.indexer.stop()
+        if self.session is not None:
+            await self.session.close()
+        if self.db is not None:
+            await self.db.close()
+
+    def did_document(self) -> dict[str, Any]:
+        """The did:web document: where clients and PDSes reach this AppView."""
+        return {
+            "@context": ["https://www.w3.org/ns/did/v1"],
+            "id": self.config.did,
+            "service": [
+                {
+                    "id": "#bsky_appview",
+                    "type": "BskyAppView",
+                    "serviceEndpoint": self.config.public_url,
+                }
+            ],
+        }
