@@ -14,8 +14,10 @@ from tests.relay.xrpc import PdsUser
 PASSWORD = "hunter2-pw"
 
 
-async def test_timeline_profile_thread_through_the_pds(tmp_path: Path) -> None:
-    async with appview_network(tmp_path) as network:
+async def test_timeline_profile_thread_through_the_pds(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    async with appview_network(tmp_path, database_url) as network:
         pds1, pds2 = (p.url for p in network.pdses)
         users = {
             name: await PdsUser.create(network.http, pds, f"{name}.test")
