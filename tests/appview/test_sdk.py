@@ -48,7 +48,8 @@ async def test_timeline_profile_thread_through_the_pds(
 
         async def timeline() -> models.AppBskyFeedGetTimeline.Response | None:
             answer = await alice.get_timeline()
-            return answer if len(answer.feed) >= 4 else None
+            liked = [i for i in answer.feed if i.post.viewer and i.post.viewer.like]
+            return answer if len(answer.feed) >= 4 and liked else None
 
         feed = await eventually(timeline, what="alice's timeline")
         texts = {item.post.record.text for item in feed.feed}
