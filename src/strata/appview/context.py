@@ -29,6 +29,8 @@ class AppContext:
     session: aiohttp.ClientSession
     did: str
     """The AppView's own DID: the audience of the service tokens it accepts."""
+    skeleton_timeout: float = 10.0
+    """How long a feed generator has to answer, as the reference AppView allows."""
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -94,10 +96,10 @@ def read_cursor(params: dict[str, Any]) -> tuple[str, str]:
         return "9999-12-31T23:59:59.999Z", ""
     millis, sep, key = str(cursor).partition("::")
     try:
-        if not sep or not millis.isdigit() or not key:
+        if not sep or not millis.isdigit() or len(millis) > 15 or not key:
             raise ValueError
         return format_millis(int(millis)), key
-    except (ValueError, OverflowError, InvalidSyntax):
+    except (ValueError, OverflowError, OSError, InvalidSyntax):
         raise invalid_request("Malformed cursor") from None
 
 

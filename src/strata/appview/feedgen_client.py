@@ -25,8 +25,6 @@ from strata.net.logs import log_event
 
 log = logging.getLogger("strata.appview.feedgen")
 
-SKELETON_TIMEOUT: Final = 10.0
-"""As the reference AppView: a feed generator has ten seconds."""
 MAX_SKELETON_BYTES: Final = 1 << 20
 
 SKELETON_CALLS = Counter(
@@ -46,7 +44,7 @@ async def generator_endpoint(context: AppContext, feed_did: str) -> str:
         document = await context.resolver.resolve_did(feed_did)
     except IdentityError as exc:
         raise XrpcError(400, "UnknownFeed", f"could not resolve feed generator {feed_did}") from exc
-    endpoint = document.value.service_endpoint("#bsky_fg")
+    endpoint = document.value.service_endpoint("bsky_fg", "BskyFeedGenerator")
     if endpoint is None:
         raise XrpcError(400, "UnknownFeed", f"{feed_did} has no feed generator service")
     return endpoint.rstrip("/")
@@ -81,7 +79,7 @@ async def fetch_skeleton(
             f"{endpoint}/xrpc/app.bsky.feed.getFeedSkeleton",
             params=params,
             headers=headers,
-            timeout=aiohttp.ClientTimeout(total=SKELETON_TIMEOUT),
+            timeout=aiohttp.ClientTimeout(total=context.skeleton_timeout),
         ) as response:
             raw = await response.content.read(MAX_SKELETON_BYTES + 1)
             status = response.status

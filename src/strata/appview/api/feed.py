@@ -78,7 +78,8 @@ def register(router: XrpcRouter, context: AppContext) -> None:
             raise XrpcError(400, "BlockedByActor", "Requester is blocked by actor")
         limit = call.params.get("limit", 50)
         before, key = read_cursor(call.params)
-        where = AUTHOR_FILTERS[call.params.get("filter", "posts_with_replies")]
+        # As the reference: a filter it does not know shows everything.
+        where = AUTHOR_FILTERS.get(call.params.get("filter", ""), "")
         extra = [f"at://{did}/%"] if "LIKE" in where else []
         rows = await db.fetch(
             f"SELECT {ITEM_COLUMNS} FROM feed_item f JOIN post p ON p.uri = f.post_uri "

@@ -8,6 +8,7 @@ first that answers at all, never to two.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Final
 
 import aiohttp
@@ -61,6 +62,18 @@ def register(router: XrpcRouter, pds: Pds) -> None:
         return web.Response(status=200)
 
 
+def _answered_for_upstream(status: int, content: bytes) -> bool:
+    """Whether a 502/504 is the AppView's own answer about a service behind it (a feed
+    generator that failed), which is passed on, rather than a sign that the AppView is down."""
+    if status not in (502, 504):
+        return False
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("error") in ("UpstreamFailure", "UpstreamTimeout")
+
+
 class Proxy:
     """Forwards calls the PDS does not serve itself."""
 
@@ -99,7 +112,7 @@ class Proxy:
             if appview.did == did:
                 return appview
         doc = await self.pds.did_document(did)
-        endpoint = doc.service_endpoint(f"#{service_id}") if doc is not None else None
+        endpoint = doc.service_endpoint(service_id) if doc is not None else None
         if endpoint is None:
             raise invalid_request(f"could not resolve proxy did service url: {header}")
         return AppView(endpoint.rstrip("/"), did)
@@ -157,7 +170,8 @@ class Proxy:
         view = body.get("view") if isinstance(body, dict) else None
         feed_did = view.get("did") if isinstance(view, dict) else None
         if not isinstance(feed_did, str) or not feed_did.startswith("did:"):
-            raise XrpcError(400, "UnknownFeed", "could not find feed")
+            # The AppView does not know the feed: let it say so in its answer to getFeed.
+            feed_did = aud
         return self.pds.service_jwt(did, feed_did, "app.bsky.feed.getFeedSkeleton")
 
     async def _forward(
@@ -188,7 +202,11 @@ class Proxy:
                 headers={**headers, "Authorization": f"Bearer {token}"},
             ) as response:
                 content = await response.read()
-                if response.status >= 500 and request.method == "GET":
+                if (
+                    response.status >= 500
+                    and request.method == "GET"
+                    and not _answered_for_upstream(response.status, content)
+                ):
                     raise UpstreamUnavailable(f"{url}: status {response.status}")
                 kept = {h: response.headers[h] for h in RETURNED_HEADERS if h in response.headers}
                 return response.status, content, kept

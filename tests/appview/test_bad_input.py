@@ -1,0 +1,194 @@
+"""Bad input to the AppView: malformed parameters and cursors, bad service tokens, and feed
+generators that answer garbage, hang or name posts that do not exist. Each gets a clear 4xx or
+an upstream error, or a filtered answer; never a 500."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from strata.core.crypto import K256Keypair
+from strata.core.jwt import sign_service_jwt
+from tests.appview.network import appview_network, eventually
+from tests.appview.test_api import accounts, create, view
+from tests.services import serving
+
+
+def hostile_generator() -> tuple[web.Application, dict[str, Any]]:
+    """A feed generator whose answer the test chooses per request (`state["mode"]`)."""
+    state: dict[str, Any] = {"mode": "ok", "posts": []}
+    app = web.Application()
+
+    async def did_json(request: web.Request) -> web.Response:
+        return web.json_response({
+            "id": state["did"],
+            "service": [{"id": "#bsky_fg", "type": "BskyFeedGenerator",
+                         "serviceEndpoint": state["url"]}],
+        })  # fmt: skip
+
+    async def skeleton(request: web.Request) -> web.StreamResponse:
+        mode = state["mode"]
+        if mode == "garbage":
+            return web.Response(body=b"\x00not json{", content_type="application/json")
+        if mode == "wrong-shape":
+            return web.json_response({"feed": "everything"})
+        if mode == "hang":
+            await asyncio.sleep(30)
+        if mode == "error":
+            return web.json_response({"error": "Boom"}, status=500)
+        if mode == "refuse":
+            return web.json_response({"error": "UnknownFeed", "message": "no"}, status=400)
+        feed: list[Any] = [{"post": uri} for uri in state["posts"]]
+        feed += [
+            {"post": "at://did:plc:nonexistent0000000000000/app.bsky.feed.post/3jzfcijpj2z2a"},
+            {"post": "not a uri"},
+            {"post": "at://did:plc:xyz/app.bsky.feed.like/3jzfcijpj2z2a"},
+            "a string",
+            {"post": 7},
+        ]
+        return web.json_response({"feed": feed, "cursor": "next"})
+
+    app.router.add_get("/.well-known/did.json", did_json)
+    app.router.add_get("/xrpc/app.bsky.feed.getFeedSkeleton", skeleton)
+    return app, state
+
+
+async def test_parameters_cursors_and_tokens(tmp_path: Path) -> None:
+    async with appview_network(tmp_path) as network:
+        alice, bob = await accounts(network, "alice", "bob")
+        await create(alice, "app.bsky.graph.follow", {"subject": bob.did})
+        await create(bob, "app.bsky.feed.post", {"text": "one"})
+
+        async def followed() -> dict[str, Any] | None:
+            body = await view(alice, "app.bsky.graph.getFollows", actor=alice.did, limit=1)
+            return body if body["follows"] else None
+
+        follows = await eventually(followed, what="the follow indexed")
+
+        checks: list[tuple[str, dict[str, Any], int]] = [
+            ("app.bsky.feed.getTimeline", {"limit": "many"}, 400),
+            ("app.bsky.feed.getTimeline", {"limit": 1000}, 400),
+            ("app.bsky.feed.getTimeline", {"cursor": "garbage"}, 400),
+            ("app.bsky.feed.getTimeline", {"cursor": "99999999999999999999::x"}, 400),
+            ("app.bsky.feed.getTimeline", {"cursor": "12::"}, 400),
+            ("app.bsky.feed.getTimeline", {"unknownParam": "x"}, 200),
+            # A cursor from another endpoint has the same form: it only filters.
+            ("app.bsky.feed.getTimeline", {"cursor": follows["cursor"]}, 200),
+            ("app.bsky.actor.searchActors", {"q": "a", "cursor": follows["cursor"]}, 400),
+            ("app.bsky.actor.getProfile", {"actor": "not a handle!"}, 400),
+            ("app.bsky.actor.getProfile", {"actor": "nobody.test"}, 400),
+            ("app.bsky.actor.getProfile", {}, 400),
+            ("app.bsky.feed.getPostThread", {"uri": "https://example.com"}, 400),
+            ("app.bsky.feed.getPostThread", {"uri": f"at://{bob.did}/app.bsky.feed.post/x"}, 400),
+            (
+                "app.bsky.feed.getPostThread",
+                {"uri": f"at://{bob.did}/app.bsky.feed.post/3k", "depth": -1},
+                400,
+            ),
+            (
+                "app.bsky.feed.getPosts",
+                {"uris": [f"at://{bob.did}/a.b.c/{i}" for i in range(26)]},
+                400,
+            ),
+            ("app.bsky.feed.getAuthorFeed", {"actor": bob.did, "filter": "everything"}, 200),
+            (
+                "app.bsky.feed.getFeed",
+                {"feed": f"at://{bob.did}/app.bsky.feed.generator/none"},
+                400,
+            ),
+            ("app.bsky.feed.getFeedGenerator", {"feed": "at://x"}, 400),
+            ("app.bsky.graph.getRelationships", {"actor": alice.did, "others": ["x"] * 31}, 400),
+            ("app.bsky.notification.listNotifications", {"reasons": "like", "cursor": "1::"}, 400),
+        ]
+        for nsid, params, status in checks:
+            body = await view(alice, nsid, status, **params)
+            if status != 200:
+                assert isinstance(body.get("error"), str) and body.get("message"), (nsid, body)
+
+        # Straight to the AppView: tokens it must refuse.
+        appview = network.appview
+        url = f"{appview.url}/xrpc/app.bsky.feed.getTimeline"
+        stranger = K256Keypair.generate()
+        forged = sign_service_jwt(stranger, alice.did, appview.did, "app.bsky.feed.getTimeline",
+                                  time.time())  # fmt: skip
+        for headers, error in (
+            ({}, "AuthMissing"),
+            ({"Authorization": "Basic abc"}, "AuthMissing"),
+            ({"Authorization": "Bearer not.a.jwt"}, "BadJwt"),
+            ({"Authorization": f"Bearer {forged}"}, "BadJwtSignature"),
+        ):
+            async with network.http.get(url, headers=headers) as response:
+                body = await response.json()
+                assert (response.status, body["error"]) == (401, error), body
+        async with network.http.post(
+            f"{appview.url}/xrpc/app.bsky.notification.updateSeen",
+            json={"seenAt": "yesterday"},
+            headers={"Authorization": f"Bearer {forged}"},
+        ) as response:
+            assert response.status in (400, 401)
+
+
+async def test_a_feed_generator_that_misbehaves(tmp_path: Path) -> None:
+    app, state = hostile_generator()
+    async with serving(app) as generator_url, appview_network(tmp_path) as network:
+        port = generator_url.rsplit(":", 1)[-1]
+        state["did"] = f"did:web:localhost%3A{port}"
+        state["url"] = f"http://localhost:{port}"
+        assert network.appview.appview.context is not None
+        network.appview.appview.context.skeleton_timeout = 1.0
+        alice, bob = await accounts(network, "alice", "bob")
+        post = await create(bob, "app.bsky.feed.post", {"text": "a real post"})
+        state["posts"] = [post["uri"]]
+        feed = await create(alice, "app.bsky.feed.generator",
+                            {"did": state["did"], "displayName": "Hostile"})  # fmt: skip
+
+        async def ready() -> Any:
+            try:
+                return await view(alice, "app.bsky.feed.getFeed", feed=feed["uri"])
+            except AssertionError:
+                return None
+
+        answer = await eventually(ready, what="the feed served")
+        assert [i["post"]["uri"] for i in answer["feed"]] == [post["uri"]]
+        assert answer["cursor"] == "next"
+        for mode, status, error in (
+            ("garbage", 502, "UpstreamFailure"),
+            ("wrong-shape", 502, "UpstreamFailure"),
+            ("error", 502, "UpstreamFailure"),
+            ("hang", 504, "UpstreamTimeout"),
+            ("refuse", 400, "UnknownFeed"),
+        ):
+            state["mode"] = mode
+            body = await view(alice, "app.bsky.feed.getFeed", status, feed=feed["uri"])
+            assert body["error"] == error, (mode, body)
+        state["mode"] = "ok"
+        await view(alice, "app.bsky.feed.getFeed", feed=feed["uri"])
+
+
+async def test_undecodable_and_invalid_records_are_skipped(tmp_path: Path) -> None:
+    """Records that fail their lexicon are counted and skipped; the rest of the commit is
+    indexed."""
+    async with appview_network(tmp_path) as network:
+        (alice,) = await accounts(network, "alice")
+        await alice.call(
+            "com.atproto.repo.applyWrites",
+            {"repo": alice.did, "validate": False, "writes": [
+                {"$type": "com.atproto.repo.applyWrites#create",
+                 "collection": "app.bsky.feed.post",
+                 "value": {"$type": "app.bsky.feed.post", "text": 42, "createdAt": "x"}},
+                {"$type": "com.atproto.repo.applyWrites#create",
+                 "collection": "app.bsky.feed.post",
+                 "value": {"$type": "app.bsky.feed.post", "text": "fine",
+                           "createdAt": "2026-11-21T00:00:00.000Z"}},
+            ]},
+        )  # fmt: skip
+
+        async def indexed() -> bool:
+            body = await view(alice, "app.bsky.feed.getAuthorFeed", actor=alice.did)
+            return [i["post"]["record"]["text"] for i in body["feed"]] == ["fine"]
+
+        await eventually(indexed, what="the valid post")
