@@ -46,7 +46,6 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         if os.environ.get("CI"):
             raise
         pytest.skip(str(exc))
-    os.environ["STRATA_TEST_POSTGRES_URL"] = cluster.url
     try:
         yield cluster
     finally:

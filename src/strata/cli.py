@@ -6,6 +6,7 @@ import click
 
 from strata import __version__
 from strata.appview.cli import appview_command
+from strata.feedgen.cli import feedgen_command
 from strata.pds.cli import pds_command
 from strata.plc.cli import plc_command
 from strata.relay.cli import relay_command
@@ -35,6 +36,7 @@ main.add_command(repo)
 main.add_command(plc_command)
 main.add_command(pds_command)
 main.add_command(relay_command)
+main.add_command(feedgen_command)
 main.add_command(appview_command)
 main.add_command(account)
 main.add_command(hosts)

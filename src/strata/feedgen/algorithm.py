@@ -54,7 +54,10 @@ class FeedItem:
         """The item as `app.bsky.feed.defs#skeletonFeedPost`."""
         out: dict[str, Any] = {"post": self.post}
         if self.repost is not None:
-            out["reason"] = {"$type": "app.bsky.feed.defs#skeletonReasonRepost", "repost": self.repost}
+            out["reason"] = {
+                "$type": "app.bsky.feed.defs#skeletonReasonRepost",
+                "repost": self.repost,
+            }
         return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Final
 
 from aiohttp import web
 from prometheus_client import Counter
@@ -17,6 +18,10 @@ from strata.net.errors import XrpcError, upstream_failure
 AUTH_FAILURES = Counter(
     "strata_feedgen_auth_failures_total", "Service tokens the feed generator refused", ["error"]
 )
+
+
+REFRESH_AFTER: Final = 60.0
+"""Seconds after which a cached DID document is fetched again when a signature fails."""
 
 
 def _refused(error: str, message: str) -> XrpcError:
@@ -63,28 +68,32 @@ class ViewerAuth:
                 raise JwtError(
                     f'bad jwt lexicon method ("lxm"). must match: {nsid}', "BadJwtLexiconMethod"
                 )
-            key = await self._signing_key(issuer)
+            key, age = await self._signing_key(issuer)
             try:
                 verify_service_jwt(token, key, self.service_did, None, now)
             except JwtError as exc:
-                if exc.name != "BadJwtSignature":
+                # The account may have rotated its key since its document was cached; look
+                # again, but not for a document just fetched, so that forged tokens cannot
+                # make every request a directory lookup.
+                if exc.name != "BadJwtSignature" or age < REFRESH_AFTER:
                     raise
-                # The account may have rotated its key since its document was cached.
                 self.resolver.forget(issuer)
-                verify_service_jwt(token, await self._signing_key(issuer), self.service_did, None, now)
+                key, _ = await self._signing_key(issuer)
+                verify_service_jwt(token, key, self.service_did, None, now)
         except JwtError as exc:
             raise _refused(exc.name, str(exc)) from exc
         return issuer
 
-    async def _signing_key(self, did: str) -> PublicKey:
+    async def _signing_key(self, did: str) -> tuple[PublicKey, float]:
+        """The DID's signing key, and how many seconds ago its document was fetched."""
         try:
-            document = (await self.resolver.resolve_did(did)).value
+            resolved = await self.resolver.resolve_did(did)
         except (IdentityNotFound, InvalidIdentifier) as exc:
             raise JwtError(f"could not resolve iss did: {exc}", "BadJwtIss") from exc
         except ResolutionFailed as exc:
             AUTH_FAILURES.labels("UpstreamFailure").inc()
             raise upstream_failure(f"could not resolve iss did: {exc}") from exc
-        key = document.signing_key()
+        key = resolved.value.signing_key()
         if key is None:
             raise JwtError("iss did has no atproto signing key", "BadJwtIss")
-        return key
+        return key, resolved.age

@@ -28,9 +28,10 @@ class HotFeed:
     (likes + 2 * reposts + 1) / (age in hours + 2) ^ `gravity`.
 
     A page's cursor is `<moment>:<offset>`: the offset into the ranking as it stood at that
-    moment (millisecond clock). Later pages rank again at the same moment, counting only what
-    had been indexed by then, so pages neither repeat nor skip a post when likes arrive while
-    someone scrolls. Recent rankings are kept in memory, so a later page costs little.
+    moment (millisecond clock). Later pages use the ranking of that same moment, counting only
+    what had been indexed by then, so likes arriving while someone scrolls do not reorder the
+    pages (and repeat posts). Recent rankings are kept in memory, so a later page costs little;
+    a first page reuses a ranking up to `reuse_for` seconds old.
     """
 
     rkey = "hot"
@@ -71,7 +72,9 @@ class HotFeed:
     @staticmethod
     def _parse(cursor: str) -> tuple[int, int]:
         moment, sep, offset = cursor.partition(":")
-        if not sep or not all(x.isascii() and x.isdigit() and len(x) <= 18 for x in (moment, offset)):
+        if not sep or not all(
+            x.isascii() and x.isdigit() and len(x) <= 18 for x in (moment, offset)
+        ):
             raise BadCursor("malformed cursor")
         return int(moment), int(offset)
 

@@ -239,7 +239,8 @@ async def index_record(
         langs = _primary_langs(record.get("langs"))
         if langs:
             await tx.executemany(
-                "INSERT INTO post_lang (uri, lang, sort_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                "INSERT INTO post_lang (uri, lang, sort_at) VALUES (?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
                 [(uri, lang, at) for lang in langs],
             )
     elif collection == "app.bsky.feed.like":

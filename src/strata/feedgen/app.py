@@ -1,0 +1,32 @@
+"""The feed generator's HTTP application: its XRPC methods, DID document, health and metrics."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from strata.core.lexicon import Catalog
+from strata.feedgen import api
+from strata.feedgen.service import Feedgen
+from strata.net.server import create_app, run_alongside
+from strata.net.xrpc import XrpcRouter
+
+
+def create_feedgen_app(feedgen: Feedgen) -> web.Application:
+    """The application serving `feedgen`; it starts and stops the feed generator with the
+    server."""
+    app = create_app("feedgen", health=feedgen.check_health)
+    router = XrpcRouter(Catalog.bundled())
+    api.register(router, feedgen)
+    router.mount(app)
+    api.register_did_document(app, feedgen)
+
+    async def root(request: web.Request) -> web.Response:
+        feeds = "\n".join(f"  {uri}" for uri in feedgen.feed_uris()) or "  (no --publisher set)"
+        return web.Response(
+            text=f"This is an AT Protocol feed generator (Strata): {feedgen.did}\nFeeds:\n{feeds}\n"
+        )
+
+    app.router.add_get("/", root)
+
+    run_alongside(app, feedgen.start, feedgen.stop)
+    return app

@@ -1,0 +1,209 @@
+"""`strata feedgen`: run a feed generator, and `strata feedgen publish` its feed records."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import click
+
+from strata.core.errors import CoreError
+from strata.core.lexicon import Catalog
+from strata.core.syntax import format_datetime, validate_did, validate_language
+from strata.feedgen.algorithm import Algorithm, AlgorithmError, load_algorithm
+from strata.feedgen.app import create_feedgen_app
+from strata.feedgen.config import FeedgenConfig, InvalidPublicUrl, service_did
+from strata.feedgen.feeds import DEFAULT_LANGUAGES, LanguageFeed, builtin_algorithms
+from strata.feedgen.service import GENERATOR, Feedgen
+from strata.serve import PLC_URLS, http_urls, options_from, run_service, service_options
+from strata.tools.account_cli import PDS_OPTION, call
+
+
+def _relay_urls(relays: tuple[str, ...]) -> tuple[str, ...]:
+    """Relay URLs as http(s) (ws:// and wss:// are accepted too: they name the same host)."""
+    schemes = {"ws://": "http://", "wss://": "https://"}
+    normal = []
+    for url in relays:
+        scheme = next((s for s in schemes if url.startswith(s)), None)
+        normal.append(url if scheme is None else schemes[scheme] + url[len(scheme) :])
+    return http_urls("--relay", tuple(normal))
+
+
+def _did(option: str, value: str) -> str:
+    try:
+        return validate_did(value)
+    except CoreError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from exc
+
+
+@click.group("feedgen", invoke_without_command=True)
+@service_options(default_port=2586, default_dir="feedgen")
+@PLC_URLS
+@click.option(
+    "--relay",
+    "relays",
+    multiple=True,
+    envvar="STRATA_RELAY",
+    metavar="URL",
+    help="Relays to read the firehose from, in order of preference (repeat the option).",
+)
+@click.option(
+    "--public-url",
+    envvar="STRATA_PUBLIC_URL",
+    metavar="URL",
+    help="Where AppViews reach this feed generator; its did:web names this URL's host. "
+    "[default with --dev: http://localhost:<port>]",
+)
+@click.option(
+    "--database-url",
+    envvar="STRATA_DATABASE_URL",
+    metavar="URL",
+    help="A postgresql:// database to use instead of SQLite in the data directory.",
+)
+@click.option(
+    "--publisher",
+    envvar="STRATA_PUBLISHER",
+    metavar="DID",
+    help="The account whose repository holds the feeds' app.bsky.feed.generator records.",
+)
+@click.option(
+    "--language",
+    "languages",
+    multiple=True,
+    envvar="STRATA_LANGUAGE",
+    metavar="CODE",
+    help="Serve a lang-<CODE> feed besides lang-en (repeat the option).",
+)
+@click.option(
+    "--algorithm",
+    "algorithm_specs",
+    multiple=True,
+    envvar="STRATA_ALGORITHM",
+    metavar="MODULE:ATTR",
+    help="Serve a feed written in Python (see strata.feedgen.algorithm; repeat the option).",
+)
+@click.pass_context
+def feedgen_command(
+    ctx: click.Context,
+    /,
+    plc_urls: tuple[str, ...],
+    relays: tuple[str, ...],
+    public_url: str | None,
+    database_url: str | None,
+    publisher: str | None,
+    languages: tuple[str, ...],
+    algorithm_specs: tuple[str, ...],
+    **kwargs: Any,
+) -> None:
+    """Run a feed generator: index the firehose and serve hot, lang-<code>, following and your
+    own feeds."""
+    if ctx.invoked_subcommand is not None:
+        return
+    options = options_from(kwargs)
+    if not relays:
+        raise click.UsageError("give at least one --relay to read the firehose from")
+    if public_url is None:
+        if not options.dev:
+            raise click.UsageError("--public-url is required (outside --dev)")
+        public_url = f"http://localhost:{options.port}"
+    try:
+        service_did(public_url, options.dev)
+    except InvalidPublicUrl as exc:
+        raise click.BadParameter(str(exc), param_hint="--public-url") from exc
+    if database_url and not database_url.startswith(("postgresql://", "postgres://")):
+        raise click.BadParameter("must be a postgresql:// URL", param_hint="--database-url")
+    for language in languages:
+        try:
+            validate_language(language)
+        except CoreError as exc:
+            raise click.BadParameter(str(exc), param_hint="--language") from exc
+    algorithms: list[Algorithm] = builtin_algorithms((*DEFAULT_LANGUAGES, *languages))
+    for spec in algorithm_specs:
+        try:
+            algorithms.append(load_algorithm(spec))
+        except AlgorithmError as exc:
+            raise click.BadParameter(str(exc), param_hint="--algorithm") from exc
+    config = FeedgenConfig(
+        public_url=public_url.rstrip("/"),
+        relays=_relay_urls(relays),
+        plc_urls=http_urls("--plc-url", plc_urls),
+        database_url=database_url or None,
+        publisher=_did("--publisher", publisher) if publisher else None,
+        dev=options.dev,
+    )
+    try:
+        feedgen = Feedgen(config, options.data_dir, algorithms)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--algorithm") from exc
+    run_service("feedgen", options, lambda: create_feedgen_app(feedgen))
+
+
+def _builtin(rkey: str) -> Algorithm | None:
+    """The built-in feed with this record key, for the record's default name and description."""
+    if rkey.startswith("lang-") and len(rkey) > len("lang-"):
+        return LanguageFeed(rkey[len("lang-") :])
+    return next((a for a in builtin_algorithms(()) if a.rkey == rkey), None)
+
+
+@feedgen_command.command("publish")
+@PDS_OPTION
+@click.option(
+    "--identifier",
+    envvar="STRATA_IDENTIFIER",
+    required=True,
+    help="Handle or DID of the publishing account.",
+)
+@click.option("--password", envvar="STRATA_PASSWORD", prompt=True, hide_input=True)
+@click.option(
+    "--rkey", envvar="STRATA_RKEY", required=True, help="The feed's record key, e.g. hot."
+)
+@click.option(
+    "--feedgen-did",
+    envvar="STRATA_FEEDGEN_DID",
+    required=True,
+    metavar="DID",
+    help="The feed generator serving the feed (its did:web).",
+)
+@click.option("--display-name", envvar="STRATA_DISPLAY_NAME", default=None)
+@click.option("--description", envvar="STRATA_DESCRIPTION", default=None)
+def publish(
+    pds: str,
+    identifier: str,
+    password: str,
+    rkey: str,
+    feedgen_did: str,
+    display_name: str | None,
+    description: str | None,
+) -> None:
+    """Publish a feed: write its app.bsky.feed.generator record.
+
+    The record goes to the publishing account's repository, where apps find it; it names the
+    feed generator that serves the feed. Prints the feed's at:// URI."""
+    builtin = _builtin(rkey)
+    record: dict[str, Any] = {
+        "$type": GENERATOR,
+        "did": _did("--feedgen-did", feedgen_did),
+        "displayName": display_name or (builtin.display_name if builtin else rkey[:24]),
+        "createdAt": format_datetime(dt.datetime.now(dt.UTC)),
+    }
+    text = description if description is not None else (builtin.description if builtin else "")
+    if text:
+        record["description"] = text
+    try:
+        Catalog.bundled().validate_record(GENERATOR, record, rkey=rkey)
+    except CoreError as exc:
+        raise click.ClickException(f"the feed record would be invalid: {exc}") from exc
+    session = call(
+        "POST",
+        pds,
+        "com.atproto.server.createSession",
+        body={"identifier": identifier, "password": password},
+    )
+    answer = call(
+        "POST",
+        pds,
+        "com.atproto.repo.putRecord",
+        body={"repo": session["did"], "collection": GENERATOR, "rkey": rkey, "record": record},
+        headers={"Authorization": f"Bearer {session['accessJwt']}"},
+    )
+    click.echo(answer["uri"])
