@@ -173,12 +173,23 @@ async def open_database(url: str | None, sqlite_path: Path) -> Database:
     return SqliteDatabase(sqlite_path)
 
 
-async def migrate(db: Database, migrations: Sequence[str]) -> int:
-    """Apply the migrations not yet applied, in order; returns the schema version reached."""
+class WrongDatabase(Exception):
+    """The database holds another service's tables."""
+
+
+async def migrate(db: Database, migrations: Sequence[str], service: str) -> int:
+    """Apply `service`'s migrations not yet applied, in order; returns the schema version
+    reached. A database holds one service's tables: another service's is refused."""
     await db.execute(
-        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+        "CREATE TABLE IF NOT EXISTS schema_version "
+        "(service TEXT NOT NULL, version INTEGER NOT NULL)"
         + (" STRICT" if db.dialect == "sqlite" else "")
     )
+    other = await db.fetchrow("SELECT service FROM schema_version WHERE service <> ?", service)
+    if other is not None:
+        raise WrongDatabase(
+            f"this database holds the {other[0]}'s tables; give the {service} a database of its own"
+        )
     row = await db.fetchrow("SELECT max(version) FROM schema_version")
     current = int(row[0]) if row is not None and row[0] is not None else 0
     for version, ddl in enumerate(migrations, start=1):
@@ -189,6 +200,8 @@ async def migrate(db: Database, migrations: Sequence[str]) -> int:
             for statement in (s.strip() for s in text.split(";")):
                 if statement:
                     await tx.execute(statement)
-            await tx.execute("INSERT INTO schema_version (version) VALUES (?)", version)
+            await tx.execute(
+                "INSERT INTO schema_version (service, version) VALUES (?, ?)", service, version
+            )
         current = version
     return current

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import click
 from aiohttp import web
 
+from strata.database import WrongDatabase
 from strata.net.logs import configure_logging, log_event
 
 log = logging.getLogger("strata.serve")
@@ -161,6 +162,8 @@ def run_service(
             async with listening(application, options.host, options.port) as port:
                 log_event(log, "listening", service=name, url=f"http://{options.host}:{port}")
                 await stop.wait()
+        except WrongDatabase as exc:
+            raise click.ClickException(f"{exc} (--database-url)") from exc
         except OSError as exc:
             raise click.ClickException(
                 f"{name} cannot listen on {options.host}:{options.port}: {exc.strerror}. "

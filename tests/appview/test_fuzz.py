@@ -81,7 +81,7 @@ def test_hostile_events_never_break_the_indexer(frames: list[Frame]) -> None:
     async def run() -> None:
         with tempfile.TemporaryDirectory() as folder:
             db = SqliteDatabase(Path(folder) / "index.sqlite")
-            await migrate(db, MIGRATIONS)
+            await migrate(db, MIGRATIONS, "appview")
             indexer = Indexer(db, resolver=None, session=None)
             await indexer.handle_batch("http://relay", list(enumerate(frames)))
             rows = await db.fetch("SELECT uri, json FROM record")

@@ -7,8 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from atproto import AsyncClient, models
+from atproto_client.exceptions import AtProtocolError
 
 from tests.appview.network import appview_network, eventually, indexed
+from tests.feedgen.services import running_feedgen
 from tests.relay.xrpc import PdsUser
 
 PASSWORD = "hunter2-pw"
@@ -80,6 +82,44 @@ async def test_timeline_profile_thread_through_the_pds(
         assert profile.viewer is not None and profile.viewer.following is None
         alice_view = await bob.get_profile(users["alice"].did)
         assert alice_view.viewer is not None and alice_view.viewer.followed_by is not None
+
+        # A custom feed: the feed generator's "following" feed, published in alice's repository.
+        async with running_feedgen(
+            tmp_path / "feedgen", network.plc_url, network.relay.url, users["alice"].did
+        ) as feedgen:
+            await alice.com.atproto.repo.put_record(
+                models.ComAtprotoRepoPutRecord.Data(
+                    repo=users["alice"].did,
+                    collection="app.bsky.feed.generator",
+                    rkey="following",
+                    record=models.AppBskyFeedGenerator.Record(
+                        did=feedgen.feedgen.config.did,
+                        display_name="Following",
+                        created_at=alice.get_current_time_iso(),
+                    ),
+                )
+            )
+            await bob.send_post("after the feed generator started")
+
+            async def custom_feed() -> models.AppBskyFeedGetFeed.Response | None:
+                try:
+                    answer = await alice.app.bsky.feed.get_feed({"feed": feedgen.feed("following")})
+                except AtProtocolError:
+                    return None
+                return answer if len(answer.feed) >= 3 else None
+
+            # The feed generator read the relay from the start: everything bob and carol wrote.
+            feed = await eventually(custom_feed, what="alice's custom feed")
+            texts = [i.post.record.text for i in feed.feed]
+            assert texts[0] == "after the feed generator started"
+            assert {"bob here, on the first PDS", "carol, writing from the second PDS"} <= set(
+                texts
+            )
+            assert all(i.post.author.did != users["alice"].did for i in feed.feed)
+            generator = await carol.app.bsky.feed.get_feed_generator(
+                {"feed": feedgen.feed("following")}
+            )
+            assert generator.is_online and generator.view.display_name == "Following"
 
         notes = await bob.app.bsky.notification.list_notifications()
         assert {n.reason for n in notes.notifications} == {"follow", "reply"}

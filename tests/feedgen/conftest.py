@@ -31,7 +31,7 @@ class DatabaseUnderTest:
         """The feed generator's tables, migrated."""
         db = await open_database(self.url, self.path)
         try:
-            await migrate(db, MIGRATIONS)
+            await migrate(db, MIGRATIONS, "feedgen")
             yield db
         finally:
             await db.close()

@@ -55,7 +55,7 @@ class AppView:
     async def open(self) -> AppContext:
         """Open the database (migrating it) and the shared HTTP session."""
         self.db = await open_database(self.config.database_url, self.data_dir / "appview.sqlite")
-        version = await migrate(self.db, MIGRATIONS)
+        version = await migrate(self.db, MIGRATIONS, "appview")
         self.session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=30), headers={"User-Agent": "strata-appview"}
         )

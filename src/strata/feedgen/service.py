@@ -45,7 +45,7 @@ class Feedgen:
         self.db: Database = await open_database(
             self.config.database_url, self.data_dir / "feedgen.sqlite"
         )
-        await migrate(self.db, MIGRATIONS)
+        await migrate(self.db, MIGRATIONS, "feedgen")
         self.session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=30), headers={"User-Agent": "strata-feedgen"}
         )
