@@ -26,10 +26,10 @@ def main() -> None:
 def up() -> None:
     """Run the whole network locally (directory, PDS, relay, AppView, feed generator)."""
     click.echo(
-        "strata: the directory, the PDS and the relay run on their own for now: "
-        "`strata plc --help`, `strata pds --help`, `strata relay --help`."
+        "strata up arrives with the browser client. Until then, start each service on its own "
+        "as the README shows: strata plc, strata pds, strata relay, strata appview, "
+        "strata feedgen (each with --help)."
     )
-    click.echo("The AppView and feed generator arrive next.")
 
 
 main.add_command(repo)
