@@ -145,9 +145,9 @@ class Indexer:
             state = await self._state(tx, did)
             rev = body.get("rev")
             if state is None or (isinstance(rev, str) and rev != state.rev):
-                self._want_fetch(did, state, fetch)
+                self._want_fetch(did, fetch)
 
-    def _want_fetch(self, did: str, state: ActorState | None, fetch: list[str]) -> None:
+    def _want_fetch(self, did: str, fetch: list[str]) -> None:
         if did not in self.waiting:
             self.waiting[did] = []
             fetch.append(did)
@@ -183,7 +183,7 @@ class Indexer:
         if state is None or body.get("tooBig") or (since is not None and since != state.rev):
             if state is not None and state.rev is not None and rev <= state.rev:
                 return  # already indexed (a replay after moving between relays)
-            self._want_fetch(did, state, fetch)
+            self._want_fetch(did, fetch)
             self.waiting[did].append(body)
             return
         if state.rev is not None and rev <= state.rev:
@@ -286,13 +286,8 @@ class Indexer:
         claimed = identity.document.handle
         if handle == INVALID_HANDLE and self.dev and claimed and pds:
             handle = await self._handle_from_pds(pds, claimed, did)
-        await self.db_execute(
-            "UPDATE actor SET handle = ?, pds = ? WHERE did = ?", handle, pds, did
-        )
-
-    async def db_execute(self, sql: str, *args: Any) -> None:
         async with self.db.transaction() as tx:
-            await tx.execute(sql, *args)
+            await tx.execute("UPDATE actor SET handle = ?, pds = ? WHERE did = ?", handle, pds, did)
 
     async def _handle_from_pds(self, pds: str, handle: str, did: str) -> str:
         """In development, a loopback handle has neither DNS nor https: ask its own PDS."""

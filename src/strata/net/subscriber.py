@@ -34,6 +34,9 @@ RETURN_TO_PREFERRED_AFTER: Final = 300.0
 FAILOVERS = Counter(
     "strata_subscriber_failovers_total", "Relay connections that failed or dropped", ["service"]
 )
+HANDLER_FAILURES = Counter(
+    "strata_subscriber_batch_failures_total", "Batches the consumer failed to store", ["service"]
+)
 CONNECTED_TO = Gauge(
     "strata_subscriber_relay_index",
     "Position in the relay list of the relay being read (-1 when none)",
@@ -78,7 +81,7 @@ class RelaySubscriber:
         self.current = 0
         self.connected = False
         self.failures = 0
-        self.fresh = False
+        self.fresh: bool | None = None
         self.live_tail: set[str] = set()
         self.task: asyncio.Task[None] | None = None
 
@@ -92,10 +95,6 @@ class RelaySubscriber:
 
     async def run(self) -> None:
         backoff = Backoff(base=0.5, cap=30.0)
-        # A new consumer replays everything its first relay still holds; one that has read
-        # before starts a relay it has no cursor for at the live tail.
-        cursors = [await self.load_cursor(relay) for relay in self.relays]
-        self.fresh = all(cursor is None for cursor in cursors)
         while True:
             relay = self.relays[self.current]
             try:
@@ -106,6 +105,16 @@ class RelaySubscriber:
                     log, "relay connection failed", logging.WARNING, service=self.service,
                     relay=relay, error=str(exc) or type(exc).__name__,
                 )  # fmt: skip
+            except Exception as exc:
+                # The consumer's own failure (its database, say): the cursor did not move, so
+                # the same relay is read again from it after a pause.
+                HANDLER_FAILURES.labels(self.service).inc()
+                log_event(
+                    log, "batch not stored; retrying", logging.ERROR, service=self.service,
+                    error=f"{type(exc).__name__}: {exc}",
+                )  # fmt: skip
+                await asyncio.sleep(backoff.next_delay())
+                continue
             finally:
                 self.connected = False
                 CONNECTED_TO.labels(self.service).set(-1)
@@ -117,6 +126,11 @@ class RelaySubscriber:
                 await asyncio.sleep(backoff.next_delay())
 
     async def _read(self, relay: str, backoff: Backoff) -> None:
+        if self.fresh is None:
+            # A new consumer replays everything its first relay still holds; one that has read
+            # before starts a relay it has no cursor for at the live tail.
+            cursors = [await self.load_cursor(r) for r in self.relays]
+            self.fresh = all(cursor is None for cursor in cursors)
         cursor = None if relay in self.live_tail else await self.load_cursor(relay)
         if cursor is None and self.fresh:
             cursor = 0
