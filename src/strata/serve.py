@@ -102,6 +102,43 @@ PLC_URLS = click.option(
 """`--plc-url`, for every service that resolves identities."""
 
 
+RELAYS = click.option(
+    "--relay",
+    "relays",
+    multiple=True,
+    envvar="STRATA_RELAY",
+    metavar="URL",
+    help="Relays to read the network from, in order of preference (repeat the option).",
+)
+"""`--relay`, for every service that reads the firehose."""
+
+
+def relay_urls(relays: tuple[str, ...]) -> tuple[str, ...]:
+    """Relay URLs as http(s) (ws:// and wss:// are accepted too: they name the same host)."""
+    schemes = {"ws://": "http://", "wss://": "https://"}
+    normal = []
+    for url in relays:
+        scheme = next((s for s in schemes if url.startswith(s)), None)
+        normal.append(url if scheme is None else schemes[scheme] + url[len(scheme) :])
+    return http_urls("--relay", tuple(normal))
+
+
+def _postgres_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value and not value.startswith(("postgresql://", "postgres://")):
+        raise click.BadParameter("must be a postgresql:// URL")
+    return value
+
+
+DATABASE_URL = click.option(
+    "--database-url",
+    envvar="STRATA_DATABASE_URL",
+    metavar="postgresql://...",
+    callback=_postgres_url,
+    help="Keep this service's tables in Postgres instead of SQLite in --data-dir.",
+)
+"""`--database-url`, for the services that can keep their data in Postgres."""
+
+
 def http_urls(option: str, urls: tuple[str, ...]) -> tuple[str, ...]:
     """`urls` without trailing slashes, or a usage error naming `option` if one is not http(s)."""
     for url in urls:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from strata.cli import main
 from strata.feedgen.algorithm import AlgorithmError, load_algorithm
-from strata.feedgen.config import InvalidPublicUrl, service_did
+from strata.identity.service_did import InvalidPublicUrl, service_did
 from tests.feedgen.services import create_account
 from tests.services import free_port, running_pds, running_plc, service_process
 

@@ -9,28 +9,17 @@ import click
 from strata.appview.app import create_appview_app
 from strata.appview.service import AppView, AppViewConfig
 from strata.serve import (
+    DATABASE_URL,
     PLC_URLS,
+    RELAYS,
     http_urls,
     options_from,
     public_url,
+    relay_urls,
     run_service,
     service_options,
 )
 
-RELAYS = click.option(
-    "--relay",
-    "relays",
-    multiple=True,
-    envvar="STRATA_RELAY",
-    metavar="URL",
-    help="Relays to read the network from, in order of preference (repeat the option).",
-)
-DATABASE_URL = click.option(
-    "--database-url",
-    envvar="STRATA_DATABASE_URL",
-    metavar="postgresql://...",
-    help="Keep the index in Postgres instead of SQLite in --data-dir.",
-)
 HOSTNAME = click.option(
     "--hostname",
     envvar="STRATA_HOSTNAME",
@@ -55,11 +44,9 @@ def appview_command(
 ) -> None:
     """Run an AppView: index the network from relays and serve the app.bsky API."""
     options = options_from(kwargs)
-    if database_url and not database_url.startswith(("postgresql://", "postgres://")):
-        raise click.BadParameter("must be a postgresql:// URL", param_hint="--database-url")
     config = AppViewConfig(
         plc_urls=http_urls("--plc-url", plc_urls),
-        relays=http_urls("--relay", relays),
+        relays=relay_urls(relays),
         public_url=public_url(options, hostname),
         database_url=database_url,
         dev=options.dev,

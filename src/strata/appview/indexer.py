@@ -216,7 +216,7 @@ class Indexer:
             if action == "delete":
                 await delete_record(tx, uri, collection)
             elif action in ("create", "update") and isinstance(cid, CID) and cid in blocks:
-                await self._index(tx, uri, cid, collection, rkey, blocks[cid], at, action)
+                await self._index(tx, uri, cid, collection, rkey, blocks[cid], at)
 
     async def _index(
         self,
@@ -227,7 +227,6 @@ class Indexer:
         rkey: str,
         block: bytes,
         indexed_at: str,
-        action: str,
     ) -> None:
         try:
             record = cbor.decode(block)
@@ -236,9 +235,7 @@ class Indexer:
         except CoreError:
             INVALID.inc()
             return
-        await index_record(
-            tx, uri, str(cid), collection, value, indexed_at, replace=action != "create"
-        )
+        await index_record(tx, uri, str(cid), collection, value, indexed_at)
 
     async def _account(self, tx: Executor, did: str, body: dict[str, Any], at: str) -> None:
         active = body.get("active")
@@ -355,7 +352,7 @@ class Indexer:
                 collection, _, rkey = path.partition("/")
                 if block is not None:
                     uri = f"at://{did}/{path}"
-                    await self._index(tx, uri, cid, collection, rkey, block, indexed_at, "create")
+                    await self._index(tx, uri, cid, collection, rkey, block, indexed_at)
             await tx.execute(
                 "INSERT INTO actor (did, rev, status, indexed_at) VALUES (?, ?, 'active', ?) "
                 "ON CONFLICT (did) DO UPDATE SET rev = excluded.rev",

@@ -128,18 +128,20 @@ async def index_record(
     collection: str,
     record: dict[str, Any],
     indexed_at: str,
-    replace: bool = False,
 ) -> None:
-    """Insert one validated record of an indexed collection; `replace` for an update or a
-    record that may already be indexed."""
+    """Insert one validated record of an indexed collection, replacing what was indexed under
+    its URI before (an update, or a create replayed by a relay)."""
     did, rkey = did_of(uri), uri.rsplit("/", 1)[-1]
-    if replace:
-        await delete_record(tx, uri, collection)
-    await tx.execute(
+    if collection == "app.bsky.actor.profile" and rkey != "self":
+        return
+    row = (uri, cid, did, collection, rkey, json.dumps(record, separators=(",", ":")), indexed_at)
+    insert = (
         "INSERT INTO record (uri, cid, did, collection, rkey, json, indexed_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        uri, cid, did, collection, rkey, json.dumps(record, separators=(",", ":")), indexed_at,
-    )  # fmt: skip
+        "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    )
+    if not await tx.fetch(f"{insert} ON CONFLICT (uri) DO NOTHING RETURNING uri", *row):
+        await delete_record(tx, uri, collection)
+        await tx.execute(insert, *row)
     at = sort_at(record, indexed_at)
 
     async def notify(recipient: str, reason: str, subject: str | None) -> None:

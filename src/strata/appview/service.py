@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,16 +14,11 @@ from strata.appview.indexer import Indexer
 from strata.appview.schema import MIGRATIONS
 from strata.database import Database, migrate, open_database
 from strata.identity import IdentityResolver
+from strata.identity.service_did import service_did, service_document
 from strata.net.logs import log_event
 from strata.net.subscriber import RelaySubscriber
 
 log = logging.getLogger("strata.appview")
-
-
-def did_web(public_url: str) -> str:
-    """The did:web naming the host of `public_url` (a port is percent-encoded)."""
-    netloc = urllib.parse.urlsplit(public_url).netloc
-    return "did:web:" + netloc.replace(":", "%3A")
 
 
 @dataclass(frozen=True)
@@ -37,7 +31,7 @@ class AppViewConfig:
 
     @property
     def did(self) -> str:
-        return did_web(self.public_url)
+        return service_did(self.public_url, self.dev)
 
 
 class AppView:
@@ -92,14 +86,6 @@ class AppView:
 
     def did_document(self) -> dict[str, Any]:
         """The did:web document: where clients and PDSes reach this AppView."""
-        return {
-            "@context": ["https://www.w3.org/ns/did/v1"],
-            "id": self.config.did,
-            "service": [
-                {
-                    "id": "#bsky_appview",
-                    "type": "BskyAppView",
-                    "serviceEndpoint": self.config.public_url,
-                }
-            ],
-        }
+        return service_document(
+            self.config.did, "bsky_appview", "BskyAppView", self.config.public_url
+        )

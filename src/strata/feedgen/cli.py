@@ -12,21 +12,21 @@ from strata.core.lexicon import Catalog
 from strata.core.syntax import format_datetime, validate_did, validate_language
 from strata.feedgen.algorithm import Algorithm, AlgorithmError, load_algorithm
 from strata.feedgen.app import create_feedgen_app
-from strata.feedgen.config import FeedgenConfig, InvalidPublicUrl, service_did
+from strata.feedgen.config import FeedgenConfig
 from strata.feedgen.feeds import DEFAULT_LANGUAGES, LanguageFeed, builtin_algorithms
 from strata.feedgen.service import GENERATOR, Feedgen
-from strata.serve import PLC_URLS, http_urls, options_from, run_service, service_options
+from strata.identity.service_did import InvalidPublicUrl, service_did
+from strata.serve import (
+    DATABASE_URL,
+    PLC_URLS,
+    RELAYS,
+    http_urls,
+    options_from,
+    relay_urls,
+    run_service,
+    service_options,
+)
 from strata.tools.account_cli import PDS_OPTION, call
-
-
-def _relay_urls(relays: tuple[str, ...]) -> tuple[str, ...]:
-    """Relay URLs as http(s) (ws:// and wss:// are accepted too: they name the same host)."""
-    schemes = {"ws://": "http://", "wss://": "https://"}
-    normal = []
-    for url in relays:
-        scheme = next((s for s in schemes if url.startswith(s)), None)
-        normal.append(url if scheme is None else schemes[scheme] + url[len(scheme) :])
-    return http_urls("--relay", tuple(normal))
 
 
 def _did(option: str, value: str) -> str:
@@ -39,14 +39,7 @@ def _did(option: str, value: str) -> str:
 @click.group("feedgen", invoke_without_command=True)
 @service_options(default_port=2586, default_dir="feedgen")
 @PLC_URLS
-@click.option(
-    "--relay",
-    "relays",
-    multiple=True,
-    envvar="STRATA_RELAY",
-    metavar="URL",
-    help="Relays to read the firehose from, in order of preference (repeat the option).",
-)
+@RELAYS
 @click.option(
     "--public-url",
     envvar="STRATA_PUBLIC_URL",
@@ -54,12 +47,7 @@ def _did(option: str, value: str) -> str:
     help="Where AppViews reach this feed generator; its did:web names this URL's host. "
     "[default with --dev: http://localhost:<port>]",
 )
-@click.option(
-    "--database-url",
-    envvar="STRATA_DATABASE_URL",
-    metavar="URL",
-    help="A postgresql:// database to use instead of SQLite in the data directory.",
-)
+@DATABASE_URL
 @click.option(
     "--publisher",
     envvar="STRATA_PUBLISHER",
@@ -110,8 +98,6 @@ def feedgen_command(
         service_did(public_url, options.dev)
     except InvalidPublicUrl as exc:
         raise click.BadParameter(str(exc), param_hint="--public-url") from exc
-    if database_url and not database_url.startswith(("postgresql://", "postgres://")):
-        raise click.BadParameter("must be a postgresql:// URL", param_hint="--database-url")
     for language in languages:
         try:
             validate_language(language)
@@ -125,7 +111,7 @@ def feedgen_command(
             raise click.BadParameter(str(exc), param_hint="--algorithm") from exc
     config = FeedgenConfig(
         public_url=public_url.rstrip("/"),
-        relays=_relay_urls(relays),
+        relays=relay_urls(relays),
         plc_urls=http_urls("--plc-url", plc_urls),
         database_url=database_url or None,
         publisher=_did("--publisher", publisher) if publisher else None,

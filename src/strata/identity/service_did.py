@@ -1,0 +1,69 @@
+"""The did:web a service (an AppView, a feed generator) is known by, and the document it serves.
+
+A service's DID names the host of its public URL; resolving that DID must lead back to the URL,
+so plain http and explicit ports are for loopback hosts in development mode only.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from strata.identity.did import did_web_url
+from strata.identity.errors import InvalidIdentifier
+
+
+class InvalidPublicUrl(ValueError):
+    """A public URL that no did:web can name."""
+
+
+def service_did(public_url: str, dev: bool) -> str:
+    """The did:web naming the host of `public_url` (the port, if any, percent-encoded).
+
+    Raises `InvalidPublicUrl` unless resolving that DID leads back to `public_url`: a did:web
+    document is fetched over https from the default port, except on loopback in dev mode.
+    """
+    parts = urlsplit(public_url)
+    host = parts.hostname
+    if (
+        parts.scheme not in ("http", "https")
+        or not host
+        or ":" in host
+        or parts.username is not None
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise InvalidPublicUrl(f"{public_url!r} is not a URL of the form https://host[:port]")
+    try:
+        port = parts.port
+    except ValueError:
+        raise InvalidPublicUrl(f"{public_url!r} has an invalid port") from None
+    authority = host if port is None else f"{host}:{port}"
+    did = f"did:web:{host}" if port is None else f"did:web:{host}%3A{port}"
+    try:
+        fetched_from = did_web_url(did, dev)
+    except InvalidIdentifier as exc:
+        raise InvalidPublicUrl(str(exc)) from exc
+    if fetched_from != f"{parts.scheme}://{authority}/.well-known/did.json":
+        raise InvalidPublicUrl(
+            f"{did} would be resolved at {fetched_from}, not at {public_url}: use https on the "
+            "default port (plain http and ports are for loopback hosts in --dev mode)"
+        )
+    return did
+
+
+def service_document(
+    did: str, fragment: str, service_type: str, public_url: str
+) -> dict[str, object]:
+    """The document served at `/.well-known/did.json`: one service, `#fragment`, at the URL."""
+    return {
+        "@context": ["https://www.w3.org/ns/did/v1"],
+        "id": did,
+        "service": [
+            {
+                "id": f"#{fragment}",
+                "type": service_type,
+                "serviceEndpoint": public_url.rstrip("/"),
+            }
+        ],
+    }
