@@ -138,8 +138,10 @@ async def test_every_view_matches_its_lexicon(tmp_path: Path, database_url: str 
         )
 
         async def settled() -> bool:
+            # Events are indexed in order: once the last write is in, every earlier one is.
+            feeds = await view(alice, "app.bsky.feed.getActorFeeds", actor=alice.did)
             body = await view(alice, "app.bsky.feed.getTimeline")
-            return len(body["feed"]) == 7
+            return len(body["feed"]) == 7 and len(feeds["feeds"]) == 1
 
         await eventually(settled, what="alice's timeline holds everything")
 
