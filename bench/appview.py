@@ -69,6 +69,7 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 
 from harness import free_port, strata_service
+from strata.appview.api.feed import TIMELINE_QUERY, days_before
 from strata.appview.indexer import Indexer
 from strata.appview.records import index_record
 from strata.appview.service import AppView, AppViewConfig
@@ -918,22 +919,15 @@ async def measure_latency(
 
 # --- one backend, start to end -----------------------------------------------------------------
 
-TIMELINE_SQL = (
-    "SELECT f.uri, f.type, f.post_uri, f.originator, f.sort_at FROM feed_item f WHERE "
-    "(f.originator = ? OR f.originator IN (SELECT subject FROM follow WHERE creator = ?)) "
-    "AND (f.sort_at < ? OR (f.sort_at = ? AND f.uri < ?)) "
-    "ORDER BY f.sort_at DESC, f.uri DESC LIMIT ?"
-)
-"""The query of the getTimeline handler (`strata.appview.api.feed`), for its plan."""
-
 
 async def timeline_plan(db: Database, viewer: str) -> list[str]:
+    """The plan of the getTimeline handler's query, for its first (one-day) window."""
     top = "9999-12-31T23:59:59.999Z"
-    args = (viewer, viewer, top, top, "", 50)
+    args = (viewer, viewer, days_before(iso_now(), 1), top, top, "", 50)
     if db.dialect == "sqlite":
-        rows = await db.fetch("EXPLAIN QUERY PLAN " + TIMELINE_SQL, *args)
+        rows = await db.fetch("EXPLAIN QUERY PLAN " + TIMELINE_QUERY, *args)
         return [str(r[3]) for r in rows]
-    rows = await db.fetch("EXPLAIN " + TIMELINE_SQL, *args)
+    rows = await db.fetch("EXPLAIN " + TIMELINE_QUERY, *args)
     return [str(r[0]).strip() for r in rows]
 
 

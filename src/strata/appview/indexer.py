@@ -10,7 +10,6 @@ relay); its live commits wait until the fetch is indexed, then those newer than 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,11 +26,12 @@ from strata.core.errors import CoreError
 from strata.core.frames import Frame
 from strata.core.lexicon import Catalog
 from strata.core.repo import import_car
-from strata.core.syntax import INVALID_HANDLE, format_datetime
+from strata.core.syntax import INVALID_HANDLE
 from strata.database import Database, Executor
 from strata.identity import IdentityResolver
 from strata.identity.errors import IdentityError
 from strata.net.logs import log_event
+from strata.pds.sequencer import iso_now
 from strata.resilience import Backoff
 
 log = logging.getLogger("strata.appview.indexer")
@@ -45,10 +45,6 @@ INVALID = Counter(
     "strata_appview_invalid_records_total", "Records skipped for failing their lexicon"
 )
 BACKFILLS = Counter("strata_appview_backfills_total", "Repositories fetched whole", ["outcome"])
-
-
-def now_iso() -> str:
-    return format_datetime(dt.datetime.now(dt.UTC))
 
 
 @dataclass
@@ -104,7 +100,7 @@ class Indexer:
 
     async def handle_batch(self, relay: str, batch: list[tuple[int, Frame]]) -> None:
         """Index a batch of events and store the relay's cursor in the same transaction."""
-        indexed_at = now_iso()
+        indexed_at = iso_now()
         fetch: list[str] = []
         refresh: list[str] = []
         try:
@@ -345,7 +341,7 @@ class Indexer:
             for path, cid in repo.records()
             if path.partition("/")[0] in INDEXED
         ]
-        indexed_at = now_iso()
+        indexed_at = iso_now()
         async with self.db.transaction() as tx:
             await self._purge(tx, did)
             for path, cid, block in records:
@@ -371,7 +367,7 @@ class Indexer:
                 if state is None or state.rev is None or not isinstance(rev, str):
                     break
                 if rev > state.rev and state.status == "active":
-                    await self._apply_ops(tx, did, body, now_iso())
+                    await self._apply_ops(tx, did, body, iso_now())
                     state.rev = rev
             if state is not None:
                 await tx.execute("UPDATE actor SET rev = ? WHERE did = ?", state.rev, did)

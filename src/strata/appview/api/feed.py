@@ -19,12 +19,12 @@ from strata.appview.context import (
     viewer_verifier,
 )
 from strata.appview.feedgen_client import fetch_skeleton, generator_online
-from strata.appview.indexer import now_iso
 from strata.appview.views import FeedItem, FeedViews, Views
 from strata.core.syntax import format_datetime, parse_datetime
 from strata.net.errors import XrpcError, invalid_request
 from strata.net.server import json_response
 from strata.net.xrpc import Call, XrpcRouter
+from strata.pds.sequencer import iso_now
 
 AUTHOR_FILTERS = {
     "posts_with_replies": "",
@@ -35,6 +35,14 @@ AUTHOR_FILTERS = {
 }
 
 ITEM_COLUMNS = "f.uri, f.type, f.post_uri, f.originator, f.sort_at"
+TIMELINE_QUERY = (
+    f"SELECT {ITEM_COLUMNS} FROM feed_item f WHERE f.originator IN "
+    "(SELECT subject FROM follow WHERE creator = ? UNION ALL SELECT ?) "
+    "AND f.sort_at > ? AND (f.sort_at < ? OR (f.sort_at = ? AND f.uri < ?)) "
+    "ORDER BY f.sort_at DESC, f.uri DESC LIMIT ?"
+)
+"""A page of the viewer's and their follows' items in a window: viewer, viewer, after, before,
+before, key, limit."""
 TIMELINE_WINDOWS = (1, 7, 30, None)
 """Days back from the page's start that a timeline page is searched in, in turn."""
 
@@ -71,17 +79,13 @@ def register(router: XrpcRouter, context: AppContext) -> None:
         # Sorting every item of everyone followed costs tens of thousands of rows a page; a page
         # is searched for in the last day first, then in wider windows, as the reference did
         # (getFeedDateThreshold) but without its empty pages for quiet timelines.
-        start = min(before, now_iso())
+        start = min(before, iso_now())
         rows: list[Any] = []
         for days in TIMELINE_WINDOWS:
             after = days_before(start, days) if days is not None else ""
             rows = await db.fetch(
-                f"SELECT {ITEM_COLUMNS} FROM feed_item f WHERE f.originator IN "
-                "(SELECT subject FROM follow WHERE creator = ? UNION ALL SELECT ?) "
-                "AND f.sort_at > ? AND (f.sort_at < ? OR (f.sort_at = ? AND f.uri < ?)) "
-                "ORDER BY f.sort_at DESC, f.uri DESC LIMIT ?",
-                call.auth, call.auth, after, before, before, key, limit,
-            )  # fmt: skip
+                TIMELINE_QUERY, call.auth, call.auth, after, before, before, key, limit
+            )
             if len(rows) == limit:
                 break
         feed = await FeedViews(db, call.auth).feed(_items(rows))
