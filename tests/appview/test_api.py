@@ -267,6 +267,19 @@ async def test_every_view_matches_its_lexicon(tmp_path: Path, database_url: str 
         assert carol_view["viewer"]["blockedBy"] is True
         timeline = await view(carol, "app.bsky.feed.getTimeline")
         assert all(i["post"]["author"]["did"] != bob.did for i in timeline["feed"])
+        # A post quoting the blocked account shows the quote as blocked.
+        quoting = await create(
+            alice, "app.bsky.feed.post",
+            {"text": "quoting bob", "embed": {"$type": "app.bsky.embed.record",
+                                              "record": ref(link)}},
+        )  # fmt: skip
+
+        async def quote_seen() -> Any:
+            body = await view(carol, "app.bsky.feed.getPosts", uris=[quoting["uri"]])
+            return body["posts"]
+
+        (seen,) = await eventually(quote_seen, what="the quoting post")
+        assert seen["embed"]["record"]["$type"] == "app.bsky.embed.record#viewBlocked"
 
         # Deletes take a record, its counts and its notifications out of the index.
         await carol.call(

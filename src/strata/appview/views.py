@@ -41,6 +41,9 @@ class Views:
     def __init__(self, db: Database, viewer: str | None) -> None:
         self.db = db
         self.viewer = viewer
+        self._relations = Relations()
+        self._related: set[str] = set()
+        """Accounts whose relation to the viewer is already in `_relations`."""
 
     async def _rows(self, sql: str, values: Sequence[str], *before: Any) -> list[Any]:
         """`sql` with `{in}` replaced by a placeholder list, run over `values` in chunks."""
@@ -55,10 +58,13 @@ class Views:
     # Accounts
 
     async def relations(self, dids: Iterable[str]) -> Relations:
-        found = Relations()
-        others = [d for d in dict.fromkeys(dids) if d != self.viewer]
+        """How the viewer stands to `dids` (and to every account asked about before in this
+        request: each is looked up once)."""
+        found = self._relations
+        others = [d for d in dict.fromkeys(dids) if d != self.viewer and d not in self._related]
         if self.viewer is None or not others:
             return found
+        self._related.update(others)
         v = self.viewer
         for subject, uri in await self._rows(
             "SELECT subject, uri FROM block WHERE creator = ? AND subject IN ({IN})", others, v
@@ -86,7 +92,7 @@ class Views:
         return {r[0]: (r[1] or "handle.invalid", r[2], r[3]) for r in rows}
 
     async def profiles(
-        self, dids: Sequence[str], level: str = "basic", relations: Relations | None = None
+        self, dids: Sequence[str], level: str = "basic"
     ) -> dict[str, dict[str, Any]]:
         """Views of active accounts: `basic`, `view` or `detailed` (profileViewDetailed)."""
         actors = await self.actors(dids)
@@ -99,9 +105,16 @@ class Views:
                 live,
             )
         }
-        rel = relations if relations is not None else await self.relations(live)
+        rel = await self.relations(live)
         counts: dict[str, dict[str, int]] = {d: {} for d in live}
+        pinned: dict[str, str] = {}
         if level == "detailed" and live:
+            pinned = dict(
+                await self._rows(
+                    "SELECT uri, cid FROM post WHERE uri IN ({IN})",
+                    [row[5] for row in profiles.values() if row[5]],
+                )
+            )
             for name, sql in (
                 ("followers", "SELECT subject, count(*) FROM follow WHERE subject IN ({IN}) "
                  "GROUP BY subject"),
@@ -135,12 +148,8 @@ class Views:
                 if level == "detailed":
                     if row[4] and pds:
                         view["banner"] = blob_url(pds, did, row[4])
-                    if row[5]:
-                        pinned = await self.db.fetchrow(
-                            "SELECT cid FROM post WHERE uri = ?", row[5]
-                        )
-                        if pinned:
-                            view["pinnedPost"] = {"uri": row[5], "cid": pinned[0]}
+                    if row[5] in pinned:
+                        view["pinnedPost"] = {"uri": row[5], "cid": pinned[row[5]]}
             if level == "detailed":
                 c = counts[did]
                 view["followersCount"] = c.get("followers", 0)
@@ -171,9 +180,7 @@ class Views:
 
     # Posts
 
-    async def posts(
-        self, uris: Sequence[str], depth: int = 1, rel: Relations | None = None
-    ) -> dict[str, dict[str, Any]]:
+    async def posts(self, uris: Sequence[str], depth: int = 1) -> dict[str, dict[str, Any]]:
         """postViews of posts by active accounts; embeds are resolved `depth` levels deep."""
         rows = await self._rows(
             "SELECT r.uri, r.cid, r.did, r.json, p.indexed_at FROM post p "
@@ -183,8 +190,6 @@ class Views:
         records = {r[0]: (r[1], r[2], json.loads(r[3]), r[4]) for r in rows}
         authors = await self.profiles([r[1] for r in records.values()])
         present = [u for u, r in records.items() if r[1] in authors]
-        if rel is None:
-            rel = await self.relations(authors)
         counts = await self._post_counts(present)
         viewer_state = await self._post_viewer(present)
         gated = {
@@ -195,7 +200,7 @@ class Views:
         }
         embeds: dict[str, dict[str, Any]] = {}
         if depth > 0:
-            embeds = await self._embeds({u: records[u] for u in present}, depth, rel)
+            embeds = await self._embeds({u: records[u] for u in present}, depth)
         views: dict[str, dict[str, Any]] = {}
         for uri in present:
             cid, did, record, indexed_at = records[uri]
@@ -253,7 +258,7 @@ class Views:
         return state
 
     async def _embeds(
-        self, records: dict[str, tuple[str, str, dict[str, Any], str]], depth: int, rel: Relations
+        self, records: dict[str, tuple[str, str, dict[str, Any], str]], depth: int
     ) -> dict[str, dict[str, Any]]:
         quoted: dict[str, str] = {}
         for uri, (_cid, _did, record, _at) in records.items():
@@ -263,7 +268,8 @@ class Views:
         targets = list(dict.fromkeys(quoted.values()))
         post_targets = [t for t in targets if "/app.bsky.feed.post/" in t]
         feed_targets = [t for t in targets if "/app.bsky.feed.generator/" in t]
-        quoted_posts = await self.posts(post_targets, depth - 1, rel) if post_targets else {}
+        rel = await self.relations(did_of(t) for t in targets)
+        quoted_posts = await self.posts(post_targets, depth - 1) if post_targets else {}
         quoted_feeds = await self.generators(feed_targets) if feed_targets else {}
         actors = await self.actors([r[1] for r in records.values()])
         views: dict[str, dict[str, Any]] = {}
@@ -481,10 +487,8 @@ class FeedViews(Views):
         dids = [did_of(i.post_uri) for i in items] + [did_of(u) for u in context_uris]
         dids += [i.reposted_by for i in items if i.reposted_by]
         rel = await self.relations(dids)
-        posts = await self.posts([i.post_uri for i in items] + context_uris, rel=rel)
-        reposters = await self.profiles(
-            [i.reposted_by for i in items if i.reposted_by], relations=rel
-        )
+        posts = await self.posts([i.post_uri for i in items] + context_uris)
+        reposters = await self.profiles([i.reposted_by for i in items if i.reposted_by])
         out: list[dict[str, Any]] = []
         for item in items:
             post = posts.get(item.post_uri)
@@ -547,7 +551,7 @@ class FeedViews(Views):
                 level.append(child)
         everything = chain + [c for kids in children.values() for c in kids]
         rel = await self.relations([did_of(u) for u in everything])
-        posts = await self.posts(everything, rel=rel)
+        posts = await self.posts(everything)
         if uri not in posts:
             return None
         root = posts[uri]
