@@ -25,18 +25,17 @@ from strata.core.cid import CID
 from strata.core.errors import CoreError
 from strata.core.frames import Frame
 from strata.core.lexicon import Catalog
-from strata.core.repo import import_car
 from strata.core.syntax import INVALID_HANDLE
 from strata.database import Database, Executor
 from strata.identity import IdentityResolver
 from strata.identity.errors import IdentityError
 from strata.net.logs import log_event
+from strata.net.repo_fetch import RepoFetchFailed, fetch_repo
 from strata.pds.sequencer import iso_now
 from strata.resilience import Backoff
 
 log = logging.getLogger("strata.appview.indexer")
 
-MAX_REPO_BYTES: Final = 256 << 20
 BACKFILL_ATTEMPTS: Final = 5
 BACKFILL_CONCURRENCY: Final = 4
 
@@ -257,28 +256,28 @@ class Indexer:
         ):
             await delete_record(tx, uri, collection)
 
-    async def _pds_of(self, did: str) -> str | None:
-        if self.resolver is None:
-            return None
+    async def _identity(self, did: str) -> tuple[str, str | None]:
+        """The account's handle (if it points back to the account) and PDS, resolved afresh;
+        raises `IdentityError`."""
+        assert self.resolver is not None
         self.resolver.forget(did)
         identity = await self.resolver.resolve(did)
-        return identity.document.pds_endpoint
-
-    async def _refresh_identity(self, did: str) -> None:
-        """Record the account's PDS and its handle, if the handle points back to it."""
-        if self.resolver is None or self.session is None:
-            return
-        try:
-            self.resolver.forget(did)
-            identity = await self.resolver.resolve(did)
-        except IdentityError as exc:
-            log_event(log, "identity unresolved", logging.WARNING, did=did, error=str(exc))
-            return
         pds = identity.document.pds_endpoint
         handle = identity.handle
         claimed = identity.document.handle
         if handle == INVALID_HANDLE and self.dev and claimed and pds:
             handle = await self._handle_from_pds(pds, claimed, did)
+        return handle, pds
+
+    async def _refresh_identity(self, did: str) -> None:
+        """Record the account's PDS and its handle."""
+        if self.resolver is None or self.session is None:
+            return
+        try:
+            handle, pds = await self._identity(did)
+        except IdentityError as exc:
+            log_event(log, "identity unresolved", logging.WARNING, did=did, error=str(exc))
+            return
         async with self.db.transaction() as tx:
             await tx.execute("UPDATE actor SET handle = ?, pds = ? WHERE did = ?", handle, pds, did)
 
@@ -305,37 +304,27 @@ class Indexer:
                         await self.backfill(did)
                     BACKFILLS.labels("indexed").inc()
                     return
-                except (aiohttp.ClientError, OSError, TimeoutError, CoreError, IdentityError) as e:
+                except (RepoFetchFailed, IdentityError) as e:
                     log_event(
                         log, "repository fetch failed", logging.WARNING, did=did,
                         attempt=attempt, error=str(e) or type(e).__name__,
                     )  # fmt: skip
                     await asyncio.sleep(backoff.next_delay())
             BACKFILLS.labels("failed").inc()
+            await self._refresh_identity(did)
         finally:
             pending = self.waiting.pop(did, [])
             if pending:
                 await self._replay(did, pending)
-            await self._refresh_identity(did)
 
     async def backfill(self, did: str) -> None:
         """Index an account's whole repository from its PDS, replacing what was indexed."""
-        pds = await self._pds_of(did)
-        if pds is None or self.session is None:
-            raise aiohttp.ClientError(f"{did} names no PDS")
-        async with self.session.get(
-            f"{pds}/xrpc/com.atproto.sync.getRepo",
-            params={"did": did},
-            timeout=aiohttp.ClientTimeout(total=120),
-        ) as response:
-            if response.status != 200:
-                raise aiohttp.ClientError(f"getRepo answered {response.status}")
-            data = await response.content.read(MAX_REPO_BYTES + 1)
-        if len(data) > MAX_REPO_BYTES:
-            raise aiohttp.ClientError("repository too large")
-        repo = await asyncio.to_thread(import_car, data)
-        if repo.did != did:
-            raise aiohttp.ClientError(f"getRepo returned the repository of {repo.did}")
+        if self.resolver is None or self.session is None:
+            raise RepoFetchFailed("no network: the indexer was given no resolver")
+        handle, pds = await self._identity(did)
+        if pds is None:
+            raise RepoFetchFailed(f"{did} names no PDS")
+        repo = await fetch_repo(self.session, pds, did, timeout=120)
         records = [
             (path, cid, repo.store.get(cid))
             for path, cid in repo.records()
@@ -350,9 +339,10 @@ class Indexer:
                     uri = f"at://{did}/{path}"
                     await self._index(tx, uri, cid, collection, rkey, block, indexed_at)
             await tx.execute(
-                "INSERT INTO actor (did, rev, status, indexed_at) VALUES (?, ?, 'active', ?) "
-                "ON CONFLICT (did) DO UPDATE SET rev = excluded.rev",
-                did, repo.rev, indexed_at,
+                "INSERT INTO actor (did, handle, pds, rev, status, indexed_at) "
+                "VALUES (?, ?, ?, ?, 'active', ?) ON CONFLICT (did) DO UPDATE SET "
+                "handle = excluded.handle, pds = excluded.pds, rev = excluded.rev",
+                did, handle, pds, repo.rev, indexed_at,
             )  # fmt: skip
         state = self.states.setdefault(did, ActorState(None, "active"))
         state.rev = repo.rev

@@ -19,16 +19,15 @@ from prometheus_client import Counter
 
 from strata.core.car import write_car
 from strata.core.errors import CoreError
-from strata.core.repo import import_car
 from strata.identity import IdentityResolver
 from strata.identity.errors import IdentityNotFound, ResolutionFailed
 from strata.net.logs import log_event
+from strata.net.repo_fetch import RepoFetchFailed, fetch_repo
 from strata.relay.ingest import Ingest
 from strata.resilience import Backoff
 
 log = logging.getLogger("strata.relay.resync")
 
-MAX_REPO_BYTES: Final = 256 << 20
 ATTEMPTS: Final = 5
 
 RESYNCS = Counter(
@@ -90,26 +89,15 @@ class Resyncer:
         endpoint, key = document.pds_endpoint, document.signing_key()
         if endpoint is None or key is None:
             raise ResyncFailed(f"{did} has no PDS or no signing key in its DID document")
-        url = f"{endpoint.rstrip('/')}/xrpc/com.atproto.sync.getRepo"
         try:
-            async with self.session.get(
-                url, params={"did": did}, timeout=aiohttp.ClientTimeout(total=300)
-            ) as response:
-                if response.status != 200:
-                    raise ResyncFailed(f"getRepo answered {response.status}")
-                data = bytearray()
-                async for chunk in response.content.iter_chunked(1 << 16):
-                    data += chunk
-                    if len(data) > MAX_REPO_BYTES:
-                        raise ResyncFailed("repository is over the size the relay fetches")
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise ResyncFailed(f"getRepo failed: {exc}") from exc
+            repo = await fetch_repo(self.session, endpoint, did, timeout=300)
+        except RepoFetchFailed as exc:
+            raise ResyncFailed(str(exc)) from exc
         try:
-            repo = import_car(bytes(data))
             repo.tree.check()
         except CoreError as exc:
             raise ResyncFailed(f"repository does not verify: {exc}") from exc
-        if repo.did != did or not repo.commit.verify(key):
+        if not repo.commit.verify(key):
             raise ResyncFailed("repository commit is not signed by the account's key")
         account = self.ingest.store.account(did)
         if account is None:
