@@ -12,7 +12,7 @@ from aiohttp import web
 from strata.core.errors import InvalidSyntax
 from strata.core.jwt import JwtError, service_jwt_issuer, verify_service_jwt
 from strata.core.syntax.dates import format_millis, parse_millis
-from strata.database import Database
+from strata.database import Database, Row
 from strata.identity import IdentityResolver
 from strata.identity.errors import IdentityError
 from strata.net.errors import XrpcError, invalid_request
@@ -101,6 +101,22 @@ def read_cursor(params: dict[str, Any]) -> tuple[str, str]:
         return format_millis(int(millis)), key
     except (ValueError, OverflowError, OSError, InvalidSyntax):
         raise invalid_request("Malformed cursor") from None
+
+
+async def newest_first(
+    db: Database, table: str, column: str, value: str, other: str, params: dict[str, Any]
+) -> tuple[list[Row], str | None]:
+    """One page of `table`'s rows whose `column` is `value`, newest first, after the params'
+    cursor: `(uri, sort_at, other)` each, and the next page's cursor when the page is full."""
+    limit = params.get("limit", 50)
+    before, key = read_cursor(params)
+    rows = await db.fetch(
+        f"SELECT uri, sort_at, {other} FROM {table} WHERE {column} = ? "
+        "AND (sort_at < ? OR (sort_at = ? AND uri < ?)) ORDER BY sort_at DESC, uri DESC LIMIT ?",
+        value, before, before, key, limit,
+    )  # fmt: skip
+    full = bool(rows) and len(rows) == limit
+    return rows, page_cursor(rows[-1][1], rows[-1][0]) if full else None
 
 
 async def resolve_actor(context: AppContext, actor: str) -> str:

@@ -12,6 +12,7 @@ from aiohttp import web
 from strata.appview.context import (
     AppContext,
     like_pattern,
+    newest_first,
     page,
     page_cursor,
     read_cursor,
@@ -165,38 +166,24 @@ def register(router: XrpcRouter, context: AppContext) -> None:
     @router.query("app.bsky.feed.getRepostedBy", auth=optional)
     async def get_reposted_by(call: Call[str | None]) -> web.StreamResponse:
         uri = call.params["uri"]
-        limit = call.params.get("limit", 50)
-        before, key = read_cursor(call.params)
-        rows = await db.fetch(
-            "SELECT uri, creator, sort_at FROM repost WHERE subject = ? "
-            "AND (sort_at < ? OR (sort_at = ? AND uri < ?)) "
-            "ORDER BY sort_at DESC, uri DESC LIMIT ?",
-            uri, before, before, key, limit,
-        )  # fmt: skip
-        actors = await Views(db, call.auth).profiles([r[1] for r in rows], "view")
+        rows, cursor = await newest_first(db, "repost", "subject", uri, "creator", call.params)
+        actors = await Views(db, call.auth).profiles([r[2] for r in rows], "view")
         body: dict[str, Any] = {
             "uri": uri,
-            "repostedBy": [actors[r[1]] for r in rows if r[1] in actors],
+            "repostedBy": [actors[r[2]] for r in rows if r[2] in actors],
         }
         if call.params.get("cid"):
             body["cid"] = call.params["cid"]
-        return json_response(page(body, _next(rows, limit, 2)))
+        return json_response(page(body, cursor))
 
     @router.query("app.bsky.feed.getActorLikes", auth=required)
     async def get_actor_likes(call: Call[str]) -> web.StreamResponse:
         did = await resolve_actor(context, call.params["actor"])
         if did != call.auth:
             raise invalid_request("Profile not found")
-        limit = call.params.get("limit", 50)
-        before, key = read_cursor(call.params)
-        rows = await db.fetch(
-            "SELECT uri, subject, sort_at FROM likes WHERE creator = ? "
-            "AND (sort_at < ? OR (sort_at = ? AND uri < ?)) "
-            "ORDER BY sort_at DESC, uri DESC LIMIT ?",
-            did, before, before, key, limit,
-        )  # fmt: skip
-        feed = await FeedViews(db, call.auth).feed([FeedItem(r[1]) for r in rows])
-        return json_response(page({"feed": feed}, _next(rows, limit, 2)))
+        rows, cursor = await newest_first(db, "likes", "creator", did, "subject", call.params)
+        feed = await FeedViews(db, call.auth).feed([FeedItem(r[2]) for r in rows])
+        return json_response(page({"feed": feed}, cursor))
 
     @router.query("app.bsky.feed.searchPosts", auth=optional)
     async def search_posts(call: Call[str | None]) -> web.StreamResponse:
@@ -248,17 +235,10 @@ def register(router: XrpcRouter, context: AppContext) -> None:
     @router.query("app.bsky.feed.getActorFeeds", auth=optional)
     async def get_actor_feeds(call: Call[str | None]) -> web.StreamResponse:
         did = await resolve_actor(context, call.params["actor"])
-        limit = call.params.get("limit", 50)
-        before, key = read_cursor(call.params)
-        rows = await db.fetch(
-            "SELECT uri, sort_at FROM feed_generator WHERE creator = ? "
-            "AND (sort_at < ? OR (sort_at = ? AND uri < ?)) "
-            "ORDER BY sort_at DESC, uri DESC LIMIT ?",
-            did, before, before, key, limit,
-        )  # fmt: skip
+        rows, cursor = await newest_first(db, "feed_generator", "creator", did, "cid", call.params)
         views = await Views(db, call.auth).generators([r[0] for r in rows])
         feeds = [views[r[0]] for r in rows if r[0] in views]
-        return json_response(page({"feeds": feeds}, _next(rows, limit, 1)))
+        return json_response(page({"feeds": feeds}, cursor))
 
     @router.query("app.bsky.feed.getFeed", auth=optional)
     async def get_feed(call: Call[str | None]) -> web.StreamResponse:

@@ -8,9 +8,8 @@ from aiohttp import web
 
 from strata.appview.context import (
     AppContext,
+    newest_first,
     page,
-    page_cursor,
-    read_cursor,
     resolve_actor,
     viewer_verifier,
 )
@@ -28,17 +27,9 @@ def register(router: XrpcRouter, context: AppContext) -> None:
         call: Call[Any], did: str, table: str, mine: str, theirs: str
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Accounts on the other end of `table` rows whose `mine` column is `did`, newest first."""
-        limit = call.params.get("limit", 50)
-        before, key = read_cursor(call.params)
-        rows = await db.fetch(
-            f"SELECT uri, {theirs}, sort_at FROM {table} WHERE {mine} = ? "
-            "AND (sort_at < ? OR (sort_at = ? AND uri < ?)) "
-            "ORDER BY sort_at DESC, uri DESC LIMIT ?",
-            did, before, before, key, limit,
-        )  # fmt: skip
-        views = await Views(db, call.auth).profiles([r[1] for r in rows], "view")
-        cursor = page_cursor(rows[-1][2], rows[-1][0]) if len(rows) == limit else None
-        return [views[r[1]] for r in rows if r[1] in views], cursor
+        rows, cursor = await newest_first(db, table, mine, did, theirs, call.params)
+        views = await Views(db, call.auth).profiles([r[2] for r in rows], "view")
+        return [views[r[2]] for r in rows if r[2] in views], cursor
 
     async def subject(call: Call[str | None], did: str) -> dict[str, Any]:
         views = await Views(db, call.auth).profiles([did], "view")
