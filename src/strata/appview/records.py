@@ -59,14 +59,22 @@ def did_of(uri: str) -> str:
     return uri[5:].split("/", 1)[0] if uri.startswith("at://") else ""
 
 
-def _strong_ref(value: Any) -> tuple[str, str] | None:
+def strong_ref(value: Any) -> tuple[str, str] | None:
+    """The (uri, cid) of a strong reference; cid is empty when it is missing."""
     if isinstance(value, dict) and isinstance(value.get("uri"), str):
         cid = value.get("cid")
         return value["uri"], cid if isinstance(cid, str) else ""
     return None
 
 
-def _blob_cid(value: Any) -> str | None:
+def ref_uri(value: Any) -> str | None:
+    """The URI of a strong reference, if it is one."""
+    ref = strong_ref(value)
+    return ref[0] if ref else None
+
+
+def blob_cid(value: Any) -> str | None:
+    """The CID of a blob, in its current (`ref`) or legacy (`cid`) form."""
     if isinstance(value, dict):
         ref = value.get("ref")
         if isinstance(ref, dict) and isinstance(ref.get("$link"), str):
@@ -82,13 +90,11 @@ def quoted_uri(embed: Any) -> str | None:
         return None
     kind = embed.get("$type")
     if kind == "app.bsky.embed.record":
-        ref = _strong_ref(embed.get("record"))
-    elif kind == "app.bsky.embed.recordWithMedia":
+        return ref_uri(embed.get("record"))
+    if kind == "app.bsky.embed.recordWithMedia":
         inner = embed.get("record")
-        ref = _strong_ref(inner.get("record")) if isinstance(inner, dict) else None
-    else:
-        ref = None
-    return ref[0] if ref else None
+        return ref_uri(inner.get("record")) if isinstance(inner, dict) else None
+    return None
 
 
 def media_kind(embed: Any) -> str | None:
@@ -155,16 +161,16 @@ async def index_record(
     if collection == "app.bsky.feed.post":
         await _index_post(tx, uri, cid, did, record, indexed_at, at, notify)
     elif collection == "app.bsky.actor.profile":
-        pinned = _strong_ref(record.get("pinnedPost"))
+        pinned = strong_ref(record.get("pinnedPost"))
         await tx.execute(
             "INSERT INTO profile (did, cid, display_name, description, avatar_cid, banner_cid, "
             "pinned_post, created_at, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             did, cid, _text(record, "displayName"), _text(record, "description"),
-            _blob_cid(record.get("avatar")), _blob_cid(record.get("banner")),
+            blob_cid(record.get("avatar")), blob_cid(record.get("banner")),
             pinned[0] if pinned else None, _text(record, "createdAt"), indexed_at,
         )  # fmt: skip
     elif collection in ("app.bsky.feed.like", "app.bsky.feed.repost"):
-        subject = _strong_ref(record.get("subject"))
+        subject = strong_ref(record.get("subject"))
         if subject is None:
             return
         table = TABLES[collection]
@@ -233,8 +239,8 @@ async def _index_post(
     notify: Callable[[str, str, str | None], Awaitable[None]],
 ) -> None:
     reply = record.get("reply")
-    root = _strong_ref(reply.get("root")) if isinstance(reply, dict) else None
-    parent = _strong_ref(reply.get("parent")) if isinstance(reply, dict) else None
+    root = strong_ref(reply.get("root")) if isinstance(reply, dict) else None
+    parent = strong_ref(reply.get("parent")) if isinstance(reply, dict) else None
     quote = quoted_uri(record.get("embed"))
     langs = record.get("langs")
     await tx.execute(

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from strata.appview.records import did_of, quoted_uri
+from strata.appview.records import blob_cid, did_of, quoted_uri
 from strata.database import Database, placeholders
 
 
@@ -360,7 +360,7 @@ class Views:
             for key in ("description", "descriptionFacets", "acceptsInteractions", "contentMode"):
                 if key in record:
                     view[key] = record[key]
-            avatar = _blob_link(record.get("avatar"))
+            avatar = blob_cid(record.get("avatar"))
             pds = actors.get(did, ("", None, ""))[1]
             if avatar and pds:
                 view["avatar"] = blob_url(pds, did, avatar)
@@ -375,14 +375,6 @@ def blob_url(pds: str, did: str, cid: str) -> str:
     return f"{pds}/xrpc/com.atproto.sync.getBlob?did={did}&cid={cid}"
 
 
-def _blob_link(value: Any) -> str | None:
-    if isinstance(value, dict):
-        ref = value.get("ref")
-        if isinstance(ref, dict) and isinstance(ref.get("$link"), str):
-            return str(ref["$link"])
-    return None
-
-
 def media_view(embed: dict[str, Any], did: str, pds: str | None) -> dict[str, Any] | None:
     """The view of an images, external or video embed."""
     kind = embed.get("$type")
@@ -392,7 +384,7 @@ def media_view(embed: dict[str, Any], did: str, pds: str | None) -> dict[str, An
         for image in embed.get("images") or []:
             if not isinstance(image, dict):
                 continue
-            cid = _blob_link(image.get("image")) or ""
+            cid = blob_cid(image.get("image")) or ""
             url = blob_url(base, did, cid)
             item: dict[str, Any] = {"thumb": url, "fullsize": url, "alt": image.get("alt", "")}
             if isinstance(image.get("aspectRatio"), dict):
@@ -408,12 +400,12 @@ def media_view(embed: dict[str, Any], did: str, pds: str | None) -> dict[str, An
             "title": external.get("title", ""),
             "description": external.get("description", ""),
         }
-        thumb = _blob_link(external.get("thumb"))
+        thumb = blob_cid(external.get("thumb"))
         if thumb:
             view["thumb"] = blob_url(base, did, thumb)
         return {"$type": "app.bsky.embed.external#view", "external": view}
     if kind == "app.bsky.embed.video":
-        cid = _blob_link(embed.get("video")) or ""
+        cid = blob_cid(embed.get("video")) or ""
         video: dict[str, Any] = {
             "$type": "app.bsky.embed.video#view",
             "cid": cid,

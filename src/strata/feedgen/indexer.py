@@ -20,7 +20,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from strata.appview.records import sort_at
+from strata.appview.records import ref_uri, sort_at
 from strata.core import cbor
 from strata.core.car import CarReader
 from strata.core.cid import CID
@@ -62,12 +62,6 @@ def _primary_langs(langs: Any) -> list[str]:
             found.add(tag)
             found.add(tag.split("-", 1)[0])
     return sorted(found)
-
-
-def _ref_uri(value: Any) -> str | None:
-    """The `uri` of a strong reference, if it is one."""
-    uri = value.get("uri") if isinstance(value, dict) else None
-    return uri if isinstance(uri, str) else None
 
 
 class Indexer:
@@ -229,8 +223,8 @@ async def index_record(
     at = parse_millis(sort_at(record, format_millis(now)))
     if collection == "app.bsky.feed.post":
         reply = record.get("reply")
-        root = _ref_uri(reply.get("root")) if isinstance(reply, dict) else None
-        parent = _ref_uri(reply.get("parent")) if isinstance(reply, dict) else None
+        root = ref_uri(reply.get("root")) if isinstance(reply, dict) else None
+        parent = ref_uri(reply.get("parent")) if isinstance(reply, dict) else None
         await tx.execute(
             "INSERT INTO post (uri, cid, author, sort_at, indexed_at, is_reply, reply_root, "
             "reply_parent) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -244,7 +238,7 @@ async def index_record(
                 [(uri, lang, at) for lang in langs],
             )
     elif collection == "app.bsky.feed.like":
-        subject = _ref_uri(record.get("subject"))
+        subject = ref_uri(record.get("subject"))
         if subject is not None:
             await tx.execute(
                 "INSERT INTO likes (uri, creator, subject, indexed_at) VALUES (?, ?, ?, ?) "
@@ -252,7 +246,7 @@ async def index_record(
                 uri, did, subject, now,
             )  # fmt: skip
     elif collection == "app.bsky.feed.repost":
-        subject = _ref_uri(record.get("subject"))
+        subject = ref_uri(record.get("subject"))
         if subject is not None:
             await tx.execute(
                 "INSERT INTO repost (uri, creator, subject, sort_at, indexed_at) "
