@@ -58,7 +58,7 @@ import tempfile
 import time
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from itertools import accumulate
 from pathlib import Path
@@ -68,7 +68,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import REGISTRY
 
-from harness import free_port, strata_service
+from harness import free_port, note, percentile, rss_kib, strata_service
 from strata.appview.api.feed import TIMELINE_QUERY, days_before
 from strata.appview.indexer import Indexer
 from strata.appview.records import index_record
@@ -152,27 +152,11 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 Row = tuple[Any, ...]
 
 
-def note(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def percentile(ordered: Sequence[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
-
-
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time a process has used so far."""
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 @dataclass
@@ -913,7 +897,7 @@ async def measure_latency(
                 http, url, endpoint, viewers, requests, CONCURRENCY, appview_pid, max_seconds
             )
             results[endpoint.name] = {**loaded, "warmup_statuses": warm["statuses"], "solo": alone}
-        results["appview_rss_mib"] = rss_mib(appview_pid)
+        results["appview_rss_mib"] = rss_kib(appview_pid) / 1024
         return results
 
 

@@ -1,4 +1,5 @@
-"""What the benchmarks share: ports on loopback, and Strata services as their own processes."""
+"""What the benchmarks share: ports on loopback, Strata services as their own processes,
+progress lines, percentiles and a process's memory."""
 
 from __future__ import annotations
 
@@ -10,10 +11,29 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import aiohttp
+
+
+def note(text: str) -> None:
+    """A progress line, on stderr so that the results on stdout stay a clean table."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """The `q` quantile (nearest rank) of values sorted in ascending order."""
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def rss_kib(pid: int) -> int:
+    """A process's resident memory, in KiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def free_port() -> int:

@@ -36,7 +36,7 @@ from typing import Any
 import aiohttp
 import cbrrr
 
-from harness import strata_service
+from harness import percentile, rss_kib, strata_service
 
 PEERS = Path(__file__).resolve().parent / "peers"
 COLLECTION = "app.bsky.feed.post"
@@ -140,14 +140,6 @@ async def node_gc(http: aiohttp.ClientSession, pid: int) -> bool:
     return False
 
 
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for process {pid}")
-
-
 # --- the load client -------------------------------------------------------------------------
 
 
@@ -238,11 +230,6 @@ def post(i: int) -> dict[str, Any]:
     return {"$type": COLLECTION, "text": f"benchmark post number {i}", "createdAt": stamp}
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
-
-
 async def bounded(
     count: int, concurrency: int, seconds: float, job: Callable[[int], Awaitable[None]]
 ) -> tuple[int, float]:
@@ -308,8 +295,8 @@ async def write_load(
         raise RuntimeError("no createRecord succeeded")
     return {
         "rate": len(latencies) / elapsed,
-        "p50": percentile(latencies, 0.50) * 1000,
-        "p99": percentile(latencies, 0.99) * 1000,
+        "p50": percentile(sorted(latencies), 0.50) * 1000,
+        "p99": percentile(sorted(latencies), 0.99) * 1000,
         "n": len(latencies),
         "attempted": per_writer * len(writers),
         "rkeys": rkeys,
@@ -419,8 +406,8 @@ async def firehose_lag(client: Client, account: Account, count: int) -> dict[str
     if not lags:
         raise RuntimeError(f"no #commit frame matched ({frames} frames, {missed} missed)")
     return {
-        "p50": percentile(lags, 0.50),
-        "p99": percentile(lags, 0.99),
+        "p50": percentile(sorted(lags), 0.50),
+        "p99": percentile(sorted(lags), 0.99),
         "n": len(lags),
         "missed": missed,
         "early": sum(lag < 0 for lag in lags),

@@ -53,7 +53,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
-from harness import strata_service
+from harness import note, percentile, rss_kib, strata_service
 from strata.core.cbor import decode_pair
 from strata.core.crypto import K256Keypair
 from strata.core.frames import message_frame, websocket_message
@@ -84,22 +84,6 @@ MEMORY_HOSTS = 4
 new DIDs overlap (it reads each host's stream in order)."""
 BURST_INTERVAL = 0.005
 INGEST_RUNS = 3
-
-
-def note(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def cpu_seconds(pid: int) -> float:
