@@ -22,6 +22,7 @@ from aiohttp import web
 
 from strata.database import WrongDatabase
 from strata.net.logs import configure_logging, log_event
+from strata.net.server import ADMISSION_KEY, DEFAULT_MAX_IN_FLIGHT
 
 log = logging.getLogger("strata.serve")
 
@@ -37,10 +38,11 @@ class ServiceOptions:
     data_dir: Path
     dev: bool
     log_level: str
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
 
 
 def service_options(default_port: int, default_dir: str) -> Callable[[F], F]:
-    """Add `--host --port --data-dir --dev --log-level` to a click command."""
+    """Add `--host --port --data-dir --dev --log-level --max-in-flight` to a click command."""
 
     def decorate(command: F) -> F:
         options = [
@@ -80,6 +82,15 @@ def service_options(default_port: int, default_dir: str) -> Callable[[F], F]:
                 default="info",
                 show_default=True,
                 type=click.Choice(["debug", "info", "warning", "error"]),
+            ),
+            click.option(
+                "--max-in-flight",
+                envvar="STRATA_MAX_IN_FLIGHT",
+                type=click.IntRange(min=1),
+                default=DEFAULT_MAX_IN_FLIGHT,
+                show_default=True,
+                help="Requests handled at once; beyond it (sooner for reads, streams and bulk "
+                "sync) requests get 503 with Retry-After.",
             ),
         ]
         for option in reversed(options):
@@ -163,6 +174,7 @@ def options_from(kwargs: dict[str, Any]) -> ServiceOptions:
         data_dir=kwargs.pop("data_dir"),
         dev=kwargs.pop("dev"),
         log_level=kwargs.pop("log_level"),
+        max_in_flight=kwargs.pop("max_in_flight"),
     )
 
 
@@ -196,6 +208,7 @@ def run_service(
         try:
             built = app()
             application = await built if inspect.isawaitable(built) else built
+            application[ADMISSION_KEY].policy.capacity = options.max_in_flight
             async with listening(application, options.host, options.port) as port:
                 log_event(log, "listening", service=name, url=f"http://{options.host}:{port}")
                 await stop.wait()

@@ -11,6 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, generate_latest
 
 from strata import __version__
+from strata.net.admission import AdmissionControl, LaneOf, default_lane
 from strata.net.errors import XrpcError
 from strata.net.logs import log_event
 
@@ -24,6 +25,8 @@ HealthCheck = Callable[[], Awaitable[None]]
 """Raises when the service cannot serve (its database is gone, for example)."""
 
 SERVICE_KEY = web.AppKey("strata_service", str)
+ADMISSION_KEY = web.AppKey("strata_admission", AdmissionControl)
+DEFAULT_MAX_IN_FLIGHT = 512
 
 
 def json_response(
@@ -93,10 +96,17 @@ def create_app(
     health: HealthCheck | None = None,
     max_body: int = 1 << 20,
     health_paths: tuple[str, ...] = ("/xrpc/_health",),
+    lane_of: LaneOf = default_lane,
 ) -> web.Application:
-    """A new application for `service` with health (`/xrpc/_health`) and `/metrics` routed."""
-    app = web.Application(middlewares=[_error_envelope], client_max_size=max_body)
+    """A new application for `service` with health (`/xrpc/_health`) and `/metrics` routed,
+    behind admission control (`ADMISSION_KEY`, whose capacity the command line sets)."""
+    admission = AdmissionControl(service, DEFAULT_MAX_IN_FLIGHT, lane_of)
+    app = web.Application(
+        middlewares=[admission.middleware, _error_envelope], client_max_size=max_body
+    )
     app[SERVICE_KEY] = service
+    app[ADMISSION_KEY] = admission
+    app.cleanup_ctx.append(admission.lifecycle)
 
     async def health_handler(request: web.Request) -> web.Response:
         if health is not None:

@@ -129,7 +129,7 @@ class Mirror:
             cursor = await self._initial_cursor(source)
         while True:
             cursor, full = await self._copy_page(source, cursor)
-            self.breakers[source].record_success()
+            self.breakers[source].record_success(asyncio.get_running_loop().time())
             if full:
                 continue
             if cursor.startswith("seq:"):

@@ -8,6 +8,7 @@ thing") are kept only `negative_for` seconds, so a newly created identity shows 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -28,10 +29,12 @@ class CacheHit(Generic[V]):
 class _Entry(Generic[V]):
     value: V | None
     stored_at: float
+    weight: int
 
 
 class StaleCache(Generic[K, V]):
-    """LRU cache of at most `capacity` entries with freshness, stale and negative lifetimes."""
+    """LRU cache of at most `capacity` entries with freshness, stale and negative lifetimes;
+    with `weigh`, also at most `max_weight` in total (bytes, for cached responses)."""
 
     def __init__(
         self,
@@ -39,11 +42,16 @@ class StaleCache(Generic[K, V]):
         fresh_for: float = 3600.0,
         serve_stale_for: float = 86_400.0,
         negative_for: float = 60.0,
+        weigh: Callable[[V], int] | None = None,
+        max_weight: int = 0,
     ) -> None:
         self.capacity = capacity
         self.fresh_for = fresh_for
         self.serve_stale_for = serve_stale_for
         self.negative_for = negative_for
+        self.weigh = weigh
+        self.max_weight = max_weight
+        self.weight = 0
         self._entries: OrderedDict[K, _Entry[V]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -57,7 +65,7 @@ class StaleCache(Generic[K, V]):
         age = now - entry.stored_at
         limit = self.negative_for if entry.value is None else self.serve_stale_for
         if age > limit:
-            del self._entries[key]
+            self.discard(key)
             return None
         self._entries.move_to_end(key)
         fresh_for = self.negative_for if entry.value is None else self.fresh_for
@@ -65,11 +73,20 @@ class StaleCache(Generic[K, V]):
 
     def put(self, key: K, value: V | None, now: float) -> None:
         """Store a value, or None for a negative result."""
-        self._entries[key] = _Entry(value, now)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
+        weight = self.weigh(value) if self.weigh is not None and value is not None else 0
+        self.discard(key)
+        if self.weigh is not None and weight > self.max_weight:
+            return
+        self._entries[key] = _Entry(value, now, weight)
+        self.weight += weight
+        while len(self._entries) > self.capacity or (
+            self.weigh is not None and self.weight > self.max_weight
+        ):
+            _, evicted = self._entries.popitem(last=False)
+            self.weight -= evicted.weight
 
     def discard(self, key: K) -> None:
         """Forget `key`, for example when its owner says it changed."""
-        self._entries.pop(key, None)
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self.weight -= entry.weight

@@ -65,3 +65,64 @@ class Limits:
             for window in self.windows:
                 window.take()
         return wait
+
+
+@dataclass
+class TokenBucket:
+    """`capacity` tokens, refilled at `rate` per second: bursts up to the capacity, a steady
+    `rate` after that. Starts full."""
+
+    capacity: float
+    rate: float
+    tokens: float = -1.0
+    updated: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0:
+            self.tokens = self.capacity
+
+    def _refill(self, now: float) -> None:
+        if now > self.updated:
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+
+    def take(self, now: float, cost: float = 1.0) -> bool:
+        """Spend `cost` tokens if there are that many; whether they were spent."""
+        self._refill(now)
+        if self.tokens < cost:
+            return False
+        self.tokens -= cost
+        return True
+
+    def remaining(self, now: float) -> int:
+        """Whole tokens left."""
+        self._refill(now)
+        return int(self.tokens)
+
+    def seconds_until(self, now: float, tokens: float) -> float:
+        """Seconds until the bucket holds `tokens` (0 when it already does)."""
+        self._refill(now)
+        missing = min(tokens, self.capacity) - self.tokens
+        return max(0.0, missing / self.rate) if self.rate > 0 else float("inf")
+
+
+@dataclass
+class RetryBudget:
+    """Retries and hedged calls allowed as a fraction of first attempts: each call earns
+    `ratio` of a token (up to `burst`), each retry spends one. Under overload, when every call
+    fails, retries stay a small fraction of the load instead of multiplying it."""
+
+    ratio: float = 0.2
+    burst: float = 10.0
+    tokens: float = 10.0
+
+    def earn(self) -> None:
+        """A first attempt was made."""
+        self.tokens = min(self.burst, self.tokens + self.ratio)
+
+    def spend(self) -> bool:
+        """Whether one more attempt (a retry or a hedge) is allowed; counts it if so."""
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
