@@ -11,6 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
+from strata.appview.feedgen_client import Feedgens, Skeleton
+from strata.appview.views import FeedItem
 from strata.core.crypto import K256Keypair
 from strata.core.jwt import sign_service_jwt
 from tests.appview.network import appview_network, eventually
@@ -32,6 +34,10 @@ def hostile_generator() -> tuple[web.Application, dict[str, Any]]:
 
     async def skeleton(request: web.Request) -> web.StreamResponse:
         mode = state["mode"]
+        state["calls"] = state.get("calls", 0) + 1
+        if "handler" in state:
+            response: web.StreamResponse = await state["handler"](request)
+            return response
         if mode == "garbage":
             return web.Response(body=b"\x00not json{", content_type="application/json")
         if mode == "wrong-shape":
@@ -133,13 +139,17 @@ async def test_parameters_cursors_and_tokens(tmp_path: Path) -> None:
 
 
 async def test_a_feed_generator_that_misbehaves(tmp_path: Path) -> None:
+    """Each kind of failure gets its error (pages never answered before, so nothing is
+    remembered); a page answered before is served stale; a generator that keeps failing is
+    switched off by its breaker; a configured fallback feed stands in."""
     app, state = hostile_generator()
     async with serving(app) as generator_url, appview_network(tmp_path) as network:
         port = generator_url.rsplit(":", 1)[-1]
         state["did"] = f"did:web:localhost%3A{port}"
         state["url"] = f"http://localhost:{port}"
-        assert network.appview.appview.context is not None
-        network.appview.appview.context.skeleton_timeout = 1.0
+        context = network.appview.appview.context
+        assert context is not None
+        context.skeleton_timeout = 1.0
         alice, bob = await accounts(network, "alice", "bob")
         post = await create(bob, "app.bsky.feed.post", {"text": "a real post"})
         state["posts"] = [post["uri"]]
@@ -155,17 +165,92 @@ async def test_a_feed_generator_that_misbehaves(tmp_path: Path) -> None:
         answer = await eventually(ready, what="the feed served")
         assert [i["post"]["uri"] for i in answer["feed"]] == [post["uri"]]
         assert answer["cursor"] == "next"
-        for mode, status, error in (
-            ("garbage", 502, "UpstreamFailure"),
-            ("wrong-shape", 502, "UpstreamFailure"),
-            ("error", 502, "UpstreamFailure"),
-            ("hang", 504, "UpstreamTimeout"),
-            ("refuse", 400, "UnknownFeed"),
+        for limit, (mode, status, error) in enumerate(
+            (
+                ("garbage", 502, "UpstreamFailure"),
+                ("wrong-shape", 502, "UpstreamFailure"),
+                ("error", 502, "UpstreamFailure"),
+                ("hang", 504, "UpstreamTimeout"),
+                ("refuse", 400, "UnknownFeed"),
+            ),
+            start=10,
         ):
             state["mode"] = mode
-            body = await view(alice, "app.bsky.feed.getFeed", status, feed=feed["uri"])
+            context.feedgens = Feedgens(context.serve_stale_for)  # a closed breaker each time
+            body = await view(alice, "app.bsky.feed.getFeed", status, feed=feed["uri"], limit=limit)
             assert body["error"] == error, (mode, body)
+
+        # The first page was answered before: served from memory, with its age.
+        state["mode"] = "error"
+        async with alice.http.get(
+            f"{network.appview.url}/xrpc/app.bsky.feed.getFeed",
+            params={"feed": feed["uri"], "limit": "10"},
+        ) as response:
+            assert response.status == 502  # this page was never answered
+        context.feedgens.remembered.put(
+            (feed["uri"], "", "10", ""),
+            Skeleton([FeedItem(post["uri"])], "next"),
+            time.monotonic() - 42,
+        )
+        async with alice.http.get(
+            f"{network.appview.url}/xrpc/app.bsky.feed.getFeed",
+            params={"feed": feed["uri"], "limit": "10"},
+        ) as response:
+            body = await response.json()
+            assert response.status == 200 and 42 <= int(response.headers["strata-stale-seconds"])
+            assert [i["post"]["uri"] for i in body["feed"]] == [post["uri"]]
+
+        # Through the PDS, a page it answered before comes back stale when the AppView fails.
+        async with alice.http.get(
+            f"{alice.pds}/xrpc/app.bsky.feed.getFeed",
+            params={"feed": feed["uri"]},
+            headers={"Authorization": f"Bearer {alice.token}"},
+        ) as response:
+            body = await response.json()
+            assert response.status == 200, body
+            assert "strata-stale-seconds" in response.headers
+            assert [i["post"]["uri"] for i in body["feed"]] == [post["uri"]]
+
+        # Failures in a row open the generator's breaker: later calls fail without reaching it.
+        context.feedgens = Feedgens(context.serve_stale_for)
+        for limit in range(20, 23):
+            await view(alice, "app.bsky.feed.getFeed", 502, feed=feed["uri"], limit=limit)
+        calls = state["calls"]
+        started = time.monotonic()
+        body = await view(alice, "app.bsky.feed.getFeed", 502, feed=feed["uri"], limit=23)
+        assert state["calls"] == calls and time.monotonic() - started < 1.0
+        assert "keeps failing" in body["message"]
+
+        # A fallback feed stands in for a failing one with nothing remembered.
+        fallback = await create(bob, "app.bsky.feed.generator",
+                                {"did": state["did"], "displayName": "Fallback"})  # fmt: skip
+        await eventually(lambda: context.db.fetchrow(
+            "SELECT 1 FROM feed_generator WHERE uri = ?", fallback["uri"]), what="indexed")
+        context.feed_fallbacks[feed["uri"]] = fallback["uri"]
+        context.feedgens = Feedgens(context.serve_stale_for)
+        served = {"error": 0}
+
+        async def fallback_skeleton(request: web.Request) -> web.Response:
+            served["error" if request.query["feed"] == feed["uri"] else "fallback"] = 1
+            if request.query["feed"] == feed["uri"]:
+                return web.json_response({"error": "Boom"}, status=500)
+            assert "Authorization" not in request.headers
+            return web.json_response({"feed": [{"post": post["uri"]}]})
+
+        state["handler"] = fallback_skeleton
+        async with alice.http.get(
+            f"{alice.pds}/xrpc/app.bsky.feed.getFeed",
+            params={"feed": feed["uri"], "limit": "30"},
+            headers={"Authorization": f"Bearer {alice.token}"},
+        ) as response:
+            body = await response.json()
+            assert response.status == 200, body
+            assert response.headers["strata-degraded"] == f"fallback-feed {fallback['uri']}"
+            assert [i["post"]["uri"] for i in body["feed"]] == [post["uri"]]
+
         state["mode"] = "ok"
+        state.pop("handler")
+        context.feedgens = Feedgens(context.serve_stale_for)
         await view(alice, "app.bsky.feed.getFeed", feed=feed["uri"])
 
 

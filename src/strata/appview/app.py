@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Final
+
 from aiohttp import web
 
 from strata.appview.api import actor, feed, graph, notification
@@ -9,6 +12,9 @@ from strata.appview.service import AppView
 from strata.core.lexicon import Catalog
 from strata.net.server import create_app, json_response
 from strata.net.xrpc import XrpcRouter
+
+STALE_AFTER: Final = 15.0
+"""Seconds without a relay after which answers say how stale the index may be."""
 
 
 async def create_appview_app(appview: AppView) -> web.Application:
@@ -19,7 +25,19 @@ async def create_appview_app(appview: AppView) -> web.Application:
     async def health() -> None:
         await context.db.fetchrow("SELECT 1")
 
+    @web.middleware
+    async def index_staleness(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        response = await handler(request)
+        stale = appview.index_staleness()
+        if stale > STALE_AFTER and request.path.startswith("/xrpc/app.bsky."):
+            # Every relay is gone: the index still answers, and says how far behind it may be.
+            response.headers.setdefault("strata-stale-seconds", str(int(stale)))
+        return response
+
     app = create_app("appview", health=health)
+    app.middlewares.append(index_staleness)
     router = XrpcRouter(Catalog.bundled())
     for module in (actor, feed, graph, notification):
         module.register(router, context)

@@ -29,17 +29,48 @@ HOSTNAME = click.option(
 )
 
 
+def _fallbacks(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for value in values:
+        feed, sep, fallback = value.partition("=")
+        if not sep or not feed.startswith("at://") or not fallback.startswith("at://"):
+            raise click.BadParameter(f"expected at://FEED=at://FALLBACK, not {value!r}")
+        pairs.append((feed, fallback))
+    return tuple(pairs)
+
+
 @click.command("appview")
 @service_options(default_port=2585, default_dir="appview")
 @HOSTNAME
 @PLC_URLS
 @RELAYS
 @DATABASE_URL
+@click.option(
+    "--feed-fallback",
+    "feed_fallbacks",
+    multiple=True,
+    envvar="STRATA_FEED_FALLBACK",
+    metavar="at://FEED=at://FALLBACK",
+    callback=_fallbacks,
+    help="Serve FALLBACK when FEED's generator fails and no recent page of it is remembered.",
+)
+@click.option(
+    "--serve-stale-for",
+    envvar="STRATA_SERVE_STALE_FOR",
+    type=click.FloatRange(min=0),
+    default=6 * 3600.0,
+    show_default=True,
+    help="Seconds a remembered feed page may be served while its generator fails.",
+)
 def appview_command(
     hostname: str,
     plc_urls: tuple[str, ...],
     relays: tuple[str, ...],
     database_url: str | None,
+    feed_fallbacks: tuple[tuple[str, str], ...],
+    serve_stale_for: float,
     **kwargs: Any,
 ) -> None:
     """Run an AppView: index the network from relays and serve the app.bsky API."""
@@ -50,6 +81,8 @@ def appview_command(
         public_url=public_url(options, hostname),
         database_url=database_url,
         dev=options.dev,
+        feed_fallbacks=feed_fallbacks,
+        serve_stale_for=serve_stale_for,
     )
     appview = AppView(config, options.data_dir)
     click.echo(f"AppView DID: {config.did} (give PDSes --appview {config.public_url}#{config.did})")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from strata.appview.feedgen_client import Feedgens
 from strata.core.errors import InvalidSyntax
 from strata.core.jwt import JwtError, service_jwt_issuer, verify_service_jwt
 from strata.core.syntax.dates import format_millis, parse_millis
@@ -31,6 +32,15 @@ class AppContext:
     """The AppView's own DID: the audience of the service tokens it accepts."""
     skeleton_timeout: float = 10.0
     """How long a feed generator has to answer, as the reference AppView allows."""
+    feed_fallbacks: dict[str, str] = field(default_factory=dict)
+    """For a feed (at:// URI), the feed to serve when its generator fails and no recent
+    skeleton of its own is remembered."""
+    serve_stale_for: float = 6 * 3600.0
+    """How old a remembered skeleton may be when it is served for a failing generator."""
+    feedgens: Feedgens = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.feedgens = Feedgens(self.serve_stale_for)
 
 
 def bearer_token(request: web.Request) -> str | None:

@@ -28,6 +28,9 @@ class AppViewConfig:
     public_url: str
     database_url: str | None = None
     dev: bool = False
+    feed_fallbacks: tuple[tuple[str, str], ...] = ()
+    """(feed, fallback feed) pairs: the fallback is served when the feed's generator fails."""
+    serve_stale_for: float = 6 * 3600.0
 
     @property
     def did(self) -> str:
@@ -54,7 +57,14 @@ class AppView:
             timeout=aiohttp.ClientTimeout(total=30), headers={"User-Agent": "strata-appview"}
         )
         resolver = IdentityResolver(self.session, self.config.plc_urls, dev=self.config.dev)
-        self.context = AppContext(self.db, resolver, self.session, self.config.did)
+        self.context = AppContext(
+            self.db,
+            resolver,
+            self.session,
+            self.config.did,
+            feed_fallbacks=dict(self.config.feed_fallbacks),
+            serve_stale_for=self.config.serve_stale_for,
+        )
         self.indexer = Indexer(self.db, resolver, self.session, dev=self.config.dev)
         log_event(
             log, "index opened", backend=self.db.dialect, schema_version=version,
@@ -83,6 +93,10 @@ class AppView:
             await self.session.close()
         if self.db is not None:
             await self.db.close()
+
+    def index_staleness(self) -> float:
+        """Seconds the index has gone without any relay (0 while one is connected)."""
+        return self.subscriber.staleness() if self.subscriber is not None else 0.0
 
     def did_document(self) -> dict[str, Any]:
         """The did:web document: where clients and PDSes reach this AppView."""

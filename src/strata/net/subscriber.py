@@ -21,6 +21,7 @@ from prometheus_client import Counter, Gauge
 
 from strata.core.errors import CoreError
 from strata.core.frames import Frame, decode_frame
+from strata.core.syntax.dates import parse_millis
 from strata.net.logs import log_event
 from strata.resilience import Backoff
 
@@ -40,6 +41,17 @@ HANDLER_FAILURES = Counter(
 CONNECTED_TO = Gauge(
     "strata_subscriber_relay_index",
     "Position in the relay list of the relay being read (-1 when none)",
+    ["service"],
+)
+
+LAG = Gauge(
+    "strata_firehose_lag_seconds",
+    "Age of the newest event stored, when it was stored (how far behind the network it runs)",
+    ["service"],
+)
+DISCONNECTED = Gauge(
+    "strata_firehose_disconnected_seconds",
+    "Seconds since the consumer last had a relay connection (0 while connected)",
     ["service"],
 )
 
@@ -80,10 +92,18 @@ class RelaySubscriber:
         self.clock = clock
         self.current = 0
         self.connected = False
+        self.disconnected_at = clock()
         self.failures = 0
         self.fresh: bool | None = None
         self.live_tail: set[str] = set()
         self.task: asyncio.Task[None] | None = None
+
+    def staleness(self) -> float:
+        """Seconds without any relay connection: how much of the network the consumer may have
+        missed (0 while connected)."""
+        seconds = 0.0 if self.connected else self.clock() - self.disconnected_at
+        DISCONNECTED.labels(self.service).set(seconds)
+        return seconds
 
     def start(self) -> None:
         self.task = asyncio.create_task(self.run(), name=f"{self.service} subscriber")
@@ -116,7 +136,9 @@ class RelaySubscriber:
                 await asyncio.sleep(backoff.next_delay())
                 continue
             finally:
-                self.connected = False
+                if self.connected:
+                    self.connected = False
+                    self.disconnected_at = self.clock()
                 CONNECTED_TO.labels(self.service).set(-1)
             self.failures += 1
             self.current = (self.current + 1) % len(self.relays)
@@ -160,6 +182,7 @@ class RelaySubscriber:
                             break
                         item = queue.get_nowait()
                     await self.handle_batch(relay, batch)
+                    self._measure_lag(batch[-1][1])
                     self.live_tail.discard(relay)
                     self.fresh = False
                     self.failures = 0
@@ -171,6 +194,12 @@ class RelaySubscriber:
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
+
+    def _measure_lag(self, frame: Frame) -> None:
+        stamp = frame.body.get("time")
+        if isinstance(stamp, str):
+            with contextlib.suppress(CoreError, ValueError):
+                LAG.labels(self.service).set(max(0.0, time.time() - parse_millis(stamp) / 1000))
 
     async def _receive(
         self,

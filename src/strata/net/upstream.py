@@ -50,11 +50,19 @@ BREAKER = Gauge(
     "Circuit breaker per upstream endpoint: 0 closed, 1 half-open, 2 open",
     ["pool", "endpoint"],
 )
+STALE_ANSWERS = Counter(
+    "strata_stale_answers_total", "Remembered answers served because upstreams failed",
+    ["service", "method"],
+)  # fmt: skip
 BREAKER_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 
 
 class UpstreamUnavailable(Exception):
-    """No endpoint of the pool gave an answer."""
+    """No endpoint of the pool gave an answer; `causes` holds what each attempt raised."""
+
+    def __init__(self, message: str, causes: Sequence[BaseException] = ()) -> None:
+        super().__init__(message)
+        self.causes = list(causes)
 
 
 @dataclass
@@ -189,6 +197,7 @@ class UpstreamPool:
         """
         self.budget.earn()
         errors: list[str] = []
+        causes: list[BaseException] = []
         backoff = Backoff(base=0.1, cap=1.0)
         for round_ in range(self.retries + 1 if idempotent else 1):
             if round_ > 0:
@@ -203,10 +212,11 @@ class UpstreamPool:
                 errors.append("every endpoint is failing (circuit open)")
                 continue
             try:
-                return await self._round(candidates, fn, deadline, errors)
+                return await self._round(candidates, fn, deadline, errors, causes)
             except UpstreamUnavailable:
                 continue
-        raise UpstreamUnavailable(f"{self.name}: no endpoint answered ({'; '.join(errors)})")
+        message = f"{self.name}: no endpoint answered ({'; '.join(errors)})"
+        raise UpstreamUnavailable(message, causes)
 
     async def _round(
         self,
@@ -214,6 +224,7 @@ class UpstreamPool:
         fn: Callable[[str], Awaitable[T]],
         deadline: Deadline | None,
         errors: list[str],
+        causes: list[BaseException],
     ) -> T:
         pending: dict[asyncio.Task[T], Endpoint] = {}
         started: dict[str, float] = {}
@@ -254,6 +265,7 @@ class UpstreamPool:
                             self._failed(loser, "slower than another endpoint", slower)
                         return task.result()
                     errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                    causes.append(exc)
         finally:
             for task in pending:
                 task.cancel()

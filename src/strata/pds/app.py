@@ -23,6 +23,7 @@ def create_pds_app(pds: Pds) -> web.Application:
         pds.accounts.conn.execute("SELECT 1").fetchone()
 
     app = create_app("pds", health=health, max_body=MAX_REQUEST_BYTES)
+    app.middlewares.append(pds.rate_limits.middleware)
     app[PDS_KEY] = pds
     router = XrpcRouter(pds.catalog)
     for module in (server, repo, sync, identity, appview, admin):

@@ -69,6 +69,29 @@ from strata.serve import (
     show_default=True,
     help="Largest blob an account may upload.",
 )
+@click.option(
+    "--rate-limits/--no-rate-limits",
+    envvar="STRATA_RATE_LIMITS",
+    default=True,
+    show_default=True,
+    help="Limit requests per client address and writes per account, as the reference PDS does.",
+)
+@click.option(
+    "--rate-limit-bypass-ip",
+    "rate_limit_bypass_ips",
+    multiple=True,
+    envvar="STRATA_RATE_LIMIT_BYPASS_IP",
+    metavar="ADDRESS",
+    help="Client addresses the rate limits do not apply to (a trusted proxy, a load test).",
+)
+@click.option(
+    "--serve-stale-for",
+    envvar="STRATA_SERVE_STALE_FOR",
+    type=click.FloatRange(min=0),
+    default=6 * 3600.0,
+    show_default=True,
+    help="Seconds a remembered AppView answer may be served when no AppView answers.",
+)
 def pds_command(
     hostname: str,
     plc_urls: tuple[str, ...],
@@ -77,6 +100,9 @@ def pds_command(
     relays: tuple[str, ...],
     invite_required: bool,
     blob_max_bytes: int,
+    rate_limits: bool,
+    rate_limit_bypass_ips: tuple[str, ...],
+    serve_stale_for: float,
     **kwargs: Any,
 ) -> None:
     """Run a PDS: accounts, their repositories and blobs, and their firehose."""
@@ -95,6 +121,9 @@ def pds_command(
         dev=options.dev,
         invite_required=invite_required,
         blob_max_bytes=blob_max_bytes,
+        rate_limits=rate_limits,
+        rate_limit_bypass_ips=rate_limit_bypass_ips,
+        serve_stale_for=serve_stale_for,
     )
     pds = Pds(config, options.data_dir)
     run_service("pds", options, lambda: create_pds_app(pds))

@@ -43,6 +43,11 @@ class PdsConfig:
     dev: bool = False
     invite_required: bool = False
     blob_max_bytes: int = 5_000_000
+    rate_limits: bool = True
+    rate_limit_bypass_ips: tuple[str, ...] = ()
+    serve_stale_for: float = 6 * 3600.0
+    """How old a remembered AppView answer may be when it is served because no AppView
+    answers."""
     service_did: str = field(default="")
 
     def __post_init__(self) -> None:

@@ -34,6 +34,7 @@ from strata.pds.auth import Authenticator, LoginLimiter, Tokens
 from strata.pds.blobs import BlobStore
 from strata.pds.config import PdsConfig, Secrets
 from strata.pds.plc_client import PlcClient, PlcRejected, PlcUnavailable
+from strata.pds.ratelimit import RateLimits
 from strata.pds.sequencer import Sequencer
 from strata.pds.writer import RepoWriter
 from strata.resilience import Backoff
@@ -61,6 +62,7 @@ class Pds:
         self.tokens = Tokens(self.secrets.jwt_secret, config.service_did)
         self.auth = Authenticator(self.tokens, self.accounts, self.secrets.admin_password)
         self.login_limiter = LoginLimiter()
+        self.rate_limits = RateLimits(config.rate_limits, config.rate_limit_bypass_ips)
         self.catalog = Catalog.bundled()
         self.outbox = data_dir / "mail" / "outbox"
         self._session: aiohttp.ClientSession | None = None

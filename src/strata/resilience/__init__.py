@@ -8,11 +8,12 @@ from strata.resilience.admission import Admission, Lane, LoopLag
 from strata.resilience.backoff import Backoff
 from strata.resilience.breaker import BreakerState, CircuitBreaker
 from strata.resilience.cache import CacheHit, StaleCache
-from strata.resilience.deadline import Deadline, parse_timeout_ms
+from strata.resilience.deadline import TIMEOUT_HEADER, Deadline, parse_timeout_ms
 from strata.resilience.health import HealthScore
 from strata.resilience.ratelimit import Limits, RetryBudget, SlidingWindow, TokenBucket
 
 __all__ = [
+    "TIMEOUT_HEADER",
     "Admission",
     "Backoff",
     "BreakerState",

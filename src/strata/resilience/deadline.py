@@ -7,6 +7,10 @@ gives the next one what remains of its own budget, less a margin to build its an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
+
+TIMEOUT_HEADER: Final = "strata-timeout-ms"
+"""The header in which a caller tells the next hop how long it will wait for the answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +41,7 @@ class Deadline:
 
 
 def parse_timeout_ms(value: str | None, limit: float = 300.0) -> float | None:
-    """Seconds from a `strata-timeout-ms` header value; None when absent or unusable."""
+    """Seconds from a `TIMEOUT_HEADER` value; None when absent or unusable."""
     if value is None or not value.isdigit() or len(value) > 9:
         return None
     return min(limit, int(value) / 1000)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from typing import Any
 
 from aiohttp import web
@@ -19,13 +20,14 @@ from strata.appview.context import (
     resolve_actor,
     viewer_verifier,
 )
-from strata.appview.feedgen_client import fetch_skeleton, generator_online
+from strata.appview.feedgen_client import feed_skeleton, generator_online
 from strata.appview.views import FeedItem, FeedViews, Views
 from strata.core.syntax import format_datetime, parse_datetime
 from strata.net.errors import XrpcError, invalid_request
 from strata.net.server import json_response
 from strata.net.xrpc import Call, XrpcRouter
 from strata.pds.sequencer import iso_now
+from strata.resilience import TIMEOUT_HEADER, Deadline, parse_timeout_ms
 
 AUTHOR_FILTERS = {
     "posts_with_replies": "",
@@ -246,14 +248,24 @@ def register(router: XrpcRouter, context: AppContext) -> None:
         row = await db.fetchrow("SELECT feed_did FROM feed_generator WHERE uri = ?", uri)
         if row is None:
             raise XrpcError(400, "UnknownFeed", "could not find feed")
-        skeleton = await fetch_skeleton(
+        budget = parse_timeout_ms(call.request.headers.get(TIMEOUT_HEADER))
+        deadline = Deadline.after(time.monotonic(), budget or context.skeleton_timeout)
+        skeleton, fallback = await feed_skeleton(
             context,
+            uri,
             row[0],
             {k: v for k, v in call.request.query.items() if k in ("feed", "limit", "cursor")},
             call.request.headers.get("Authorization"),
+            call.auth,
+            deadline,
         )
         feed = await FeedViews(db, call.auth).feed(skeleton.items)
-        return json_response(page({"feed": feed}, skeleton.cursor))
+        headers = {}
+        if skeleton.stale_seconds:
+            headers["strata-stale-seconds"] = str(int(skeleton.stale_seconds))
+        if fallback is not None:
+            headers["strata-degraded"] = f"fallback-feed {fallback}"
+        return json_response(page({"feed": feed}, skeleton.cursor), headers=headers)
 
 
 def _created(raw: str, fallback: str) -> str:

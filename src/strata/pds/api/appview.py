@@ -2,13 +2,17 @@
 
 A proxied call goes to the service the client names in its `atproto-proxy` header
 (`did#service`), or else to the configured AppViews in order, carrying a service token that the
-account signs for the method (`lxm`). Reads fail over to the next AppView; writes go to the
-first that answers at all, never to two.
+account signs for the method (`lxm`). Reads fail over to the next AppView; writes go to one
+AppView, never to two. The last good answer to each account's feed, timeline, profile and
+thread reads is remembered: when no AppView can answer, it is served with a
+`strata-stale-seconds` header saying how old it is, up to `serve_stale_for` old.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any, Final
 
 import aiohttp
@@ -18,11 +22,12 @@ from strata.core import cbor
 from strata.core.cid import CID
 from strata.net.errors import XrpcError, invalid_request
 from strata.net.server import json_response
-from strata.net.upstream import UpstreamPool, UpstreamUnavailable
+from strata.net.upstream import STALE_ANSWERS, UpstreamPool, UpstreamUnavailable
 from strata.net.xrpc import Call, XrpcRouter
 from strata.pds.auth import APP_PASS, Credentials
 from strata.pds.config import AppView
 from strata.pds.service import Pds
+from strata.resilience import TIMEOUT_HEADER, Deadline, StaleCache, parse_timeout_ms
 
 PREFERENCE_NAMESPACE: Final = "app.bsky"
 FULL_ACCESS_PREFERENCES: Final = frozenset({"app.bsky.actor.defs#personalDetailsPref"})
@@ -33,8 +38,32 @@ RETURNED_HEADERS: Final = (
     "content-language",
     "atproto-content-labelers",
     "atproto-repo-rev",
+    "strata-stale-seconds",
+    "strata-degraded",
 )
 MAX_PROXIED_BODY: Final = 10 << 20
+PROXY_TIMEOUT: Final = 10.0
+REMEMBERED_READS: Final = frozenset(
+    {
+        "app.bsky.feed.getTimeline",
+        "app.bsky.feed.getFeed",
+        "app.bsky.feed.getAuthorFeed",
+        "app.bsky.feed.getPostThread",
+        "app.bsky.feed.getPosts",
+        "app.bsky.feed.getFeedGenerator",
+        "app.bsky.feed.getFeedGenerators",
+        "app.bsky.actor.getProfile",
+        "app.bsky.actor.getProfiles",
+        "app.bsky.notification.listNotifications",
+        "app.bsky.graph.getFollows",
+        "app.bsky.graph.getFollowers",
+    }
+)
+"""The reads whose last good answer is kept per account, to serve when no AppView answers."""
+REMEMBERED_BYTES: Final = 64 << 20
+REMEMBERED_ANSWER_MAX: Final = 1 << 20
+
+Answer = tuple[int, bytes, dict[str, str]]
 
 
 def register(router: XrpcRouter, pds: Pds) -> None:
@@ -81,11 +110,18 @@ class Proxy:
         self.pds = pds
         self.appviews = pds.config.appviews
         self.pool = (
-            UpstreamPool("appview", [a.url for a in self.appviews], timeout=10.0)
+            UpstreamPool("appview", [a.url for a in self.appviews], timeout=PROXY_TIMEOUT)
             if self.appviews
             else None
         )
         self.verify = pds.auth.access()
+        self.remembered: StaleCache[tuple[str, ...], Answer] = StaleCache(
+            capacity=100_000,
+            fresh_for=0.0,
+            serve_stale_for=pds.config.serve_stale_for,
+            weigh=lambda answer: len(answer[1]),
+            max_weight=REMEMBERED_BYTES,
+        )
 
     async def _target(self, request: web.Request, nsid: str) -> AppView | None:
         """The service the client named; None for the configured AppViews, in order."""
@@ -121,13 +157,45 @@ class Proxy:
         if not nsid.startswith(PROXIED_PREFIXES) and "atproto-proxy" not in request.headers:
             raise XrpcError(501, "MethodNotImplemented", "Method Not Implemented")
         credentials: Credentials = await self.verify(request, nsid)
+        key = self._memory_key(request, nsid, credentials)
         try:
-            return await self._forward(request, nsid, credentials)
+            status, content, kept = await self._forward(request, nsid, credentials)
         except XrpcError as exc:
+            remembered = self._remembered(key, nsid)
+            if remembered is not None:
+                return remembered
             local = self._local_profile(request, nsid) if exc.status in (501, 502) else None
             if local is None:
                 raise
             return json_response(local, headers={"strata-degraded": "local-profile"})
+        if key is not None and status == 200 and len(content) <= REMEMBERED_ANSWER_MAX:
+            if "strata-stale-seconds" not in kept:
+                self.remembered.put(key, (status, content, kept), time.monotonic())
+        elif key is not None and status >= 500:
+            # The AppView answered, but for a failure behind it (a feed generator that is
+            # down): an older answer of its own is better than none.
+            remembered = self._remembered(key, nsid)
+            if remembered is not None:
+                return remembered
+        return web.Response(status=status, body=content, headers=kept)
+
+    def _memory_key(
+        self, request: web.Request, nsid: str, credentials: Credentials
+    ) -> tuple[str, ...] | None:
+        if request.method != "GET" or nsid not in REMEMBERED_READS:
+            return None
+        query = "&".join(f"{k}={v}" for k, v in sorted(request.query.items()))
+        return (credentials.did, nsid, query, request.headers.get("atproto-proxy", ""))
+
+    def _remembered(self, key: tuple[str, ...] | None, nsid: str) -> web.Response | None:
+        """The last good answer for `key`, marked with its age, if one is kept."""
+        hit = self.remembered.get(key, time.monotonic()) if key is not None else None
+        if hit is None or hit.value is None:
+            return None
+        status, content, kept = hit.value
+        STALE_ANSWERS.labels("pds", nsid).inc()
+        headers = {**kept, "strata-stale-seconds": str(int(hit.age))}
+        return web.Response(status=status, body=content, headers=headers)
 
     def _local_profile(self, request: web.Request, nsid: str) -> dict[str, Any] | None:
         """A profile of one of this PDS's own accounts, from its own records, for when no
@@ -174,9 +242,7 @@ class Proxy:
             feed_did = aud
         return self.pds.service_jwt(did, feed_did, "app.bsky.feed.getFeedSkeleton")
 
-    async def _forward(
-        self, request: web.Request, nsid: str, credentials: Credentials
-    ) -> web.StreamResponse:
+    async def _forward(self, request: web.Request, nsid: str, credentials: Credentials) -> Answer:
         if credentials.scope == APP_PASS and nsid.startswith("chat.bsky."):
             raise invalid_request("Bad token method: app passwords cannot reach chat services")
         target = await self._target(request, nsid)
@@ -188,18 +254,26 @@ class Proxy:
             dids[target.url] = target.did
         headers = {h: request.headers[h] for h in FORWARDED_HEADERS if h in request.headers}
         session = self.pds.session
+        budget = parse_timeout_ms(request.headers.get(TIMEOUT_HEADER)) or PROXY_TIMEOUT
+        deadline = Deadline.after(time.monotonic(), min(budget, PROXY_TIMEOUT))
 
-        async def attempt(url: str) -> tuple[int, bytes, dict[str, str]]:
+        async def attempt(url: str) -> Answer:
             if nsid == "app.bsky.feed.getFeed":
                 token = await self._feed_token(url, dids[url], credentials.did, request)
             else:
                 token = self.pds.service_jwt(credentials.did, dids[url], nsid)
+            # The AppView gets what is left of this request's time, less a margin to answer.
+            left = deadline.timeout(time.monotonic(), PROXY_TIMEOUT, margin=0.1)
             async with session.request(
                 request.method,
                 f"{url}/xrpc/{nsid}",
                 params=request.query,
                 data=body,
-                headers={**headers, "Authorization": f"Bearer {token}"},
+                headers={
+                    **headers,
+                    "Authorization": f"Bearer {token}",
+                    TIMEOUT_HEADER: str(int(left * 1000)),
+                },
             ) as response:
                 content = await response.read()
                 if (
@@ -213,13 +287,13 @@ class Proxy:
 
         try:
             if target is not None:
-                status, content, kept = await attempt(target.url)
-            elif request.method == "GET" and self.pool is not None:
-                status, content, kept = await self.pool.call(attempt)
-            else:
-                status, content, kept = await attempt(self.appviews[0].url)
+                async with asyncio.timeout(deadline.remaining(time.monotonic())):
+                    return await attempt(target.url)
+            assert self.pool is not None
+            return await self.pool.call(
+                attempt, idempotent=request.method == "GET", deadline=deadline
+            )
         except (UpstreamUnavailable, aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise XrpcError(
                 502, "UpstreamFailure", f"{nsid}: the AppView did not answer ({exc})"
             ) from exc
-        return web.Response(status=status, body=content, headers=kept)

@@ -82,6 +82,7 @@ def register(router: XrpcRouter, pds: Pds) -> None:
     )
     async def create_record(call: Call[Credentials]) -> web.Response:
         did = _own_repo(pds, call)
+        pds.rate_limits.charge_writes(call.request, did, ["create"])
         body = call.body
         write = prepare_record_write(
             catalog,
@@ -97,6 +98,7 @@ def register(router: XrpcRouter, pds: Pds) -> None:
     @router.procedure("com.atproto.repo.putRecord", auth=writer_auth, json_limit=RECORD_JSON_LIMIT)
     async def put_record(call: Call[Credentials]) -> web.Response:
         did = _own_repo(pds, call)
+        pds.rate_limits.charge_writes(call.request, did, ["update"])
         body = call.body
         store = pds.stores.open(did)
         exists = store.record_cid(body["collection"], body["rkey"]) is not None
@@ -118,6 +120,7 @@ def register(router: XrpcRouter, pds: Pds) -> None:
     @router.procedure("com.atproto.repo.deleteRecord", auth=writer_auth)
     async def delete_record(call: Call[Credentials]) -> web.Response:
         did = _own_repo(pds, call)
+        pds.rate_limits.charge_writes(call.request, did, ["delete"])
         body = call.body
         swap = optional_cid(body, "swapRecord")
         write = prepare_delete(body["collection"], body["rkey"], swap if swap else UNSET)
@@ -157,6 +160,7 @@ def register(router: XrpcRouter, pds: Pds) -> None:
                 prepared.append(prepare_delete(item["collection"], item["rkey"]))
         if len(prepared) > 200:
             raise invalid_request("Too many writes. Max: 200")
+        pds.rate_limits.charge_writes(call.request, did, [w.action for w in prepared])
         applied = pds.writer.apply(did, prepared, optional_cid(body, "swapCommit"))
         results: list[dict[str, Any]] = []
         for write in prepared:
