@@ -26,13 +26,24 @@ def conformance_dir() -> Path | None:
 ASYNC_TEST_TIMEOUT = 60.0
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--chaos-full",
+        action="store_true",
+        default=False,
+        help="Run every chaos scenario (tests/chaos), not only the fast subset.",
+    )
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if not inspect.iscoroutinefunction(pyfuncitem.obj):
         return None
     names = pyfuncitem._fixtureinfo.argnames
     kwargs = {name: pyfuncitem.funcargs[name] for name in names}
-    asyncio.run(asyncio.wait_for(pyfuncitem.obj(**kwargs), ASYNC_TEST_TIMEOUT))
+    marker = pyfuncitem.get_closest_marker("async_timeout")
+    timeout = float(marker.args[0]) if marker is not None else ASYNC_TEST_TIMEOUT
+    asyncio.run(asyncio.wait_for(pyfuncitem.obj(**kwargs), timeout))
     return True
 
 

@@ -25,7 +25,9 @@ async def _get(http: aiohttp.ClientSession, url: str) -> str:
         return await response.text()
 
 
-def _upstream(name: str, calls: list[str], delay: float = 0.0, status: int = 200) -> web.Application:
+def _upstream(
+    name: str, calls: list[str], delay: float = 0.0, status: int = 200
+) -> web.Application:
     async def handle(request: web.Request) -> web.Response:
         calls.append(name)
         await asyncio.sleep(delay)

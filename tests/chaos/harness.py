@@ -1,0 +1,548 @@
+"""A small Strata network of real processes on 127.0.0.1, a steady load through the Python
+SDK, and the faults the chaos suite and `bench/chaos.py` inflict on it.
+
+The network: a PLC directory and a mirror of it, two PDSes, two relays following both, two
+AppViews reading both relays (in opposite orders), and a feed generator. The PDSes proxy to
+both AppViews; the first is reached through a TCP proxy (`tests.chaos.proxy`) that can turn
+slow or drop connections. Every service is its own `python -m strata` process, so a fault is
+a real SIGKILL, SIGSTOP or a broken connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+from atproto import AsyncClient
+from atproto_client.exceptions import AtProtocolError
+
+from tests.services import free_port
+
+PASSWORD: Final = "chaos-pw-1"
+READS: Final = ("timeline", "feed", "profile", "thread")
+ROOT: Final = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Service:
+    """One process of the network, on a fixed port so that it comes back where it was."""
+
+    name: str
+    argv: list[str]
+    port: int
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=log,
+                cwd=ROOT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True,
+            )
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/xrpc/_health", timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited; see {self.log}")
+            if self.healthy():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not become healthy in {timeout:.0f} s")
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to flush or say goodbye."""
+        self.signal(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def rss_kib(self) -> int:
+        assert self.proc is not None
+        with open(f"/proc/{self.proc.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+
+def strata(command: str, data_dir: Path, port: int, *args: str) -> list[str]:
+    return [
+        sys.executable, "-m", "strata", command, "--host", "127.0.0.1", "--port", str(port),
+        "--data-dir", str(data_dir), "--dev", "--log-level", "warning", *args,
+    ]  # fmt: skip
+
+
+@dataclass
+class Account:
+    handle: str
+    did: str
+    pds: str
+    token: str
+    first_post: str = ""
+
+
+@dataclass
+class Network:
+    """The processes, the accounts and the custom feed."""
+
+    root: Path
+    services: dict[str, Service] = field(default_factory=dict)
+    accounts: list[Account] = field(default_factory=list)
+    feed_uri: str = ""
+    control: int = 0
+
+    def __getitem__(self, name: str) -> Service:
+        return self.services[name]
+
+    @property
+    def appview_dids(self) -> dict[str, str]:
+        return {
+            name: f"did:web:localhost%3A{self.services[name].port}"
+            for name in ("appview1", "appview2")
+        }
+
+    def add(self, name: str, argv: list[str], port: int) -> Service:
+        service = Service(name, argv, port, self.root / f"{name}.log")
+        self.services[name] = service
+        return service
+
+    def stop(self) -> None:
+        for service in reversed(self.services.values()):
+            service.stop()
+
+    async def proxy_mode(self, mode: str, delay: float = 0.0) -> None:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"http://127.0.0.1:{self.control}/mode", json={"mode": mode, "delay": delay}
+            ) as response,
+        ):
+            assert response.status == 200
+
+    async def proxy_connections(self) -> int:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{self.control}/stats") as response,
+        ):
+            return int((await response.json())["connections"])
+
+
+def start_network(root: Path, users: int = 8, max_in_flight: int = 512) -> Network:
+    """Start every process and seed the accounts; the caller stops it (`Network.stop`)."""
+    root.mkdir(parents=True, exist_ok=True)
+    net = Network(root)
+    ports = {name: free_port() for name in (
+        "plc", "plc-mirror", "pds1", "pds2", "relay1", "relay2", "appview1", "appview2",
+        "proxy", "feedgen",
+    )}  # fmt: skip
+    net.control = free_port()
+    url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    dids = {n: f"did:web:localhost%3A{ports[n]}" for n in ("appview1", "appview2")}
+    limit = ("--max-in-flight", str(max_in_flight))
+    plcs = ("--plc-url", url["plc"], "--plc-url", url["plc-mirror"])
+    net.add("plc", strata("plc", root / "plc", ports["plc"], *limit), ports["plc"])
+    net.add("plc-mirror", strata("plc", root / "plc-mirror", ports["plc-mirror"],
+                                 "--mirror-of", url["plc"], *limit), ports["plc-mirror"])  # fmt: skip
+    for pds in ("pds1", "pds2"):
+        net.add(pds, strata(
+            "pds", root / pds, ports[pds], *plcs, *limit, "--hostname", "localhost",
+            "--appview", f"{url['proxy']}#{dids['appview1']}",
+            "--appview", f"{url['appview2']}#{dids['appview2']}",
+            "--relay", url["relay1"], "--relay", url["relay2"],
+            "--rate-limit-bypass-ip", "127.0.0.1",
+        ), ports[pds])  # fmt: skip
+    for relay in ("relay1", "relay2"):
+        net.add(relay, strata("relay", root / relay, ports[relay], *plcs, *limit,
+                              "--crawl", url["pds1"], "--crawl", url["pds2"]), ports[relay])  # fmt: skip
+    for appview, relays in (("appview1", ("relay1", "relay2")), ("appview2", ("relay2", "relay1"))):
+        net.add(appview, strata(
+            "appview", root / appview, ports[appview], *plcs, *limit, "--hostname", "localhost",
+            *(arg for r in relays for arg in ("--relay", url[r])),
+        ), ports[appview])  # fmt: skip
+    net.add("proxy", [
+        sys.executable, "-m", "tests.chaos.proxy", "--listen", str(ports["proxy"]),
+        "--target", str(ports["appview1"]), "--control", str(net.control),
+    ], net.control)  # fmt: skip
+    try:
+        for group in (("plc", "plc-mirror", "pds1", "pds2", "proxy"), ("relay1", "relay2"),
+                      ("appview1", "appview2")):  # fmt: skip
+            for name in group:
+                net[name].start()
+            for name in group:
+                net[name].wait_healthy()
+        asyncio.run(_seed(net, users))
+        net.add("feedgen", strata(
+            "feedgen", root / "feedgen", ports["feedgen"], *plcs, *limit,
+            "--relay", url["relay1"], "--relay", url["relay2"],
+            "--public-url", f"http://localhost:{ports['feedgen']}",
+            "--publisher", net.accounts[0].did,
+        ), ports["feedgen"])  # fmt: skip
+        net["feedgen"].start()
+        net["feedgen"].wait_healthy()
+        asyncio.run(_publish_feed(net))
+    except BaseException:
+        net.stop()
+        raise
+    return net
+
+
+@contextlib.contextmanager
+def running_network(root: Path, users: int = 8, max_in_flight: int = 512) -> Iterator[Network]:
+    net = start_network(root, users, max_in_flight)
+    try:
+        yield net
+    finally:
+        net.stop()
+
+
+async def _xrpc(
+    http: aiohttp.ClientSession,
+    base: str,
+    nsid: str,
+    token: str | None = None,
+    body: dict[str, Any] | None = None,
+    **params: Any,
+) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    method = "POST" if body is not None else "GET"
+    async with http.request(
+        method, f"{base}/xrpc/{nsid}", json=body, params=params or None, headers=headers
+    ) as response:
+        answer = await response.json(content_type=None)
+        if response.status != 200:
+            raise RuntimeError(f"{nsid} at {base}: {response.status} {answer}")
+        return answer
+
+
+async def _post(http: aiohttp.ClientSession, account: Account, text: str) -> dict[str, Any]:
+    record = {"$type": "app.bsky.feed.post", "text": text, "createdAt": _now()}
+    return dict(await _xrpc(http, account.pds, "com.atproto.repo.createRecord", account.token,
+                            {"repo": account.did, "collection": "app.bsky.feed.post",
+                             "record": record}))  # fmt: skip
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+
+
+async def _seed(net: Network, users: int) -> None:
+    """Accounts split over both PDSes, each following every other, two posts each."""
+    async with aiohttp.ClientSession() as http:
+
+        async def relays_connected() -> bool:
+            for relay in ("relay1", "relay2"):
+                url = net[relay].url
+                if await metric_sum(url, "strata_relay_upstreams_connected", http) < 2:
+                    return False
+            return True
+
+        # A relay follows a new host from its live tail: it must be there before the accounts.
+        await until(relays_connected, 30, "both relays follow both PDSes")
+        for i in range(users):
+            pds = net["pds1" if i % 2 == 0 else "pds2"].url
+            handle = f"user{i}.test"
+            body = {"handle": handle, "email": f"{handle}@example.test", "password": PASSWORD}
+            answer = await _xrpc(http, pds, "com.atproto.server.createAccount", body=body)
+            net.accounts.append(Account(handle, answer["did"], pds, answer["accessJwt"]))
+        for account in net.accounts:
+            for other in net.accounts:
+                if other is not account:
+                    record = {"$type": "app.bsky.graph.follow", "subject": other.did,
+                              "createdAt": _now()}  # fmt: skip
+                    await _xrpc(http, account.pds, "com.atproto.repo.createRecord", account.token,
+                                {"repo": account.did, "collection": "app.bsky.graph.follow",
+                                 "record": record})  # fmt: skip
+            account.first_post = (await _post(http, account, f"hello from {account.handle}"))["uri"]
+            await _post(http, account, f"second post by {account.handle}")
+        await until(lambda: _indexed(net, http), 90, "both AppViews index the seed")
+
+
+async def _indexed(net: Network, http: aiohttp.ClientSession) -> bool:
+    dids = [a.did for a in net.accounts]
+    for name in ("appview1", "appview2"):
+        try:
+            answer = await _xrpc(http, net[name].url, "app.bsky.actor.getProfiles", actors=dids)
+        except (RuntimeError, aiohttp.ClientError):
+            return False
+        profiles = answer["profiles"]
+        if len(profiles) != len(dids) or any(
+            p.get("postsCount", 0) < 2 or p.get("followsCount", 0) < len(dids) - 1 for p in profiles
+        ):
+            return False
+    return True
+
+
+async def _publish_feed(net: Network) -> None:
+    publisher = net.accounts[0]
+    feedgen_did = f"did:web:localhost%3A{net['feedgen'].port}"
+    async with aiohttp.ClientSession() as http:
+        record = {"$type": "app.bsky.feed.generator", "did": feedgen_did,
+                  "displayName": "Hot", "createdAt": _now()}  # fmt: skip
+        answer = await _xrpc(http, publisher.pds, "com.atproto.repo.createRecord",
+                             publisher.token, {"repo": publisher.did, "rkey": "hot",
+                                               "collection": "app.bsky.feed.generator",
+                                               "record": record})  # fmt: skip
+        net.feed_uri = answer["uri"]
+
+        async def served() -> bool:
+            for name in ("appview1", "appview2"):
+                try:
+                    await _xrpc(http, net[name].url, "app.bsky.feed.getFeedGenerator",
+                                feed=net.feed_uri)  # fmt: skip
+                except (RuntimeError, aiohttp.ClientError):
+                    return False
+            try:
+                await _xrpc(http, publisher.pds, "app.bsky.feed.getFeed", publisher.token,
+                            feed=net.feed_uri)  # fmt: skip
+            except (RuntimeError, aiohttp.ClientError):
+                return False
+            return True
+
+        await until(served, 60, "the custom feed is served")
+
+
+async def until(check: Any, seconds: float, what: str, every: float = 0.25) -> float:
+    """Poll `check()` until it is true; the seconds it took. Raises after `seconds`."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        if await check():
+            return time.monotonic() - started
+        await asyncio.sleep(every)
+    raise TimeoutError(f"{what}: not within {seconds:.0f} s")
+
+
+class RecordingClient(AsyncClient):
+    """The SDK's client, keeping the headers of its last answer (to see stale markers)."""
+
+    last_headers: dict[str, str]
+
+    async def _invoke(self, invoke_type: Any, **kwargs: Any) -> Any:
+        response = await super()._invoke(invoke_type, **kwargs)
+        self.last_headers = {k.lower(): v for k, v in response.headers.items()}
+        return response
+
+
+@dataclass
+class Sample:
+    at: float
+    pds: str
+    kind: str
+    outcome: str  # ok, stale, fail
+    stale_seconds: float
+    latency: float
+    error: str = ""
+
+
+@dataclass
+class Write:
+    at: float
+    account: Account
+    uri: str
+    latency: float
+
+
+@dataclass
+class Load:
+    """Reads (timeline, feed, profile, thread) and posts through the SDK at a steady rate."""
+
+    net: Network
+    reads_per_second: float = 16.0
+    writes_per_second: float = 2.0
+    samples: list[Sample] = field(default_factory=list)
+    writes: list[Write] = field(default_factory=list)
+    write_failures: list[tuple[float, str]] = field(default_factory=list)
+    clients: dict[str, RecordingClient] = field(default_factory=dict)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def login(self) -> None:
+        for account in self.net.accounts:
+            client = RecordingClient(base_url=account.pds)
+            await client.login(account.handle, PASSWORD)
+            self.clients[account.did] = client
+
+    def token(self, account: Account) -> str:
+        """The account's current access token, as the SDK holds it."""
+        session = self.clients[account.did]._session
+        assert session is not None
+        return str(session.access_jwt)
+
+    def start(self) -> None:
+        per_user = self.reads_per_second / len(self.net.accounts)
+        for i, account in enumerate(self.net.accounts):
+            self._tasks.append(asyncio.create_task(self._reader(account, per_user, i)))
+        self._tasks.append(asyncio.create_task(self._writer()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def _read(self, account: Account, kind: str) -> None:
+        client = self.clients[account.did]
+        client.last_headers = {}
+        if kind == "timeline":
+            await client.get_timeline(limit=20)
+        elif kind == "feed":
+            await client.app.bsky.feed.get_feed({"feed": self.net.feed_uri, "limit": 20})
+        elif kind == "profile":
+            other = self.net.accounts[
+                (self.net.accounts.index(account) + 1) % len(self.net.accounts)
+            ]
+            await client.get_profile(other.did)
+        else:
+            await client.get_post_thread(account.first_post)
+
+    async def _reader(self, account: Account, rate: float, offset: int) -> None:
+        interval = 1.0 / rate
+        turn = offset
+        await asyncio.sleep(random.uniform(0, interval))
+        while True:
+            kind = READS[turn % len(READS)]
+            turn += 1
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(10):
+                    await self._read(account, kind)
+                stale = self.clients[account.did].last_headers.get("strata-stale-seconds")
+                outcome, age = ("stale", float(stale)) if stale is not None else ("ok", 0.0)
+                error = ""
+            except (AtProtocolError, TimeoutError, OSError) as exc:
+                outcome, age, error = "fail", 0.0, f"{type(exc).__name__}: {exc}"[:300]
+            latency = time.monotonic() - started
+            self.samples.append(Sample(started, account.pds, kind, outcome, age, latency, error))
+            await asyncio.sleep(max(0.0, interval - latency))
+
+    async def _writer(self) -> None:
+        interval = 1.0 / self.writes_per_second
+        n = 0
+        while True:
+            account = self.net.accounts[n % len(self.net.accounts)]
+            n += 1
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(10):
+                    created = await self.clients[account.did].com.atproto.repo.create_record(
+                        {
+                            "repo": account.did,
+                            "collection": "app.bsky.feed.post",
+                            "record": {
+                                "$type": "app.bsky.feed.post",
+                                "text": f"chaos post {n}",
+                                "createdAt": _now(),
+                            },
+                        }  # fmt: skip
+                    )
+                self.writes.append(Write(started, account, created.uri, time.monotonic() - started))
+            except (AtProtocolError, TimeoutError, OSError) as exc:
+                # Not acknowledged: the client knows it did not happen (its PDS is down).
+                self.write_failures.append((started, f"{type(exc).__name__}: {exc}"[:200]))
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+async def caught_up(net: Network, writes: list[Write], http: aiohttp.ClientSession) -> bool:
+    """Every acknowledged write is in its PDS, in both AppViews, and both relays hold every
+    account's latest commit."""
+    uris = [w.uri for w in writes]
+    for name in ("appview1", "appview2"):
+        for i in range(0, len(uris), 25):
+            try:
+                answer = await _xrpc(http, net[name].url, "app.bsky.feed.getPosts",
+                                     uris=uris[i : i + 25])  # fmt: skip
+            except (RuntimeError, aiohttp.ClientError, OSError):
+                return False
+            if len(answer["posts"]) != len(uris[i : i + 25]):
+                return False
+    for account in net.accounts:
+        try:
+            head = await _xrpc(http, account.pds, "com.atproto.sync.getLatestCommit",
+                               did=account.did)  # fmt: skip
+            for relay in ("relay1", "relay2"):
+                seen = await _xrpc(http, net[relay].url, "com.atproto.sync.getLatestCommit",
+                                   did=account.did)  # fmt: skip
+                if seen["rev"] != head["rev"]:
+                    return False
+        except (RuntimeError, aiohttp.ClientError, OSError):
+            return False
+    return True
+
+
+async def lost_writes(net: Network, writes: list[Write], http: aiohttp.ClientSession) -> int:
+    """Acknowledged writes that their PDS no longer has."""
+    lost = 0
+    for write in writes:
+        _, _, did, collection, rkey = write.uri.split("/")
+        try:
+            await _xrpc(http, write.account.pds, "com.atproto.repo.getRecord",
+                        repo=did, collection=collection, rkey=rkey)  # fmt: skip
+        except RuntimeError:
+            lost += 1
+    return lost
+
+
+async def metric_sum(url: str, name: str, http: aiohttp.ClientSession) -> float:
+    """The sum of a Prometheus metric's samples at `url/metrics` (0 when unreachable)."""
+    try:
+        async with http.get(f"{url}/metrics", timeout=aiohttp.ClientTimeout(total=3)) as response:
+            text = await response.text()
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        return 0.0
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and (len(line) == len(name) or line[len(name)] in " {"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def flood(url: str, token: str, rate: float, seconds: float) -> subprocess.Popen[bytes]:
+    """Start `tests.chaos.flood` against `url`; read its JSON result from stdout when done."""
+    argv = [sys.executable, "-m", "tests.chaos.flood", "--url", url, "--token", token,
+            "--rate", str(rate), "--seconds", str(seconds)]  # fmt: skip
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, cwd=ROOT)
+
+
+def flood_result(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+    out, _ = proc.communicate(timeout=60)
+    result: dict[str, Any] = json.loads(out)
+    return result
