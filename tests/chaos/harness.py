@@ -108,9 +108,21 @@ class Service:
 
 def strata(command: str, data_dir: Path, port: int, *args: str) -> list[str]:
     return [
-        sys.executable, "-m", "strata", command, "--host", "127.0.0.1", "--port", str(port),
-        "--data-dir", str(data_dir), "--dev", "--log-level", "warning", *args,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "strata",
+        command,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--dev",
+        "--log-level",
+        "warning",
+        *args,
+    ]
 
 
 @dataclass
@@ -172,52 +184,106 @@ def start_network(root: Path, users: int = 8, max_in_flight: int = 512) -> Netwo
     """Start every process and seed the accounts; the caller stops it (`Network.stop`)."""
     root.mkdir(parents=True, exist_ok=True)
     net = Network(root)
-    ports = {name: free_port() for name in (
-        "plc", "plc-mirror", "pds1", "pds2", "relay1", "relay2", "appview1", "appview2",
-        "proxy", "feedgen",
-    )}  # fmt: skip
+    ports = {
+        name: free_port()
+        for name in (
+            "plc",
+            "plc-mirror",
+            "pds1",
+            "pds2",
+            "relay1",
+            "relay2",
+            "appview1",
+            "appview2",
+            "proxy",
+            "feedgen",
+        )
+    }
     net.control = free_port()
     url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     dids = {n: f"did:web:localhost%3A{ports[n]}" for n in ("appview1", "appview2")}
     limit = ("--max-in-flight", str(max_in_flight))
     plcs = ("--plc-url", url["plc"], "--plc-url", url["plc-mirror"])
-    net.add("plc", strata("plc", root / "plc", ports["plc"], *limit), ports["plc"])
-    net.add("plc-mirror", strata("plc", root / "plc-mirror", ports["plc-mirror"],
-                                 "--mirror-of", url["plc"], *limit), ports["plc-mirror"])  # fmt: skip
+
+    def add(name: str, command: str, *args: str) -> None:
+        net.add(name, strata(command, root / name, ports[name], *limit, *args), ports[name])
+
+    add("plc", "plc")
+    add("plc-mirror", "plc", "--mirror-of", url["plc"])
     for pds in ("pds1", "pds2"):
-        net.add(pds, strata(
-            "pds", root / pds, ports[pds], *plcs, *limit, "--hostname", "localhost",
-            "--appview", f"{url['proxy']}#{dids['appview1']}",
-            "--appview", f"{url['appview2']}#{dids['appview2']}",
-            "--relay", url["relay1"], "--relay", url["relay2"],
-            "--rate-limit-bypass-ip", "127.0.0.1",
-        ), ports[pds])  # fmt: skip
+        add(
+            pds,
+            "pds",
+            *plcs,
+            "--hostname",
+            "localhost",
+            "--appview",
+            f"{url['proxy']}#{dids['appview1']}",
+            "--appview",
+            f"{url['appview2']}#{dids['appview2']}",
+            "--relay",
+            url["relay1"],
+            "--relay",
+            url["relay2"],
+            "--rate-limit-bypass-ip",
+            "127.0.0.1",
+        )
     for relay in ("relay1", "relay2"):
-        net.add(relay, strata("relay", root / relay, ports[relay], *plcs, *limit,
-                              "--crawl", url["pds1"], "--crawl", url["pds2"]), ports[relay])  # fmt: skip
-    for appview, relays in (("appview1", ("relay1", "relay2")), ("appview2", ("relay2", "relay1"))):
-        net.add(appview, strata(
-            "appview", root / appview, ports[appview], *plcs, *limit, "--hostname", "localhost",
-            *(arg for r in relays for arg in ("--relay", url[r])),
-        ), ports[appview])  # fmt: skip
-    net.add("proxy", [
-        sys.executable, "-m", "tests.chaos.proxy", "--listen", str(ports["proxy"]),
-        "--target", str(ports["appview1"]), "--control", str(net.control),
-    ], net.control)  # fmt: skip
+        add(relay, "relay", *plcs, "--crawl", url["pds1"], "--crawl", url["pds2"])
+    for appview, first, second in (
+        ("appview1", "relay1", "relay2"),
+        ("appview2", "relay2", "relay1"),
+    ):
+        add(
+            appview,
+            "appview",
+            *plcs,
+            "--hostname",
+            "localhost",
+            "--relay",
+            url[first],
+            "--relay",
+            url[second],
+        )
+    net.add(
+        "proxy",
+        [
+            sys.executable,
+            "-m",
+            "tests.chaos.proxy",
+            "--listen",
+            str(ports["proxy"]),
+            "--target",
+            str(ports["appview1"]),
+            "--control",
+            str(net.control),
+        ],
+        net.control,
+    )
     try:
-        for group in (("plc", "plc-mirror", "pds1", "pds2", "proxy"), ("relay1", "relay2"),
-                      ("appview1", "appview2")):  # fmt: skip
+        for group in (
+            ("plc", "plc-mirror", "pds1", "pds2", "proxy"),
+            ("relay1", "relay2"),
+            ("appview1", "appview2"),
+        ):
             for name in group:
                 net[name].start()
             for name in group:
                 net[name].wait_healthy()
         asyncio.run(_seed(net, users))
-        net.add("feedgen", strata(
-            "feedgen", root / "feedgen", ports["feedgen"], *plcs, *limit,
-            "--relay", url["relay1"], "--relay", url["relay2"],
-            "--public-url", f"http://localhost:{ports['feedgen']}",
-            "--publisher", net.accounts[0].did,
-        ), ports["feedgen"])  # fmt: skip
+        add(
+            "feedgen",
+            "feedgen",
+            *plcs,
+            "--relay",
+            url["relay1"],
+            "--relay",
+            url["relay2"],
+            "--public-url",
+            f"http://localhost:{ports['feedgen']}",
+            "--publisher",
+            net.accounts[0].did,
+        )
         net["feedgen"].start()
         net["feedgen"].wait_healthy()
         asyncio.run(_publish_feed(net))
@@ -257,9 +323,15 @@ async def _xrpc(
 
 async def _post(http: aiohttp.ClientSession, account: Account, text: str) -> dict[str, Any]:
     record = {"$type": "app.bsky.feed.post", "text": text, "createdAt": _now()}
-    return dict(await _xrpc(http, account.pds, "com.atproto.repo.createRecord", account.token,
-                            {"repo": account.did, "collection": "app.bsky.feed.post",
-                             "record": record}))  # fmt: skip
+    return dict(
+        await _xrpc(
+            http,
+            account.pds,
+            "com.atproto.repo.createRecord",
+            account.token,
+            {"repo": account.did, "collection": "app.bsky.feed.post", "record": record},
+        )
+    )
 
 
 def _now() -> str:
@@ -288,11 +360,22 @@ async def _seed(net: Network, users: int) -> None:
         for account in net.accounts:
             for other in net.accounts:
                 if other is not account:
-                    record = {"$type": "app.bsky.graph.follow", "subject": other.did,
-                              "createdAt": _now()}  # fmt: skip
-                    await _xrpc(http, account.pds, "com.atproto.repo.createRecord", account.token,
-                                {"repo": account.did, "collection": "app.bsky.graph.follow",
-                                 "record": record})  # fmt: skip
+                    record = {
+                        "$type": "app.bsky.graph.follow",
+                        "subject": other.did,
+                        "createdAt": _now(),
+                    }
+                    await _xrpc(
+                        http,
+                        account.pds,
+                        "com.atproto.repo.createRecord",
+                        account.token,
+                        {
+                            "repo": account.did,
+                            "collection": "app.bsky.graph.follow",
+                            "record": record,
+                        },
+                    )
             account.first_post = (await _post(http, account, f"hello from {account.handle}"))["uri"]
             await _post(http, account, f"second post by {account.handle}")
         await until(lambda: _indexed(net, http), 90, "both AppViews index the seed")
@@ -317,24 +400,38 @@ async def _publish_feed(net: Network) -> None:
     publisher = net.accounts[0]
     feedgen_did = f"did:web:localhost%3A{net['feedgen'].port}"
     async with aiohttp.ClientSession() as http:
-        record = {"$type": "app.bsky.feed.generator", "did": feedgen_did,
-                  "displayName": "Hot", "createdAt": _now()}  # fmt: skip
-        answer = await _xrpc(http, publisher.pds, "com.atproto.repo.createRecord",
-                             publisher.token, {"repo": publisher.did, "rkey": "hot",
-                                               "collection": "app.bsky.feed.generator",
-                                               "record": record})  # fmt: skip
+        record = {
+            "$type": "app.bsky.feed.generator",
+            "did": feedgen_did,
+            "displayName": "Hot",
+            "createdAt": _now(),
+        }
+        answer = await _xrpc(
+            http,
+            publisher.pds,
+            "com.atproto.repo.createRecord",
+            publisher.token,
+            {
+                "repo": publisher.did,
+                "rkey": "hot",
+                "collection": "app.bsky.feed.generator",
+                "record": record,
+            },
+        )
         net.feed_uri = answer["uri"]
 
         async def served() -> bool:
             for name in ("appview1", "appview2"):
                 try:
-                    await _xrpc(http, net[name].url, "app.bsky.feed.getFeedGenerator",
-                                feed=net.feed_uri)  # fmt: skip
+                    await _xrpc(
+                        http, net[name].url, "app.bsky.feed.getFeedGenerator", feed=net.feed_uri
+                    )
                 except (RuntimeError, aiohttp.ClientError):
                     return False
             try:
-                await _xrpc(http, publisher.pds, "app.bsky.feed.getFeed", publisher.token,
-                            feed=net.feed_uri)  # fmt: skip
+                await _xrpc(
+                    http, publisher.pds, "app.bsky.feed.getFeed", publisher.token, feed=net.feed_uri
+                )
             except (RuntimeError, aiohttp.ClientError):
                 return False
             return True
@@ -472,7 +569,7 @@ class Load:
                                 "text": f"chaos post {n}",
                                 "createdAt": _now(),
                             },
-                        }  # fmt: skip
+                        }
                     )
                 self.writes.append(Write(started, account, created.uri, time.monotonic() - started))
             except (AtProtocolError, TimeoutError, OSError) as exc:
@@ -488,19 +585,22 @@ async def caught_up(net: Network, writes: list[Write], http: aiohttp.ClientSessi
     for name in ("appview1", "appview2"):
         for i in range(0, len(uris), 25):
             try:
-                answer = await _xrpc(http, net[name].url, "app.bsky.feed.getPosts",
-                                     uris=uris[i : i + 25])  # fmt: skip
+                answer = await _xrpc(
+                    http, net[name].url, "app.bsky.feed.getPosts", uris=uris[i : i + 25]
+                )
             except (RuntimeError, aiohttp.ClientError, OSError):
                 return False
             if len(answer["posts"]) != len(uris[i : i + 25]):
                 return False
     for account in net.accounts:
         try:
-            head = await _xrpc(http, account.pds, "com.atproto.sync.getLatestCommit",
-                               did=account.did)  # fmt: skip
+            head = await _xrpc(
+                http, account.pds, "com.atproto.sync.getLatestCommit", did=account.did
+            )
             for relay in ("relay1", "relay2"):
-                seen = await _xrpc(http, net[relay].url, "com.atproto.sync.getLatestCommit",
-                                   did=account.did)  # fmt: skip
+                seen = await _xrpc(
+                    http, net[relay].url, "com.atproto.sync.getLatestCommit", did=account.did
+                )
                 if seen["rev"] != head["rev"]:
                     return False
         except (RuntimeError, aiohttp.ClientError, OSError):
@@ -514,8 +614,14 @@ async def lost_writes(net: Network, writes: list[Write], http: aiohttp.ClientSes
     for write in writes:
         _, _, did, collection, rkey = write.uri.split("/")
         try:
-            await _xrpc(http, write.account.pds, "com.atproto.repo.getRecord",
-                        repo=did, collection=collection, rkey=rkey)  # fmt: skip
+            await _xrpc(
+                http,
+                write.account.pds,
+                "com.atproto.repo.getRecord",
+                repo=did,
+                collection=collection,
+                rkey=rkey,
+            )
         except RuntimeError:
             lost += 1
     return lost
@@ -537,8 +643,19 @@ async def metric_sum(url: str, name: str, http: aiohttp.ClientSession) -> float:
 
 def flood(url: str, token: str, rate: float, seconds: float) -> subprocess.Popen[bytes]:
     """Start `tests.chaos.flood` against `url`; read its JSON result from stdout when done."""
-    argv = [sys.executable, "-m", "tests.chaos.flood", "--url", url, "--token", token,
-            "--rate", str(rate), "--seconds", str(seconds)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "tests.chaos.flood",
+        "--url",
+        url,
+        "--token",
+        token,
+        "--rate",
+        str(rate),
+        "--seconds",
+        str(seconds),
+    ]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, cwd=ROOT)
 
 

@@ -49,9 +49,14 @@ SCENARIOS: Final = (
 )
 BY_NAME: Final = {s.name: s for s in SCENARIOS}
 FAST: Final = (
-    "appview1-kill", "appview1-slow", "relay1-kill", "feedgen-kill", "plc-freeze", "pds1-kill",
+    "appview1-kill",
+    "appview1-slow",
+    "relay1-kill",
+    "feedgen-kill",
+    "plc-freeze",
+    "pds1-kill",
     "overload",
-)  # fmt: skip
+)
 """The subset run by the default test command; the rest run with `pytest --chaos-full`."""
 
 
@@ -122,9 +127,13 @@ async def _shed(net: Network, http: aiohttp.ClientSession) -> float:
 
 
 async def run_scenario(
-    net: Network, load: Load, scenario: Scenario, fault_seconds: float, warm: float = 3.0,
+    net: Network,
+    load: Load,
+    scenario: Scenario,
+    fault_seconds: float,
+    warm: float = 3.0,
     recovery_limit: float = 90.0,
-) -> Result:  # fmt: skip
+) -> Result:
     """Warm up under load, apply the fault for `fault_seconds`, heal it, wait for recovery."""
     result = Result(scenario, fault_seconds)
     service = net[scenario.target]

@@ -17,7 +17,10 @@ from tests.chaos.scenarios import BY_NAME, FAST, SCENARIOS, Result, run_scenario
 def _describe(result: Result) -> str:
     return (
         f"{result.scenario.name}: {result.reads} reads, {result.ok} ok, {result.stale} stale, "
-        f"{result.failed} failed; recovery {result.recovery_seconds}; errors {result.errors}"
+        f"{result.failed} failed; recovery {result.recovery_seconds}; errors {result.errors}; "
+        f"reconnects/s {result.reconnects_per_second}; writes {result.writes}, "
+        f"p99 {result.write_p99_ms:.0f} ms; shed {result.shed}; flood {result.flood}; "
+        f"rss +{result.rss_growth_kib} KiB"
     )
 
 
