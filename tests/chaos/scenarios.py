@@ -29,6 +29,8 @@ class Scenario:
     target: str
     fault: str  # kill, freeze, slow, drop, overload
     what: str
+    load_factor: int = 10
+    """For an overload: the flood's rate, in multiples of the steady read rate."""
 
 
 SCENARIOS: Final = (
@@ -46,6 +48,9 @@ SCENARIOS: Final = (
     Scenario("feedgen-kill", "feedgen", "kill", "the feed generator is killed"),
     Scenario("feedgen-freeze", "feedgen", "freeze", "the feed generator hangs"),
     Scenario("overload", "pds1", "overload", "10 times the steady read rate on one PDS"),
+    Scenario(
+        "saturation", "pds1", "overload", "100 times the steady read rate on one PDS", 100
+    ),
 )
 BY_NAME: Final = {s.name: s for s in SCENARIOS}
 FAST: Final = (
@@ -55,7 +60,7 @@ FAST: Final = (
     "feedgen-kill",
     "plc-freeze",
     "pds1-kill",
-    "overload",
+    "overload", "saturation",
 )
 """The subset run by the default test command; the rest run with `pytest --chaos-full`."""
 
@@ -155,7 +160,7 @@ async def run_scenario(
         else:
             account = net.accounts[0]
             token = load.token(account)
-            rate = 10 * load.reads_per_second
+            rate = scenario.load_factor * load.reads_per_second
             url = f"{account.pds}/xrpc/app.bsky.feed.getTimeline"
             flooding = flood(url, token, rate, fault_seconds)
         await asyncio.sleep(fault_seconds)

@@ -76,3 +76,47 @@ async def test_reads_fail_over_and_the_proxy_header_picks_the_service(tmp_path: 
             # Without a token nothing is proxied.
             async with http.get(url, params={"actor": "bob.test"}) as resp:
                 assert resp.status == 401
+
+
+async def test_busy_appviews_give_503_and_remembered_answers_come_back_stale(
+    tmp_path: Path,
+) -> None:
+    state = {"status": 200}
+
+    async def handle(request: web.Request) -> web.Response:
+        if state["status"] == 503:
+            return web.json_response(
+                {"error": "NotEnoughResources", "message": "busy"},
+                status=503,
+                headers={"Retry-After": "7"},
+            )
+        return web.json_response({"feed": [], "n": request.query.get("limit")})
+
+    app = web.Application()
+    app.router.add_route("*", "/xrpc/{nsid}", handle)
+    async with (
+        running_plc(tmp_path / "plc") as plc,
+        serving(app) as first,
+        serving(app) as second,
+    ):
+        appviews = (AppView(first, "did:web:first.test"), AppView(second, "did:web:second.test"))
+        async with (
+            running_pds(tmp_path / "pds", plc.url, appviews=appviews) as pds,
+            aiohttp.ClientSession() as http,
+        ):
+            body = {"handle": "alice.test", "email": "a@example.test", "password": "pw"}
+            async with http.post(
+                f"{pds.url}/xrpc/com.atproto.server.createAccount", json=body
+            ) as resp:
+                auth = {"Authorization": f"Bearer {(await resp.json())['accessJwt']}"}
+            url = f"{pds.url}/xrpc/app.bsky.feed.getTimeline"
+            async with http.get(url, params={"limit": "5"}, headers=auth) as resp:
+                assert resp.status == 200 and "strata-stale-seconds" not in resp.headers
+
+            state["status"] = 503
+            async with http.get(url, params={"limit": "5"}, headers=auth) as resp:
+                assert resp.status == 200 and resp.headers["strata-stale-seconds"] == "0"
+                assert (await resp.json())["n"] == "5"
+            async with http.get(url, params={"limit": "6"}, headers=auth) as resp:
+                assert resp.status == 503 and resp.headers["Retry-After"] == "7"
+                assert (await resp.json())["error"] == "NotEnoughResources"

@@ -27,7 +27,7 @@ class Lane(enum.IntEnum):
 SHARES = {Lane.WRITE: 1.0, Lane.READ: 0.8, Lane.STREAM: 0.6, Lane.BACKFILL: 0.4}
 """The fraction of the capacity each lane may fill."""
 
-MAX_LAG = {Lane.WRITE: float("inf"), Lane.READ: 0.05, Lane.STREAM: 0.1, Lane.BACKFILL: 0.03}
+MAX_LAG = {Lane.WRITE: float("inf"), Lane.READ: 0.025, Lane.STREAM: 0.1, Lane.BACKFILL: 0.02}
 """Seconds of event-loop lag above which a lane is refused: a server whose loop is late is
 already over capacity, whatever the count in flight says."""
 

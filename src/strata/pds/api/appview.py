@@ -103,6 +103,14 @@ def _answered_for_upstream(status: int, content: bytes) -> bool:
     return isinstance(body, dict) and body.get("error") in ("UpstreamFailure", "UpstreamTimeout")
 
 
+class AppViewBusy(Exception):
+    """The AppView shed the call (503): it is up, but over capacity."""
+
+    def __init__(self, url: str, retry_after: str) -> None:
+        super().__init__(f"{url}: busy")
+        self.retry_after = retry_after if retry_after.isdigit() else "1"
+
+
 class Proxy:
     """Forwards calls the PDS does not serve itself."""
 
@@ -276,6 +284,8 @@ class Proxy:
                 },
             ) as response:
                 content = await response.read()
+                if response.status == 503 and request.method == "GET":
+                    raise AppViewBusy(url, response.headers.get("Retry-After", "1"))
                 if (
                     response.status >= 500
                     and request.method == "GET"
@@ -293,7 +303,23 @@ class Proxy:
             return await self.pool.call(
                 attempt, idempotent=request.method == "GET", deadline=deadline
             )
-        except (UpstreamUnavailable, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (
+            UpstreamUnavailable,
+            AppViewBusy,
+            aiohttp.ClientError,
+            OSError,
+            TimeoutError,
+        ) as exc:
+            causes = exc.causes if isinstance(exc, UpstreamUnavailable) else [exc]
+            if causes and all(isinstance(c, AppViewBusy) for c in causes):
+                # Every AppView is shedding load: say so, and when to come back.
+                wait = max(int(c.retry_after) for c in causes if isinstance(c, AppViewBusy))
+                raise XrpcError(
+                    503,
+                    "NotEnoughResources",
+                    f"{nsid}: the AppView is busy; retry later",
+                    headers={"Retry-After": str(wait)},
+                ) from exc
             raise XrpcError(
                 502, "UpstreamFailure", f"{nsid}: the AppView did not answer ({exc})"
             ) from exc
