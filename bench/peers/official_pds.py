@@ -196,6 +196,7 @@ async def official_pds(
     port: int = 0,
     hostname: str = "localhost",
     stub_appview: bool = True,
+    appview: tuple[str, str] | None = None,
 ) -> AsyncIterator[OfficialPds]:
     """The official PDS on 127.0.0.1, its DIDs registered at `plc_url`, its data in `data_dir`.
 
@@ -205,6 +206,7 @@ async def official_pds(
     is configured. With it, proxied reads (getProfile...) answer 501 MethodNotImplemented;
     without it, 400 "No service configured" and the preference methods do not exist.
     `hostname` other than "localhost" makes the PDS advertise `https://<hostname>`.
+    `appview=(url, did)` configures a real AppView instead (its single AppView).
 
     Waits up to STARTUP_TIMEOUT_S for `GET /xrpc/_health`; raises RuntimeError with the end of
     the process's output if it exits or does not answer in time. Its stdout and stderr go to
@@ -224,7 +226,9 @@ async def official_pds(
         if not k.startswith(("PDS_", "LOG_")) and k not in {"NODE_OPTIONS", "STRATA_STUB_APPVIEW"}
     }
     env.update(pds_environment(plc_url, data_dir, port, hostname, admin_password))
-    env["STRATA_STUB_APPVIEW"] = "true" if stub_appview else "false"
+    env["STRATA_STUB_APPVIEW"] = "true" if stub_appview and appview is None else "false"
+    if appview is not None:
+        env["PDS_BSKY_APP_VIEW_URL"], env["PDS_BSKY_APP_VIEW_DID"] = appview
     log_path = data_dir / LOG_NAME
     url = f"http://127.0.0.1:{port}"
     with log_path.open("ab") as log:

@@ -204,6 +204,26 @@ async def test_every_view_matches_its_lexicon(tmp_path: Path, database_url: str 
         assert generator["isOnline"] is False
         several = await view(bob, "app.bsky.feed.getFeedGenerators", feeds=[feed_record["uri"]])
         assert several["feeds"][0]["displayName"] == "Alice's feed"
+        # The official PDS reads generator records from the AppView's index.
+        record_url = f"{network.appview.url}/xrpc/com.atproto.repo.getRecord"
+        _, _, _, collection, rkey = feed_record["uri"].split("/")
+        for repo, cid, status in (
+            (alice.did, None, 200),
+            ("alice.test", feed_record["cid"], 200),
+            (alice.did, first["cid"], 400),
+            (bob.did, None, 400),
+        ):
+            params = {"repo": repo, "collection": collection, "rkey": rkey}
+            async with network.http.get(
+                record_url, params={**params, **({"cid": cid} if cid else {})}
+            ) as response:
+                answer = await response.json()
+                assert response.status == status, answer
+            if status == 200:
+                assert answer["uri"] == feed_record["uri"] and answer["cid"] == feed_record["cid"]
+                assert answer["value"]["displayName"] == "Alice's feed"
+            else:
+                assert answer["error"] == "RecordNotFound"
 
         profile = await view(bob, "app.bsky.actor.getProfile", actor="alice.test")
         assert profile["displayName"] == "Alice A."

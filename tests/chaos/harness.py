@@ -142,7 +142,10 @@ class Network:
     services: dict[str, Service] = field(default_factory=dict)
     accounts: list[Account] = field(default_factory=list)
     feed_uri: str = ""
+    proxy_port: int = 0
+    """Where the fault proxy in front of the first AppView listens."""
     control: int = 0
+    """The fault proxy's control port (the `proxy` service's port)."""
 
     def __getitem__(self, name: str) -> Service:
         return self.services[name]
@@ -200,6 +203,7 @@ def start_network(root: Path, users: int = 8, max_in_flight: int = 512) -> Netwo
         )
     }
     net.control = free_port()
+    net.proxy_port = ports["proxy"]
     url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     dids = {n: f"did:web:localhost%3A{ports[n]}" for n in ("appview1", "appview2")}
     limit = ("--max-in-flight", str(max_in_flight))
@@ -302,7 +306,7 @@ def running_network(root: Path, users: int = 8, max_in_flight: int = 512) -> Ite
         net.stop()
 
 
-async def _xrpc(
+async def xrpc(
     http: aiohttp.ClientSession,
     base: str,
     nsid: str,
@@ -324,7 +328,7 @@ async def _xrpc(
 async def _post(http: aiohttp.ClientSession, account: Account, text: str) -> dict[str, Any]:
     record = {"$type": "app.bsky.feed.post", "text": text, "createdAt": _now()}
     return dict(
-        await _xrpc(
+        await xrpc(
             http,
             account.pds,
             "com.atproto.repo.createRecord",
@@ -338,59 +342,66 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
 
 
+async def relays_follow(net: Network, hosts: int, http: aiohttp.ClientSession) -> None:
+    """Wait until both relays follow `hosts` PDSes. A relay follows a new host from its live
+    tail, so accounts created before that would be missed."""
+
+    async def connected() -> bool:
+        for relay in ("relay1", "relay2"):
+            url = net[relay].url
+            if await metric_sum(url, "strata_relay_upstreams_connected", http) < hosts:
+                return False
+        return True
+
+    await until(connected, 30, f"both relays follow {hosts} PDSes")
+
+
+async def seed_accounts(
+    net: Network, http: aiohttp.ClientSession, pdses: list[str], prefix: str, count: int
+) -> list[Account]:
+    """`count` accounts spread over `pdses`, each following every account of the network and
+    the new ones, with two posts each; returns once both AppViews have indexed them."""
+    made: list[Account] = []
+    for i in range(count):
+        pds = pdses[i % len(pdses)]
+        handle = f"{prefix}{i}.test"
+        body = {"handle": handle, "email": f"{handle}@example.test", "password": PASSWORD}
+        answer = await xrpc(http, pds, "com.atproto.server.createAccount", body=body)
+        made.append(Account(handle, answer["did"], pds, answer["accessJwt"]))
+    everyone = net.accounts + made
+    for account in made:
+        for other in everyone:
+            if other is not account:
+                follow = {"$type": "app.bsky.graph.follow", "subject": other.did,
+                          "createdAt": _now()}  # fmt: skip
+                await xrpc(http, account.pds, "com.atproto.repo.createRecord", account.token,
+                            {"repo": account.did, "collection": "app.bsky.graph.follow",
+                             "record": follow})  # fmt: skip
+        account.first_post = (await _post(http, account, f"hello from {account.handle}"))["uri"]
+        await _post(http, account, f"second post by {account.handle}")
+    await until(lambda: _indexed(net, made, len(everyone) - 1, http), 90, "indexing the seed")
+    return made
+
+
 async def _seed(net: Network, users: int) -> None:
-    """Accounts split over both PDSes, each following every other, two posts each."""
     async with aiohttp.ClientSession() as http:
-
-        async def relays_connected() -> bool:
-            for relay in ("relay1", "relay2"):
-                url = net[relay].url
-                if await metric_sum(url, "strata_relay_upstreams_connected", http) < 2:
-                    return False
-            return True
-
-        # A relay follows a new host from its live tail: it must be there before the accounts.
-        await until(relays_connected, 30, "both relays follow both PDSes")
-        for i in range(users):
-            pds = net["pds1" if i % 2 == 0 else "pds2"].url
-            handle = f"user{i}.test"
-            body = {"handle": handle, "email": f"{handle}@example.test", "password": PASSWORD}
-            answer = await _xrpc(http, pds, "com.atproto.server.createAccount", body=body)
-            net.accounts.append(Account(handle, answer["did"], pds, answer["accessJwt"]))
-        for account in net.accounts:
-            for other in net.accounts:
-                if other is not account:
-                    record = {
-                        "$type": "app.bsky.graph.follow",
-                        "subject": other.did,
-                        "createdAt": _now(),
-                    }
-                    await _xrpc(
-                        http,
-                        account.pds,
-                        "com.atproto.repo.createRecord",
-                        account.token,
-                        {
-                            "repo": account.did,
-                            "collection": "app.bsky.graph.follow",
-                            "record": record,
-                        },
-                    )
-            account.first_post = (await _post(http, account, f"hello from {account.handle}"))["uri"]
-            await _post(http, account, f"second post by {account.handle}")
-        await until(lambda: _indexed(net, http), 90, "both AppViews index the seed")
+        await relays_follow(net, 2, http)
+        pdses = [net["pds1"].url, net["pds2"].url]
+        net.accounts.extend(await seed_accounts(net, http, pdses, "user", users))
 
 
-async def _indexed(net: Network, http: aiohttp.ClientSession) -> bool:
-    dids = [a.did for a in net.accounts]
+async def _indexed(
+    net: Network, accounts: list[Account], follows: int, http: aiohttp.ClientSession
+) -> bool:
+    dids = [a.did for a in accounts]
     for name in ("appview1", "appview2"):
         try:
-            answer = await _xrpc(http, net[name].url, "app.bsky.actor.getProfiles", actors=dids)
+            answer = await xrpc(http, net[name].url, "app.bsky.actor.getProfiles", actors=dids)
         except (RuntimeError, aiohttp.ClientError):
             return False
         profiles = answer["profiles"]
         if len(profiles) != len(dids) or any(
-            p.get("postsCount", 0) < 2 or p.get("followsCount", 0) < len(dids) - 1 for p in profiles
+            p.get("postsCount", 0) < 2 or p.get("followsCount", 0) < follows for p in profiles
         ):
             return False
     return True
@@ -406,7 +417,7 @@ async def _publish_feed(net: Network) -> None:
             "displayName": "Hot",
             "createdAt": _now(),
         }
-        answer = await _xrpc(
+        answer = await xrpc(
             http,
             publisher.pds,
             "com.atproto.repo.createRecord",
@@ -423,13 +434,13 @@ async def _publish_feed(net: Network) -> None:
         async def served() -> bool:
             for name in ("appview1", "appview2"):
                 try:
-                    await _xrpc(
+                    await xrpc(
                         http, net[name].url, "app.bsky.feed.getFeedGenerator", feed=net.feed_uri
                     )
                 except (RuntimeError, aiohttp.ClientError):
                     return False
             try:
-                await _xrpc(
+                await xrpc(
                     http, publisher.pds, "app.bsky.feed.getFeed", publisher.token, feed=net.feed_uri
                 )
             except (RuntimeError, aiohttp.ClientError):
@@ -484,6 +495,7 @@ class Load:
     """Reads (timeline, feed, profile, thread) and posts through the SDK at a steady rate."""
 
     net: Network
+    accounts: list[Account]
     reads_per_second: float = 16.0
     writes_per_second: float = 2.0
     samples: list[Sample] = field(default_factory=list)
@@ -493,7 +505,7 @@ class Load:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def login(self) -> None:
-        for account in self.net.accounts:
+        for account in self.accounts:
             client = RecordingClient(base_url=account.pds)
             await client.login(account.handle, PASSWORD)
             self.clients[account.did] = client
@@ -505,8 +517,8 @@ class Load:
         return str(session.access_jwt)
 
     def start(self) -> None:
-        per_user = self.reads_per_second / len(self.net.accounts)
-        for i, account in enumerate(self.net.accounts):
+        per_user = self.reads_per_second / len(self.accounts)
+        for i, account in enumerate(self.accounts):
             self._tasks.append(asyncio.create_task(self._reader(account, per_user, i)))
         self._tasks.append(asyncio.create_task(self._writer()))
 
@@ -524,9 +536,7 @@ class Load:
         elif kind == "feed":
             await client.app.bsky.feed.get_feed({"feed": self.net.feed_uri, "limit": 20})
         elif kind == "profile":
-            other = self.net.accounts[
-                (self.net.accounts.index(account) + 1) % len(self.net.accounts)
-            ]
+            other = self.accounts[(self.accounts.index(account) + 1) % len(self.accounts)]
             await client.get_profile(other.did)
         else:
             await client.get_post_thread(account.first_post)
@@ -555,7 +565,7 @@ class Load:
         interval = 1.0 / self.writes_per_second
         n = 0
         while True:
-            account = self.net.accounts[n % len(self.net.accounts)]
+            account = self.accounts[n % len(self.accounts)]
             n += 1
             started = time.monotonic()
             try:
@@ -585,7 +595,7 @@ async def caught_up(net: Network, writes: list[Write], http: aiohttp.ClientSessi
     for name in ("appview1", "appview2"):
         for i in range(0, len(uris), 25):
             try:
-                answer = await _xrpc(
+                answer = await xrpc(
                     http, net[name].url, "app.bsky.feed.getPosts", uris=uris[i : i + 25]
                 )
             except (RuntimeError, aiohttp.ClientError, OSError):
@@ -594,11 +604,11 @@ async def caught_up(net: Network, writes: list[Write], http: aiohttp.ClientSessi
                 return False
     for account in net.accounts:
         try:
-            head = await _xrpc(
+            head = await xrpc(
                 http, account.pds, "com.atproto.sync.getLatestCommit", did=account.did
             )
             for relay in ("relay1", "relay2"):
-                seen = await _xrpc(
+                seen = await xrpc(
                     http, net[relay].url, "com.atproto.sync.getLatestCommit", did=account.did
                 )
                 if seen["rev"] != head["rev"]:
@@ -614,7 +624,7 @@ async def lost_writes(net: Network, writes: list[Write], http: aiohttp.ClientSes
     for write in writes:
         _, _, did, collection, rkey = write.uri.split("/")
         try:
-            await _xrpc(
+            await xrpc(
                 http,
                 write.account.pds,
                 "com.atproto.repo.getRecord",

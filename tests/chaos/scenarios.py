@@ -48,9 +48,7 @@ SCENARIOS: Final = (
     Scenario("feedgen-kill", "feedgen", "kill", "the feed generator is killed"),
     Scenario("feedgen-freeze", "feedgen", "freeze", "the feed generator hangs"),
     Scenario("overload", "pds1", "overload", "10 times the steady read rate on one PDS"),
-    Scenario(
-        "saturation", "pds1", "overload", "100 times the steady read rate on one PDS", 100
-    ),
+    Scenario("saturation", "pds1", "overload", "100 times the steady read rate on one PDS", 100),
 )
 BY_NAME: Final = {s.name: s for s in SCENARIOS}
 FAST: Final = (
@@ -60,7 +58,8 @@ FAST: Final = (
     "feedgen-kill",
     "plc-freeze",
     "pds1-kill",
-    "overload", "saturation",
+    "overload",
+    "saturation",
 )
 """The subset run by the default test command; the rest run with `pytest --chaos-full`."""
 
@@ -93,7 +92,7 @@ async def _recovered(net: Network, load: Load, http: aiohttp.ClientSession) -> b
     """Caught up, and reads through the PDS are fresh again."""
     if not await caught_up(net, load.writes, http):
         return False
-    account = net.accounts[0]
+    account = load.accounts[0]
     for nsid, params in (
         ("app.bsky.feed.getTimeline", {}),
         ("app.bsky.feed.getFeed", {"feed": net.feed_uri}),
@@ -158,7 +157,7 @@ async def run_scenario(
         elif scenario.fault in ("slow", "drop"):
             await net.proxy_mode(scenario.fault, delay=2.0)
         else:
-            account = net.accounts[0]
+            account = load.accounts[0]
             token = load.token(account)
             rate = scenario.load_factor * load.reads_per_second
             url = f"{account.pds}/xrpc/app.bsky.feed.getTimeline"

@@ -31,7 +31,7 @@ async def test_scenario(name: str, chaos_network: Network, request: pytest.Fixtu
     if name not in FAST and not full:
         pytest.skip("in the full chaos matrix only: pytest tests/chaos --chaos-full")
     scenario = BY_NAME[name]
-    load = Load(chaos_network)
+    load = Load(chaos_network, chaos_network.accounts)
     await load.login()
     result = await run_scenario(chaos_network, load, scenario, fault_seconds=20 if full else 10)
     print(_describe(result))

@@ -7,7 +7,7 @@ from typing import Final
 
 from aiohttp import web
 
-from strata.appview.api import actor, feed, graph, notification
+from strata.appview.api import actor, feed, graph, notification, repo
 from strata.appview.service import AppView
 from strata.core.lexicon import Catalog
 from strata.net.server import create_app, json_response
@@ -39,7 +39,7 @@ async def create_appview_app(appview: AppView) -> web.Application:
     app = create_app("appview", health=health)
     app.middlewares.append(index_staleness)
     router = XrpcRouter(Catalog.bundled())
-    for module in (actor, feed, graph, notification):
+    for module in (actor, feed, graph, notification, repo):
         module.register(router, context)
     router.mount(app)
 
