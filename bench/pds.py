@@ -65,6 +65,7 @@ async def strata_pds(work: Path) -> AsyncIterator[tuple[str, int, Collector | No
             "--plc-url",
             plc_url,
             "--dev",
+            "--no-rate-limits",  # as the peer runs (PDS_RATE_LIMITS_ENABLED=false)
         ) as (url, proc),
     ):
         yield url, proc.pid, None

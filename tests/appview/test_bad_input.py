@@ -17,7 +17,7 @@ from strata.core.crypto import K256Keypair
 from strata.core.jwt import sign_service_jwt
 from tests.appview.network import appview_network, eventually
 from tests.appview.test_api import accounts, create, view
-from tests.services import serving
+from tests.services import free_port, serving
 
 
 def hostile_generator() -> tuple[web.Application, dict[str, Any]]:
@@ -251,6 +251,20 @@ async def test_a_feed_generator_that_misbehaves(tmp_path: Path) -> None:
             assert response.status == 200, body
             assert response.headers["strata-degraded"] == f"fallback-feed {fallback['uri']}"
             assert [i["post"]["uri"] for i in body["feed"]] == [post["uri"]]
+
+        # A generator whose did:web document cannot be fetched (its host is down) is a failing
+        # upstream, not an unknown feed: remembered pages could stand in for it.
+        gone = await create(
+            alice,
+            "app.bsky.feed.generator",
+            {"did": f"did:web:localhost%3A{free_port()}", "displayName": "Gone"},
+        )
+        await eventually(
+            lambda: context.db.fetchrow("SELECT 1 FROM feed_generator WHERE uri = ?", gone["uri"]),
+            what="indexed",
+        )
+        body = await view(alice, "app.bsky.feed.getFeed", 502, feed=gone["uri"])
+        assert body["error"] == "UpstreamFailure", body
 
         state["mode"] = "ok"
         state.pop("handler")

@@ -528,6 +528,11 @@ class Load:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
 
+    async def close(self) -> None:
+        """Close the SDK clients' connections."""
+        for client in self.clients.values():
+            await client.request.close()
+
     async def _read(self, account: Account, kind: str) -> None:
         client = self.clients[account.did]
         client.last_headers = {}

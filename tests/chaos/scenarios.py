@@ -185,6 +185,7 @@ async def run_scenario(
         except TimeoutError:
             result.recovery_seconds = None
         await load.stop()
+        await load.close()
         result.writes_lost = await lost_writes(net, load.writes, http)
     result.writes = len(load.writes)
     pds_down = scenario.target.startswith("pds") and scenario.fault != "overload"

@@ -69,7 +69,7 @@ async def test_pool_fails_over_hedges_and_writes_go_to_one_endpoint() -> None:
         assert calls == [] and isinstance(raised.value.causes[0], aiohttp.ClientError)
 
         # The failing endpoint's health score sends it behind the healthy ones.
-        assert pool.endpoints[0].health.degraded(slow=1.0)
+        assert pool.endpoints[0].health.degraded(1.0, time.monotonic())
         calls.clear()
         assert await pool.call(get) == "fast" and calls == ["slow", "fast"]
 
@@ -82,6 +82,15 @@ async def test_pool_fails_over_hedges_and_writes_go_to_one_endpoint() -> None:
         with pytest.raises(UpstreamUnavailable) as raised:
             await only_dead.call(get)
         assert raised.value.causes == [] and "circuit open" in str(raised.value)
+
+        # A half-open endpoint that is not called (a healthy one answered first) keeps its
+        # probe for a later call, instead of staying switched off for good.
+        pair = UpstreamPool("pair", [fast, dead], reset_after=0.0, retries=0)
+        pair.endpoints[1].breaker.record_failure(0.0)
+        pair.endpoints[1].breaker.failures = 10
+        pair.endpoints[1].breaker.record_failure(time.monotonic())
+        assert await pair.call(get) == "fast"
+        assert pair.endpoints[1].breaker.available(time.monotonic())
 
         # The deadline bounds every attempt, whatever the pool's own timeout.
         only_slow = UpstreamPool("slow", [slow], timeout=10.0, retries=0)

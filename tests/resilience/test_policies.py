@@ -165,16 +165,25 @@ def test_loop_lag_jumps_and_decays() -> None:
     assert lag.sample(0.3) == 0.3
 
 
-def test_health_score_degrades_on_failures_and_slowness() -> None:
-    health = HealthScore(alpha=0.5)
-    health.record(True, 0.01)
-    assert not health.degraded(slow=1.0)
-    health.record(False, 0.01)
-    assert health.degraded(slow=1.0)  # success 0.5
+def test_health_score_degrades_on_failures_and_slowness_then_forgives() -> None:
+    health = HealthScore(alpha=0.5, forgive_after=30.0)
+    health.record(True, 0.01, now=0.0)
+    assert not health.degraded(slow=1.0, now=0.0)
+    health.record(False, 0.01, now=1.0)
+    assert health.degraded(slow=1.0, now=2.0)  # success 0.5
+    assert not health.degraded(slow=1.0, now=32.0)  # no failure for 30 s: a fresh start
     health = HealthScore(alpha=0.5)
     for _ in range(4):
-        health.record(True, 3.0)
-    assert health.degraded(slow=1.0)
+        health.record(True, 3.0, now=0.0)
+    assert health.degraded(slow=1.0, now=0.0)
+
+
+def test_breaker_availability_does_not_claim_the_probe() -> None:
+    breaker = CircuitBreaker(failure_threshold=1, reset_after=5.0)
+    breaker.record_failure(0.0)
+    assert not breaker.available(1.0)
+    assert breaker.available(6.0) and breaker.available(6.0)  # asking twice claims nothing
+    assert breaker.allow(6.0) and not breaker.available(6.1) and not breaker.allow(6.1)
 
 
 def test_cache_bounded_by_weight() -> None:

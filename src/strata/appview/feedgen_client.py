@@ -22,7 +22,7 @@ from prometheus_client import Counter
 from strata.appview.views import FeedItem
 from strata.core.errors import InvalidSyntax
 from strata.core.syntax import AtUri
-from strata.identity.errors import IdentityError
+from strata.identity.errors import IdentityError, ResolutionFailed
 from strata.net.errors import XrpcError
 from strata.net.logs import log_event
 from strata.net.upstream import STALE_ANSWERS, UpstreamRegistry, UpstreamUnavailable
@@ -36,6 +36,8 @@ log = logging.getLogger("strata.appview.feedgen")
 MAX_SKELETON_BYTES: Final = 1 << 20
 REMEMBERED_SKELETONS: Final = 50_000
 REMEMBERED_ITEMS: Final = 2_000_000
+WAIT_WHEN_REMEMBERED: Final = 2.0
+"""Seconds a generator is waited for when a remembered page of the feed can be served."""
 
 SKELETON_CALLS = Counter(
     "strata_appview_skeleton_calls_total", "Feed generator calls by outcome", ["outcome"]
@@ -86,6 +88,11 @@ async def generator_endpoint(context: AppContext, feed_did: str) -> str:
     """The `#bsky_fg` service endpoint in the feed generator's DID document."""
     try:
         document = await context.resolver.resolve_did(feed_did)
+    except ResolutionFailed as exc:
+        # Its DID document could not be fetched (a did:web on the generator's own host that
+        # is down): a failure of the generator, so remembered pages can stand in.
+        SKELETON_CALLS.labels("unreachable").inc()
+        raise XrpcError(502, "UpstreamFailure", f"feed unavailable: {exc}") from exc
     except IdentityError as exc:
         raise XrpcError(400, "UnknownFeed", f"could not resolve feed generator {feed_did}") from exc
     endpoint = document.value.service_endpoint("bsky_fg", "BskyFeedGenerator")
@@ -157,6 +164,9 @@ async def feed_skeleton(
     """
     key = (feed_uri, viewer or "", params.get("limit", ""), params.get("cursor", ""))
     remembered = context.feedgens.remembered
+    if remembered.get(key, time.monotonic()) is not None:
+        # With a page to fall back on, a generator that hangs is not waited for long.
+        deadline = Deadline(min(deadline.at, time.monotonic() + WAIT_WHEN_REMEMBERED))
     try:
         skeleton = await fetch_skeleton(context, feed_did, params, authorization, deadline)
     except XrpcError as exc:

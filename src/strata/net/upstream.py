@@ -117,15 +117,14 @@ class UpstreamPool:
 
     def _candidates(self) -> list[Endpoint]:
         now = self.clock()
-        allowed = [ep for ep in self.endpoints if ep.breaker.allow(now)]
-        self._publish()
+        available = [ep for ep in self.endpoints if ep.breaker.available(now)]
         # Stable sort: configured order among equals. A full bulkhead (busy, maybe hanging)
         # and a poor health score send an endpoint to the back.
         return sorted(
-            allowed,
+            available,
             key=lambda ep: (
                 ep.in_flight >= ep.max_in_flight,
-                ep.health.degraded(slow=4 * self.hedge_after),
+                ep.health.degraded(4 * self.hedge_after, now),
             ),
         )
 
@@ -136,7 +135,7 @@ class UpstreamPool:
     def _failed(self, endpoint: Endpoint, error: str, seconds: float) -> None:
         was_open = endpoint.breaker.state is BreakerState.OPEN
         endpoint.breaker.record_failure(self.clock())
-        endpoint.health.record(False, seconds)
+        endpoint.health.record(False, seconds, self.clock())
         endpoint.last_error = error[:200]
         CALLS.labels(self.name, endpoint.url, "failure").inc()
         self._publish()
@@ -169,7 +168,7 @@ class UpstreamPool:
         elapsed = self.clock() - started
         recovered = endpoint.breaker.state is not BreakerState.CLOSED
         endpoint.breaker.record_success(self.clock())
-        endpoint.health.record(True, elapsed)
+        endpoint.health.record(True, elapsed, self.clock())
         LATENCY.labels(self.name).observe(elapsed)
         CALLS.labels(self.name, endpoint.url, "success").inc()
         if recovered:
@@ -240,10 +239,13 @@ class UpstreamPool:
                         candidates.clear()
                     else:
                         endpoint = candidates.pop(0)
-                        started[endpoint.url] = self.clock()
-                        task = asyncio.create_task(self._attempt(endpoint, fn, timeout))
-                        pending[task] = endpoint
-                        first = False
+                        # Claim the breaker's probe only now, for a call that is made.
+                        if endpoint.breaker.allow(self.clock()):
+                            started[endpoint.url] = self.clock()
+                            task = asyncio.create_task(self._attempt(endpoint, fn, timeout))
+                            pending[task] = endpoint
+                            first = False
+                        self._publish()
                 elif candidates:
                     errors.append("retry budget spent")
                     candidates.clear()

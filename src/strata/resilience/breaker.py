@@ -34,8 +34,17 @@ class CircuitBreaker:
     _calls: tuple[int, int] = (0, 0)
     _failed: tuple[int, int] = (0, 0)
 
+    def available(self, now: float) -> bool:
+        """Whether `allow` would let a call through at `now` (without claiming the probe)."""
+        if self.state is BreakerState.CLOSED:
+            return True
+        if self.state is BreakerState.OPEN:
+            return now - self.opened_at >= self.reset_after
+        return not self.probing
+
     def allow(self, now: float) -> bool:
-        """Whether a call may go to the upstream at time `now`."""
+        """Whether a call may go to the upstream at time `now`; in the half-open state this
+        claims the one probe, so call it only for a call that will be made."""
         if self.state is BreakerState.CLOSED:
             return True
         if self.state is BreakerState.OPEN and now - self.opened_at >= self.reset_after:

@@ -28,16 +28,9 @@ class Deadline:
         """Seconds left, never negative."""
         return max(0.0, self.at - now)
 
-    def expired(self, now: float) -> bool:
-        return now >= self.at
-
     def timeout(self, now: float, cap: float, margin: float = 0.0) -> float:
         """The timeout for one upstream call: what is left less `margin`, at most `cap`."""
         return max(0.0, min(cap, self.remaining(now) - margin))
-
-    def earlier(self, other: Deadline | None) -> Deadline:
-        """The tighter of two deadlines."""
-        return self if other is None or self.at <= other.at else other
 
 
 def parse_timeout_ms(value: str | None, limit: float = 300.0) -> float | None:

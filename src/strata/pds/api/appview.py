@@ -169,7 +169,7 @@ class Proxy:
         try:
             status, content, kept = await self._forward(request, nsid, credentials)
         except XrpcError as exc:
-            remembered = self._remembered(key, nsid)
+            remembered = self._remembered(key, nsid) if exc.status >= 500 else None
             if remembered is not None:
                 return remembered
             local = self._local_profile(request, nsid) if exc.status in (501, 502) else None
