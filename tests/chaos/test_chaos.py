@@ -41,8 +41,12 @@ async def test_scenario(name: str, chaos_network: Network, request: pytest.Fixtu
     if scenario.fault == "overload":
         statuses = result.flood["statuses"]
         assert set(statuses) <= {"200", "503"}, result.flood  # answered or shed, nothing else
-        assert result.write_p99_ms < 200, result.write_p99_ms
-        assert result.rss_growth_kib < 200 * 1024, result.rss_growth_kib
+        assert result.rss_growth_kib < 200 * 1024, result.rss_growth_kib  # no growing queue
+        if scenario.load_factor == 10:
+            assert result.write_p99_ms < 200, result.write_p99_ms
+        else:
+            # Far past capacity: the excess is refused at once, with a time to come back.
+            assert statuses.get("503", 0) > 0 and result.shed > 0, result.flood
         return
     assert result.reads >= 50, _describe(result)
     assert result.availability >= 0.999, _describe(result)

@@ -60,6 +60,9 @@ REMEMBERED_READS: Final = frozenset(
     }
 )
 """The reads whose last good answer is kept per account, to serve when no AppView answers."""
+WAIT_WHEN_REMEMBERED: Final = 3.0
+"""Seconds an AppView is waited for when a remembered answer could be served instead: longer
+than the AppView waits for a feed generator when it has a page of its own to serve (2 s)."""
 REMEMBERED_BYTES: Final = 64 << 20
 REMEMBERED_ANSWER_MAX: Final = 1 << 20
 
@@ -166,8 +169,11 @@ class Proxy:
             raise XrpcError(501, "MethodNotImplemented", "Method Not Implemented")
         credentials: Credentials = await self.verify(request, nsid)
         key = self._memory_key(request, nsid, credentials)
+        # With an answer to fall back on, a hanging AppView is not waited for long.
+        kept_before = key is not None and self.remembered.get(key, time.monotonic()) is not None
+        wait = WAIT_WHEN_REMEMBERED if kept_before else PROXY_TIMEOUT
         try:
-            status, content, kept = await self._forward(request, nsid, credentials)
+            status, content, kept = await self._forward(request, nsid, credentials, wait)
         except XrpcError as exc:
             remembered = self._remembered(key, nsid) if exc.status >= 500 else None
             if remembered is not None:
@@ -250,7 +256,9 @@ class Proxy:
             feed_did = aud
         return self.pds.service_jwt(did, feed_did, "app.bsky.feed.getFeedSkeleton")
 
-    async def _forward(self, request: web.Request, nsid: str, credentials: Credentials) -> Answer:
+    async def _forward(
+        self, request: web.Request, nsid: str, credentials: Credentials, wait: float
+    ) -> Answer:
         if credentials.scope == APP_PASS and nsid.startswith("chat.bsky."):
             raise invalid_request("Bad token method: app passwords cannot reach chat services")
         target = await self._target(request, nsid)
@@ -263,7 +271,7 @@ class Proxy:
         headers = {h: request.headers[h] for h in FORWARDED_HEADERS if h in request.headers}
         session = self.pds.session
         budget = parse_timeout_ms(request.headers.get(TIMEOUT_HEADER)) or PROXY_TIMEOUT
-        deadline = Deadline.after(time.monotonic(), min(budget, PROXY_TIMEOUT))
+        deadline = Deadline.after(time.monotonic(), min(budget, wait))
 
         async def attempt(url: str) -> Answer:
             if nsid == "app.bsky.feed.getFeed":
