@@ -134,6 +134,17 @@ def relay_urls(relays: tuple[str, ...]) -> tuple[str, ...]:
     return http_urls("--relay", tuple(normal))
 
 
+SERVE_STALE_FOR = click.option(
+    "--serve-stale-for",
+    envvar="STRATA_SERVE_STALE_FOR",
+    type=click.FloatRange(min=0),
+    default=6 * 3600.0,
+    show_default=True,
+    help="Seconds a remembered answer may be served, marked stale, while its upstream fails.",
+)
+"""`--serve-stale-for`, for the services that remember answers of their upstreams."""
+
+
 def _postgres_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value and not value.startswith(("postgresql://", "postgres://")):
         raise click.BadParameter("must be a postgresql:// URL")

@@ -29,7 +29,7 @@ import aiohttp
 from atproto import AsyncClient
 from atproto_client.exceptions import AtProtocolError
 
-from tests.services import free_port
+from tests.services import free_port, strata_argv
 
 PASSWORD: Final = "chaos-pw-1"
 READS: Final = ("timeline", "feed", "profile", "thread")
@@ -107,22 +107,8 @@ class Service:
 
 
 def strata(command: str, data_dir: Path, port: int, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "strata",
-        command,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-        "--dev",
-        "--log-level",
-        "warning",
-        *args,
-    ]
+    """The command line of `strata <command> --dev` on 127.0.0.1:port."""
+    return strata_argv(command, data_dir, port, "--dev", *args)
 
 
 @dataclass

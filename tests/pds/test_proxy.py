@@ -35,6 +35,13 @@ def appview(name: str, plc_url: str, seen: list[str]) -> web.Application:
     return app
 
 
+async def _alice(http: aiohttp.ClientSession, pds: str) -> dict[str, str]:
+    """A new account's authorization header."""
+    body = {"handle": "alice.test", "email": "a@example.test", "password": "pw"}
+    async with http.post(f"{pds}/xrpc/com.atproto.server.createAccount", json=body) as resp:
+        return {"Authorization": f"Bearer {(await resp.json())['accessJwt']}"}
+
+
 async def test_reads_fail_over_and_the_proxy_header_picks_the_service(tmp_path: Path) -> None:
     seen: list[str] = []
     down = f"http://127.0.0.1:{free_port()}"
@@ -52,11 +59,7 @@ async def test_reads_fail_over_and_the_proxy_header_picks_the_service(tmp_path: 
             running_pds(tmp_path / "pds", plc.url, appviews=appviews) as pds,
             aiohttp.ClientSession() as http,
         ):
-            body = {"handle": "alice.test", "email": "a@example.test", "password": "pw"}
-            async with http.post(
-                f"{pds.url}/xrpc/com.atproto.server.createAccount", json=body
-            ) as resp:
-                auth = {"Authorization": f"Bearer {(await resp.json())['accessJwt']}"}
+            auth = await _alice(http, pds.url)
             url = f"{pds.url}/xrpc/{PROFILE}"
 
             # The first AppView is down: the read goes to the next one, with a token for it.
@@ -104,11 +107,7 @@ async def test_busy_appviews_give_503_and_remembered_answers_come_back_stale(
             running_pds(tmp_path / "pds", plc.url, appviews=appviews) as pds,
             aiohttp.ClientSession() as http,
         ):
-            body = {"handle": "alice.test", "email": "a@example.test", "password": "pw"}
-            async with http.post(
-                f"{pds.url}/xrpc/com.atproto.server.createAccount", json=body
-            ) as resp:
-                auth = {"Authorization": f"Bearer {(await resp.json())['accessJwt']}"}
+            auth = await _alice(http, pds.url)
             url = f"{pds.url}/xrpc/app.bsky.feed.getTimeline"
             async with http.get(url, params={"limit": "5"}, headers=auth) as resp:
                 assert resp.status == 200 and "strata-stale-seconds" not in resp.headers

@@ -12,6 +12,7 @@ from strata.serve import (
     DATABASE_URL,
     PLC_URLS,
     RELAYS,
+    SERVE_STALE_FOR,
     http_urls,
     options_from,
     public_url,
@@ -56,14 +57,7 @@ def _fallbacks(
     callback=_fallbacks,
     help="Serve FALLBACK when FEED's generator fails and no recent page of it is remembered.",
 )
-@click.option(
-    "--serve-stale-for",
-    envvar="STRATA_SERVE_STALE_FOR",
-    type=click.FloatRange(min=0),
-    default=6 * 3600.0,
-    show_default=True,
-    help="Seconds a remembered feed page may be served while its generator fails.",
-)
+@SERVE_STALE_FOR
 def appview_command(
     hostname: str,
     plc_urls: tuple[str, ...],

@@ -11,6 +11,7 @@ from strata.pds.config import AppView, PdsConfig
 from strata.pds.service import Pds
 from strata.serve import (
     PLC_URLS,
+    SERVE_STALE_FOR,
     http_urls,
     options_from,
     public_url,
@@ -84,14 +85,7 @@ from strata.serve import (
     metavar="ADDRESS",
     help="Client addresses the rate limits do not apply to (a trusted proxy, a load test).",
 )
-@click.option(
-    "--serve-stale-for",
-    envvar="STRATA_SERVE_STALE_FOR",
-    type=click.FloatRange(min=0),
-    default=6 * 3600.0,
-    show_default=True,
-    help="Seconds a remembered AppView answer may be served when no AppView answers.",
-)
+@SERVE_STALE_FOR
 def pds_command(
     hostname: str,
     plc_urls: tuple[str, ...],
