@@ -53,7 +53,6 @@ import logging
 import os
 import random
 import string
-import sys
 import tempfile
 import time
 from bisect import bisect_left
@@ -87,8 +86,6 @@ from strata.pds.sequencer import commit_body, iso_now
 from strata.serve import listening
 
 ROOT = Path(__file__).resolve().parent.parent
-# The shared test helpers (Postgres cluster, PLC directory, corpus reader) live in tests/.
-sys.path.insert(0, str(ROOT))
 
 PROFILE = "app.bsky.actor.profile"
 POST = "app.bsky.feed.post"

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +13,14 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+# Ports, command lines, stopping a process and its memory: the tests' helpers, shared.
+sys.path.insert(0, str(ROOT))
+
+from tests.services import free_port, rss_kib, stop_process, strata_argv  # noqa: E402
+
+__all__ = ["free_port", "note", "percentile", "rss_kib", "strata_service", "wait_healthy"]
 
 
 def note(text: str) -> None:
@@ -25,22 +31,6 @@ def note(text: str) -> None:
 def percentile(ordered: Sequence[float], q: float) -> float:
     """The `q` quantile (nearest rank) of values sorted in ascending order."""
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
-
-
-def rss_kib(pid: int) -> int:
-    """A process's resident memory, in KiB."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for process {pid}")
-
-
-def free_port() -> int:
-    """A port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def wait_healthy(url: str, alive: Callable[[], bool], timeout: float = 60.0) -> None:
@@ -72,21 +62,7 @@ async def strata_service(
     log_path = data_dir.parent / f"{data_dir.name}.log"
     log = log_path.open("ab")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "strata",
-            command,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-            "--log-level",
-            "warning",
-            *args,
-        ],
+        strata_argv(command, data_dir, port, *args),
         stdout=log,
         stderr=log,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -101,11 +77,5 @@ async def strata_service(
             raise RuntimeError(f"strata {command}: {exc}; end of its log:\n{tail}") from None
         yield url, proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop_process(proc, grace=15)
         log.close()

@@ -11,10 +11,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -31,6 +31,28 @@ from strata.relay.app import create_relay_app
 from strata.relay.config import RelayConfig
 from strata.relay.service import Relay
 from strata.serve import listening
+
+T = TypeVar("T")
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T]],
+    timeout: float = 20.0,
+    what: str = "condition",
+    accept: Callable[[T], object] = bool,
+    every: float = 0.1,
+) -> T:
+    """Call `check` until `accept` takes what it returns (by default: until it is truthy), and
+    return that; fail with `what` after `timeout` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                result = await check()
+                if accept(result):
+                    return result
+                await asyncio.sleep(every)
+    except TimeoutError:
+        raise AssertionError(f"{what}: not within {timeout:g} s") from None
 
 
 @contextlib.asynccontextmanager
@@ -159,7 +181,8 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30
                 if response.status == 200:
                     return
         except OSError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     raise TimeoutError(f"{url} did not become healthy in {timeout} s")
 
 
@@ -189,14 +212,28 @@ def service_process(
         wait_healthy(url, process)
         yield url, process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop_process(process, grace=10)
         log.close()
+
+
+def stop_process(process: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM, then SIGKILL if the process is still there after `grace` seconds."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def rss_kib(pid: int) -> int:
+    """A process's resident memory, in KiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 async def start_strata(

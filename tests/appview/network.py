@@ -3,12 +3,10 @@ and a relay between them."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
@@ -18,6 +16,7 @@ from tests.services import (
     RunningAppView,
     RunningPds,
     RunningRelay,
+    eventually,
     free_port,
     running_appview,
     running_pds,
@@ -33,19 +32,6 @@ class Network:
     relay: RunningRelay
     appview: RunningAppView
     http: aiohttp.ClientSession
-
-
-async def eventually(
-    check: Callable[[], Awaitable[Any]], timeout: float = 20.0, what: str = "condition"
-) -> Any:
-    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
-    async with asyncio.timeout(timeout):
-        while True:
-            result = await check()
-            if result:
-                return result
-            await asyncio.sleep(0.1)
-    raise AssertionError(what)
 
 
 @contextlib.asynccontextmanager

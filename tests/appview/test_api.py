@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from strata.core.lexicon import Catalog
-from tests.appview.network import Network, appview_network, eventually, indexed
+from tests.appview.network import Network, appview_network, indexed
 from tests.relay.xrpc import PdsUser
-from tests.services import running_pds
+from tests.services import eventually, running_pds
 
 CATALOG = Catalog.bundled()
 NOW = "2026-11-21T00:00:00.000Z"

@@ -15,9 +15,9 @@ from strata.appview.feedgen_client import Feedgens, Skeleton
 from strata.appview.views import FeedItem
 from strata.core.crypto import K256Keypair
 from strata.core.jwt import sign_service_jwt
-from tests.appview.network import appview_network, eventually
+from tests.appview.network import appview_network
 from tests.appview.test_api import accounts, create, view
-from tests.services import free_port, serving
+from tests.services import eventually, free_port, serving
 
 
 def hostile_generator() -> tuple[web.Application, dict[str, Any]]:

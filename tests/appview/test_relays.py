@@ -9,10 +9,16 @@ from pathlib import Path
 import aiohttp
 
 from strata.pds.config import AppView
-from tests.appview.network import eventually
 from tests.appview.test_api import create, view
 from tests.relay.xrpc import PdsUser
-from tests.services import free_port, running_appview, running_pds, running_plc, running_relay
+from tests.services import (
+    eventually,
+    free_port,
+    running_appview,
+    running_pds,
+    running_plc,
+    running_relay,
+)
 
 
 async def test_failover_between_relays_and_restart(tmp_path: Path) -> None:

@@ -9,9 +9,10 @@ from pathlib import Path
 from atproto import AsyncClient, models
 from atproto_client.exceptions import AtProtocolError
 
-from tests.appview.network import appview_network, eventually, indexed
+from tests.appview.network import appview_network, indexed
 from tests.feedgen.services import running_feedgen
 from tests.relay.xrpc import PdsUser
+from tests.services import eventually
 
 PASSWORD = "hunter2-pw"
 

@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ import aiohttp
 from atproto import AsyncClient
 from atproto_client.exceptions import AtProtocolError
 
-from tests.services import free_port, strata_argv
+from tests.services import eventually, free_port, rss_kib, strata_argv, wait_healthy
 
 PASSWORD: Final = "chaos-pw-1"
 READS: Final = ("timeline", "feed", "profile", "thread")
@@ -61,22 +60,9 @@ class Service:
                 start_new_session=True,
             )
 
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/xrpc/_health", timeout=2) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
     def wait_healthy(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited; see {self.log}")
-            if self.healthy():
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} did not become healthy in {timeout:.0f} s")
+        assert self.proc is not None
+        wait_healthy(self.url, self.proc, timeout)
 
     def signal(self, sig: int) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -99,11 +85,7 @@ class Service:
 
     def rss_kib(self) -> int:
         assert self.proc is not None
-        with open(f"/proc/{self.proc.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
+        return rss_kib(self.proc.pid)
 
 
 def strata(command: str, data_dir: Path, port: int, *args: str) -> list[str]:
@@ -339,7 +321,7 @@ async def relays_follow(net: Network, hosts: int, http: aiohttp.ClientSession) -
                 return False
         return True
 
-    await until(connected, 30, f"both relays follow {hosts} PDSes")
+    await eventually(connected, 30, f"both relays follow {hosts} PDSes")
 
 
 async def seed_accounts(
@@ -365,7 +347,7 @@ async def seed_accounts(
                              "record": follow})  # fmt: skip
         account.first_post = (await _post(http, account, f"hello from {account.handle}"))["uri"]
         await _post(http, account, f"second post by {account.handle}")
-    await until(lambda: _indexed(net, made, len(everyone) - 1, http), 90, "indexing the seed")
+    await eventually(lambda: _indexed(net, made, len(everyone) - 1, http), 90, "indexing the seed")
     return made
 
 
@@ -433,17 +415,7 @@ async def _publish_feed(net: Network) -> None:
                 return False
             return True
 
-        await until(served, 60, "the custom feed is served")
-
-
-async def until(check: Any, seconds: float, what: str, every: float = 0.25) -> float:
-    """Poll `check()` until it is true; the seconds it took. Raises after `seconds`."""
-    started = time.monotonic()
-    while time.monotonic() - started < seconds:
-        if await check():
-            return time.monotonic() - started
-        await asyncio.sleep(every)
-    raise TimeoutError(f"{what}: not within {seconds:.0f} s")
+        await eventually(served, 60, "the custom feed is served")
 
 
 class RecordingClient(AsyncClient):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -101,18 +101,6 @@ class Account(PdsUser):
             answer = await r.json()
             assert r.status == 200, answer
         return str(answer["token"])
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float = 10.0
-) -> T:
-    """Call `probe` until `check` accepts what it returns; fail after `timeout` seconds."""
-    async with asyncio.timeout(timeout):
-        while True:
-            value = await probe()
-            if check(value):
-                return value
-            await asyncio.sleep(0.05)
 
 
 async def wait_connected(relay: Any) -> None:

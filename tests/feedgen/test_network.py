@@ -16,8 +16,8 @@ from strata.core.lexicon import Catalog
 from strata.feedgen.algorithm import load_algorithm
 from strata.identity import IdentityResolver
 from tests.feedgen.conftest import DatabaseUnderTest
-from tests.feedgen.services import create_account, eventually, running_feedgen, wait_connected
-from tests.services import running_pds, running_plc, running_relay
+from tests.feedgen.services import create_account, running_feedgen, wait_connected
+from tests.services import eventually, running_pds, running_plc, running_relay
 
 SKELETON = "app.bsky.feed.getFeedSkeleton"
 CATALOG = Catalog.bundled()
@@ -97,12 +97,16 @@ async def test_feeds_from_a_real_pds_through_a_relay(
             client = Client(http, running.url)
             english = {a1["uri"], b2["uri"], c1["uri"]}
             await eventually(
-                lambda: client.skeleton(running.feed("lang-en")), lambda s: set(s) == english
+                lambda: client.skeleton(running.feed("lang-en")),
+                timeout=10.0,
+                accept=lambda s: set(s) == english,
             )
 
             # What's hot: the liked and reposted post first; replies are not ranked.
             hot = await eventually(
-                lambda: client.skeleton(running.feed("hot")), lambda s: len(s) == 4
+                lambda: client.skeleton(running.feed("hot")),
+                timeout=10.0,
+                accept=lambda s: len(s) == 4,
             )
             assert hot[0] == b2["uri"] and a2["uri"] not in hot
             assert set(hot) == english | {b1["uri"]}
@@ -179,12 +183,15 @@ async def test_feeds_from_a_real_pds_through_a_relay(
             await alice.delete(repost["uri"])
             await eventually(
                 lambda: client.skeleton(running.feed("following"), token),
-                lambda s: s == [a2["uri"]],
+                timeout=10.0,
+                accept=lambda s: s == [a2["uri"]],
             )
             assert a1["uri"] not in await client.skeleton(running.feed("lang-en"))
             # (a first page may reuse a ranking up to a second old)
             await eventually(
-                lambda: client.skeleton(running.feed("hot")), lambda s: a1["uri"] not in s
+                lambda: client.skeleton(running.feed("hot")),
+                timeout=10.0,
+                accept=lambda s: a1["uri"] not in s,
             )
 
             # Describing the feeds, and the did:web that AppViews resolve to find this service.

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.appview.network import appview_network, eventually
+from tests.appview.network import appview_network
 from tests.appview.test_api import accounts, create, ref, view
 from tests.interop.peers import require_peers, run_node
+from tests.services import eventually
 
 CLIENT = Path(__file__).with_name("timeline_client.mjs")
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +13,10 @@ from strata.core.crypto import K256Keypair, P256Keypair
 from strata.core.plc import operation_cid
 from strata.plc.store import Accepted
 from tests.plcops import genesis, update
-from tests.services import running_plc, serving
+from tests.services import eventually, running_plc, serving
 
 RECOVERY = K256Keypair.from_private_bytes(bytes(range(1, 33)))
 PDS = P256Keypair.from_private_bytes(bytes(range(2, 34)))
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 8.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 async def audit(http: aiohttp.ClientSession, url: str, did: str) -> Any:
@@ -45,9 +35,9 @@ async def test_mirror_copies_history_then_follows_live(tmp_path: Path) -> None:
         await primary.directory.submit(did, g)
         await primary.directory.submit(did, u1)
         async with running_plc(tmp_path / "mirror", mirror_of=[primary.url]) as mirror:
-            await eventually(lambda: _same(http, primary.url, mirror.url, did, 2))
+            await eventually(lambda: _same(http, primary.url, mirror.url, did, 2), 8.0)
             await primary.directory.submit(did, fix)  # arrives live, and nullifies u1
-            await eventually(lambda: _same(http, primary.url, mirror.url, did, 3))
+            await eventually(lambda: _same(http, primary.url, mirror.url, did, 3), 8.0)
             entries = await audit(http, mirror.url, did)
             assert [e["nullified"] for e in entries] == [False, True, False]
             async with http.get(f"{mirror.url}/{did}") as resp:
@@ -57,7 +47,7 @@ async def test_mirror_copies_history_then_follows_live(tmp_path: Path) -> None:
             u2 = update(fix, RECOVERY, alsoKnownAs=["at://alice2.test"])
             async with http.post(f"{mirror.url}/{did}", json=u2) as resp:
                 assert resp.status == 200
-            await eventually(lambda: _same(http, primary.url, mirror.url, did, 4))
+            await eventually(lambda: _same(http, primary.url, mirror.url, did, 4), 8.0)
             forged = update(u2, K256Keypair.generate(), alsoKnownAs=["at://x.test"])
             async with http.post(f"{mirror.url}/{did}", json=forged) as resp:
                 assert resp.status == 400 and (await resp.json())["error"] == "InvalidSignature"
@@ -80,11 +70,11 @@ async def test_mirror_resumes_from_its_durable_cursor(tmp_path: Path) -> None:
         for did, op in ops[:3]:
             await primary.directory.submit(did, op)
         async with running_plc(tmp_path / "mirror", mirror_of=[primary.url]) as mirror:
-            await eventually(lambda: _count(mirror, 3))
+            await eventually(lambda: _count(mirror, 3), 8.0)
         for did, op in ops[3:]:
             await primary.directory.submit(did, op)
         async with running_plc(tmp_path / "mirror", mirror_of=[primary.url]) as mirror:
-            await eventually(lambda: _count(mirror, 5))
+            await eventually(lambda: _count(mirror, 5), 8.0)
             assert mirror.directory.store.cursor(primary.url) == "seq:5"
             async with http.get(f"{mirror.url}/export?after=0") as resp:
                 lines = [json.loads(x) for x in (await resp.text()).splitlines()]
@@ -140,7 +130,7 @@ async def test_mirror_verifies_what_a_source_sends(tmp_path: Path) -> None:
         serving(fake_source(lines)) as source,
         running_plc(tmp_path, mirror_of=[source]) as mirror,
     ):
-        await eventually(lambda: _cursor(mirror, source, "seq:4"))
+        await eventually(lambda: _cursor(mirror, source, "seq:4"), 8.0)
         store = mirror.directory.store
         assert [op.operation for op in store.ops_for_did(did)] == [g]
         assert store.last_op(good[0][0]) == good[0][1]
@@ -161,7 +151,7 @@ async def test_mirror_fails_over_and_reads_the_legacy_export(tmp_path: Path) -> 
         serving(fake_source(sequenced(ops, legacy=True), legacy=True)) as legacy,
         running_plc(tmp_path, mirror_of=[broken, legacy]) as mirror,
     ):
-        await eventually(lambda: _count(mirror, 2))
+        await eventually(lambda: _count(mirror, 2), 8.0)
         assert (mirror.directory.store.cursor(legacy) or "").startswith("ts:")
 
 
