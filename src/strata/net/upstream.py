@@ -108,8 +108,9 @@ class UpstreamPool:
             Endpoint(url.rstrip("/"), CircuitBreaker(failure_threshold, reset_after), max_in_flight)
             for url in urls
         ]
-        for endpoint in self.endpoints:
-            BREAKER.labels(name, endpoint.url).set(0)
+        # Bound once: the states are published on every call.
+        self._gauges = [BREAKER.labels(name, endpoint.url) for endpoint in self.endpoints]
+        self._publish()
 
     def states(self) -> dict[str, str]:
         """Each endpoint's breaker state, for status pages."""
@@ -129,8 +130,8 @@ class UpstreamPool:
         )
 
     def _publish(self) -> None:
-        for ep in self.endpoints:
-            BREAKER.labels(self.name, ep.url).set(BREAKER_VALUES[ep.breaker.state])
+        for ep, gauge in zip(self.endpoints, self._gauges, strict=True):
+            gauge.set(BREAKER_VALUES[ep.breaker.state])
 
     def _failed(self, endpoint: Endpoint, error: str, seconds: float) -> None:
         was_open = endpoint.breaker.state is BreakerState.OPEN
