@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -31,12 +31,21 @@ async def create_appview_app(appview: AppView) -> web.Application:
     ) -> web.StreamResponse:
         response = await handler(request)
         stale = appview.index_staleness()
-        if stale > STALE_AFTER and request.path.startswith("/xrpc/app.bsky."):
+        fresh_answer = "strata-stale-seconds" not in response.headers
+        if stale > STALE_AFTER and fresh_answer and request.path.startswith("/xrpc/app.bsky."):
             # Every relay is gone: the index still answers, and says how far behind it may be.
-            response.headers.setdefault("strata-stale-seconds", str(int(stale)))
+            response.headers["strata-stale-seconds"] = str(int(stale))
+            response.headers["strata-stale-reason"] = "relays-unreachable"
         return response
 
-    app = create_app("appview", health=health)
+    def upstreams() -> list[dict[str, Any]]:
+        relays = appview.subscriber.describe() if appview.subscriber is not None else []
+        feedgens = [
+            entry for pool in context.feedgens.pools.pools() for entry in pool.describe("feedgen")
+        ]
+        return [*context.resolver.dids.plc.describe("directory"), *relays, *feedgens]
+
+    app = create_app("appview", health=health, upstreams=upstreams)
     app.middlewares.append(index_staleness)
     router = XrpcRouter(Catalog.bundled())
     for module in (actor, feed, graph, notification, repo):

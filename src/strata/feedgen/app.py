@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from strata.core.lexicon import Catalog
@@ -14,7 +16,12 @@ from strata.net.xrpc import XrpcRouter
 def create_feedgen_app(feedgen: Feedgen) -> web.Application:
     """The application serving `feedgen`; it starts and stops the feed generator with the
     server."""
-    app = create_app("feedgen", health=feedgen.check_health)
+
+    def upstreams() -> list[dict[str, Any]]:
+        relays = feedgen.subscriber.describe() if feedgen.subscriber is not None else []
+        return [*feedgen.resolver.dids.plc.describe("directory"), *relays]
+
+    app = create_app("feedgen", health=feedgen.check_health, upstreams=upstreams)
     router = XrpcRouter(Catalog.bundled())
     api.register(router, feedgen)
     router.mount(app)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import click
 
 from strata.core.errors import CoreError
-from strata.core.lexicon import Catalog
-from strata.core.syntax import format_datetime, validate_did, validate_language
+from strata.core.syntax import validate_did, validate_language
 from strata.feedgen.algorithm import Algorithm, AlgorithmError, load_algorithm
 from strata.feedgen.app import create_feedgen_app
 from strata.feedgen.config import FeedgenConfig
-from strata.feedgen.feeds import DEFAULT_LANGUAGES, LanguageFeed, builtin_algorithms
+from strata.feedgen.feeds import DEFAULT_LANGUAGES, builtin_algorithms
+from strata.feedgen.record import generator_record
 from strata.feedgen.service import GENERATOR, Feedgen
 from strata.identity.service_did import InvalidPublicUrl, service_did
 from strata.serve import (
@@ -124,13 +123,6 @@ def feedgen_command(
     run_service("feedgen", options, lambda: create_feedgen_app(feedgen))
 
 
-def _builtin(rkey: str) -> Algorithm | None:
-    """The built-in feed with this record key, for the record's default name and description."""
-    if rkey.startswith("lang-") and len(rkey) > len("lang-"):
-        return LanguageFeed(rkey[len("lang-") :])
-    return next((a for a in builtin_algorithms(()) if a.rkey == rkey), None)
-
-
 @feedgen_command.command("publish")
 @PDS_OPTION
 @click.option(
@@ -165,18 +157,10 @@ def publish(
 
     The record goes to the publishing account's repository, where apps find it; it names the
     feed generator that serves the feed. Prints the feed's at:// URI."""
-    builtin = _builtin(rkey)
-    record: dict[str, Any] = {
-        "$type": GENERATOR,
-        "did": _did("--feedgen-did", feedgen_did),
-        "displayName": display_name or (builtin.display_name if builtin else rkey[:24]),
-        "createdAt": format_datetime(dt.datetime.now(dt.UTC)),
-    }
-    text = description if description is not None else (builtin.description if builtin else "")
-    if text:
-        record["description"] = text
     try:
-        Catalog.bundled().validate_record(GENERATOR, record, rkey=rkey)
+        record = generator_record(
+            rkey, _did("--feedgen-did", feedgen_did), display_name, description
+        )
     except CoreError as exc:
         raise click.ClickException(f"the feed record would be invalid: {exc}") from exc
     session = call(

@@ -23,9 +23,11 @@ SHED = Counter(
 IN_FLIGHT = Gauge(
     "strata_requests_in_flight", "Requests being handled, by lane", ["service", "lane"]
 )
+REQUESTS = Counter("strata_requests_total", "Requests admitted, by lane", ["service", "lane"])
 LOOP_LAG = Gauge("strata_event_loop_lag_seconds", "How late the event loop runs", ["service"])
 
-EXEMPT: Final = frozenset({"/xrpc/_health", "/_health", "/metrics"})
+UPSTREAMS_PATH: Final = "/xrpc/_upstreams"
+EXEMPT: Final = frozenset({"/xrpc/_health", "/_health", "/metrics", UPSTREAMS_PATH})
 BACKFILL_METHODS: Final = frozenset(
     {
         "com.atproto.sync.getRepo",
@@ -97,6 +99,7 @@ class AdmissionControl:
                 status=503,
                 headers={"Retry-After": str(retry_after)},
             )
+        REQUESTS.labels(self.service, lane.name.lower()).inc()
         gauge = IN_FLIGHT.labels(self.service, lane.name.lower())
         gauge.inc()
         try:

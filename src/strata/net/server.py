@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, generate_latest
 
 from strata import __version__
-from strata.net.admission import AdmissionControl, LaneOf, default_lane
+from strata.net.admission import UPSTREAMS_PATH, AdmissionControl, LaneOf, default_lane
 from strata.net.errors import XrpcError
 from strata.net.logs import log_event
 
@@ -23,6 +23,25 @@ HTTP_ERRORS = Counter(
 
 HealthCheck = Callable[[], Awaitable[None]]
 """Raises when the service cannot serve (its database is gone, for example)."""
+Upstreams = Callable[[], list[dict[str, Any]]]
+"""The service's upstreams as `/xrpc/_upstreams` lists them (`UpstreamPool.describe`)."""
+
+EXPOSED_HEADERS: Final = ", ".join(
+    (
+        "atproto-repo-rev",
+        "atproto-content-labelers",
+        "RateLimit-Limit",
+        "RateLimit-Remaining",
+        "RateLimit-Reset",
+        "RateLimit-Policy",
+        "Retry-After",
+        "strata-stale-seconds",
+        "strata-stale-reason",
+        "strata-degraded",
+    )
+)
+"""Response headers a browser app on another origin may read: the reference's, and Strata's
+staleness marks, which a client shows as a notice."""
 
 SERVICE_KEY = web.AppKey("strata_service", str)
 ADMISSION_KEY = web.AppKey("strata_admission", AdmissionControl)
@@ -49,6 +68,30 @@ def error_response(error: XrpcError) -> web.Response:
     response = json_response(error.body(), status=error.status)
     response.headers.update(error.headers)
     return response
+
+
+@web.middleware
+async def _cors_preflight(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    # Browser apps call every service from their own origin, as with the reference services.
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        return web.Response(
+            status=204,
+            headers={
+                "Access-Control-Allow-Methods": "GET,HEAD,PUT,PATCH,POST,DELETE",
+                "Access-Control-Allow-Headers": request.headers.get(
+                    "Access-Control-Request-Headers", ""
+                ),
+                "Access-Control-Max-Age": "86400",
+            },
+        )
+    return await handler(request)
+
+
+async def _cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("Access-Control-Allow-Origin", "*")
+    response.headers.setdefault("Access-Control-Expose-Headers", EXPOSED_HEADERS)
 
 
 @web.middleware
@@ -97,13 +140,17 @@ def create_app(
     max_body: int = 1 << 20,
     health_paths: tuple[str, ...] = ("/xrpc/_health",),
     lane_of: LaneOf = default_lane,
+    upstreams: Upstreams | None = None,
 ) -> web.Application:
-    """A new application for `service` with health (`/xrpc/_health`) and `/metrics` routed,
-    behind admission control (`ADMISSION_KEY`, whose capacity the command line sets)."""
+    """A new application for `service` with health (`/xrpc/_health`), `/metrics` and, given
+    `upstreams`, `/xrpc/_upstreams` routed, open to browser apps on other origins (CORS), behind
+    admission control (`ADMISSION_KEY`, whose capacity the command line sets)."""
     admission = AdmissionControl(service, DEFAULT_MAX_IN_FLIGHT, lane_of)
     app = web.Application(
-        middlewares=[admission.middleware, _error_envelope], client_max_size=max_body
+        middlewares=[_cors_preflight, admission.middleware, _error_envelope],
+        client_max_size=max_body,
     )
+    app.on_response_prepare.append(_cors_headers)
     app[SERVICE_KEY] = service
     app[ADMISSION_KEY] = admission
     app.cleanup_ctx.append(admission.lifecycle)
@@ -129,4 +176,10 @@ def create_app(
     for path in health_paths:
         app.router.add_get(path, health_handler)
     app.router.add_get("/metrics", metrics_handler)
+    if upstreams is not None:
+
+        async def upstreams_handler(request: web.Request) -> web.Response:
+            return json_response({"service": service, "upstreams": upstreams()})
+
+        app.router.add_get(UPSTREAMS_PATH, upstreams_handler)
     return app

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 from prometheus_client import Counter, Gauge
@@ -104,6 +104,19 @@ class RelaySubscriber:
         seconds = 0.0 if self.connected else self.clock() - self.disconnected_at
         DISCONNECTED.labels(self.service).set(seconds)
         return seconds
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The relays as `/xrpc/_upstreams` lists them: which one is being read."""
+        return [
+            {
+                "kind": "relay",
+                "url": relay,
+                "state": "connected" if reading else "standby",
+                "inUse": reading,
+            }
+            for i, relay in enumerate(self.relays)
+            for reading in [self.connected and i == self.current]
+        ]
 
     def start(self) -> None:
         self.task = asyncio.create_task(self.run(), name=f"{self.service} subscriber")

@@ -116,6 +116,16 @@ class UpstreamPool:
         """Each endpoint's breaker state, for status pages."""
         return {ep.url: ep.breaker.state.value for ep in self.endpoints}
 
+    def describe(self, kind: str) -> list[dict[str, Any]]:
+        """Each endpoint as `/xrpc/_upstreams` lists it: its breaker state, and whether it is
+        the one the next call goes to first (not the first configured one means a fallback
+        is in use)."""
+        first = next(iter(self._candidates()), None)
+        return [
+            {"kind": kind, "url": ep.url, "state": ep.breaker.state.value, "inUse": ep is first}
+            for ep in self.endpoints
+        ]
+
     def _candidates(self) -> list[Endpoint]:
         now = self.clock()
         available = [ep for ep in self.endpoints if ep.breaker.available(now)]
@@ -297,3 +307,7 @@ class UpstreamRegistry:
                 BREAKER.remove(self.name, dropped.endpoints[0].url)
         self._pools.move_to_end(url)
         return pool
+
+    def pools(self) -> list[UpstreamPool]:
+        """The pools made so far, least recently used first."""
+        return list(self._pools.values())

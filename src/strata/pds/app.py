@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from strata.net.server import create_app, json_response, run_alongside
@@ -22,13 +24,19 @@ def create_pds_app(pds: Pds) -> web.Application:
     async def health() -> None:
         pds.accounts.conn.execute("SELECT 1").fetchone()
 
-    app = create_app("pds", health=health, max_body=MAX_REQUEST_BYTES)
+    proxy = Proxy(pds)
+
+    def upstreams() -> list[dict[str, Any]]:
+        relays = [{"kind": "relay", "url": url, "inUse": True} for url in pds.config.relays]
+        return [*pds.resolver.dids.plc.describe("directory"), *proxy.describe(), *relays]
+
+    app = create_app("pds", health=health, max_body=MAX_REQUEST_BYTES, upstreams=upstreams)
     app.middlewares.append(pds.rate_limits.middleware)
     app[PDS_KEY] = pds
     router = XrpcRouter(pds.catalog)
     for module in (server, repo, sync, identity, appview, admin):
         module.register(router, pds)
-    router.mount(app, fallback=Proxy(pds))
+    router.mount(app, fallback=proxy)
 
     async def well_known_did(request: web.Request) -> web.Response:
         host = request.host.split(":", 1)[0].lower()

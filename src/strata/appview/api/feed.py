@@ -263,6 +263,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
         headers = {}
         if skeleton.stale_seconds:
             headers["strata-stale-seconds"] = str(int(skeleton.stale_seconds))
+            headers["strata-stale-reason"] = "feedgen-unreachable"
         if fallback is not None:
             headers["strata-degraded"] = f"fallback-feed {fallback}"
         return json_response(page({"feed": feed}, skeleton.cursor), headers=headers)

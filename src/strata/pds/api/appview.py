@@ -39,6 +39,7 @@ RETURNED_HEADERS: Final = (
     "atproto-content-labelers",
     "atproto-repo-rev",
     "strata-stale-seconds",
+    "strata-stale-reason",
     "strata-degraded",
 )
 MAX_PROXIED_BODY: Final = 10 << 20
@@ -134,6 +135,15 @@ class Proxy:
             max_weight=REMEMBERED_BYTES,
         )
 
+    def describe(self) -> list[dict[str, Any]]:
+        """The AppViews, for `/xrpc/_upstreams`."""
+        if self.pool is None:
+            return []
+        listed = self.pool.describe("appview")
+        for entry, appview in zip(listed, self.appviews, strict=True):
+            entry["did"] = appview.did
+        return listed
+
     async def _target(self, request: web.Request, nsid: str) -> AppView | None:
         """The service the client named; None for the configured AppViews, in order."""
         header = request.headers.get("atproto-proxy")
@@ -175,7 +185,8 @@ class Proxy:
         try:
             status, content, kept = await self._forward(request, nsid, credentials, wait)
         except XrpcError as exc:
-            remembered = self._remembered(key, nsid) if exc.status >= 500 else None
+            unreachable = "appview-unreachable"
+            remembered = self._remembered(key, nsid, unreachable) if exc.status >= 500 else None
             if remembered is not None:
                 return remembered
             local = self._local_profile(request, nsid) if exc.status in (501, 502) else None
@@ -188,7 +199,7 @@ class Proxy:
         elif key is not None and status >= 500:
             # The AppView answered, but for a failure behind it (a feed generator that is
             # down): an older answer of its own is better than none.
-            remembered = self._remembered(key, nsid)
+            remembered = self._remembered(key, nsid, "appview-upstream-failed")
             if remembered is not None:
                 return remembered
         return web.Response(status=status, body=content, headers=kept)
@@ -201,14 +212,21 @@ class Proxy:
         query = "&".join(f"{k}={v}" for k, v in sorted(request.query.items()))
         return (credentials.did, nsid, query, request.headers.get("atproto-proxy", ""))
 
-    def _remembered(self, key: tuple[str, ...] | None, nsid: str) -> web.Response | None:
-        """The last good answer for `key`, marked with its age, if one is kept."""
+    def _remembered(
+        self, key: tuple[str, ...] | None, nsid: str, reason: str
+    ) -> web.Response | None:
+        """The last good answer for `key`, marked with its age and why it is served, if one is
+        kept."""
         hit = self.remembered.get(key, time.monotonic()) if key is not None else None
         if hit is None or hit.value is None:
             return None
         status, content, kept = hit.value
         STALE_ANSWERS.labels("pds", nsid).inc()
-        headers = {**kept, "strata-stale-seconds": str(int(hit.age))}
+        headers = {
+            **kept,
+            "strata-stale-seconds": str(int(hit.age)),
+            "strata-stale-reason": reason,
+        }
         return web.Response(status=status, body=content, headers=headers)
 
     def _local_profile(self, request: web.Request, nsid: str) -> dict[str, Any] | None:

@@ -1,0 +1,48 @@
+"""The web client's HTTP application: the static client, its configuration, and the
+dashboard's probes of the node's services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from aiohttp import web
+
+from strata.net.server import create_app, json_response
+from strata.node.probe import probe_all
+
+STATIC: Final = Path(__file__).parent / "static"
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """What the client is told: the PDS to sign in to, the node's feeds and services."""
+
+    pds: str
+    services: dict[str, str]
+    feeds: tuple[str, ...] = ()
+
+
+def create_web_app(config: WebConfig) -> web.Application:
+    """The application serving the client; every page is the same document, routed in the
+    browser."""
+    app = create_app("web")
+
+    async def index(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def client_config(request: web.Request) -> web.Response:
+        return json_response(
+            {"pds": config.pds, "feeds": list(config.feeds), "services": config.services}
+        )
+
+    async def services(request: web.Request) -> web.Response:
+        statuses = await probe_all(config.services, timeout=2.0)
+        return json_response({"services": [s.as_json() for s in statuses]})
+
+    app.router.add_get("/", index)
+    app.router.add_get("/config.json", client_config)
+    app.router.add_get("/api/services", services)
+    app.router.add_static("/static/", STATIC)
+    return app
