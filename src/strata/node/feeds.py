@@ -26,5 +26,8 @@ async def publish_builtin_feeds(
         await pds.create_account(handle, password)
     assert pds.session is not None
     for rkey in BUILTIN_FEEDS:
-        await pds.put_record(GENERATOR, rkey, generator_record(rkey, config.feedgen_did()))
+        # The app's own Following tab is the timeline; this one is the feed generator's.
+        name = "Follows (feed)" if rkey == "following" else None
+        record = generator_record(rkey, config.feedgen_did(), display_name=name)
+        await pds.put_record(GENERATOR, rkey, record)
     return pds.session.did

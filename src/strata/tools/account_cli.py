@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import click
+
+from strata.pds.config import SECRETS_FILE
 
 PDS_OPTION = click.option(
     "--pds",
@@ -57,7 +61,7 @@ def call(method: str, pds: str, nsid: str, **kwargs: Any) -> Any:
 
 @click.group("account")
 def account() -> None:
-    """Create and list accounts on a PDS."""
+    """Create and list accounts on a PDS, and reset their passwords."""
 
 
 @account.command("create")
@@ -95,3 +99,55 @@ def list_accounts(pds: str) -> None:
         cursor = page.get("cursor")
         if not cursor:
             return
+
+
+def _admin_password(admin_password: str | None, data_dir: Path) -> str:
+    if admin_password:
+        return admin_password
+    path = data_dir / SECRETS_FILE
+    try:
+        return str(json.loads(path.read_text())["admin_password"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise click.ClickException(
+            f"no admin password: give --admin-password, or --data-dir of the PDS ({path} "
+            "could not be read)"
+        ) from exc
+
+
+@account.command("password")
+@PDS_OPTION
+@click.option("--handle", "actor", required=True, help="Handle or DID of the account.")
+@click.option("--password", prompt="New password", hide_input=True, confirmation_prompt=True)
+@click.option(
+    "--admin-password",
+    envvar="STRATA_ADMIN_PASSWORD",
+    default=None,
+    help="The PDS's admin password [default: read from secrets.json in --data-dir].",
+)
+@click.option(
+    "--data-dir",
+    envvar="STRATA_DATA_DIR",
+    type=click.Path(path_type=Path),
+    default=Path("data") / "pds",
+    show_default=True,
+    help="The PDS's data directory, for its admin password.",
+)
+def set_password(
+    pds: str, actor: str, password: str, admin_password: str | None, data_dir: Path
+) -> None:
+    """Set a new password for an account (the operator's reset, with the admin password)."""
+    secret = _admin_password(admin_password, data_dir)
+    did = actor
+    if not actor.startswith("did:"):
+        did = call("GET", pds, "com.atproto.identity.resolveHandle", params={"handle": actor})[
+            "did"
+        ]
+    auth = base64.b64encode(f"admin:{secret}".encode()).decode()
+    call(
+        "POST",
+        pds,
+        "com.atproto.admin.updateAccountPassword",
+        body={"did": did, "password": password},
+        headers={"Authorization": f"Basic {auth}"},
+    )
+    click.echo(f"password of {actor} ({did}) changed")
