@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.node.running import Node, running_node
 from tests.postgres import PostgresCluster
 
 _DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared" / "conformance"
@@ -32,6 +33,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         default=False,
         help="Run every chaos scenario (tests/chaos), not only the fast subset.",
+    )
+    parser.addoption(
+        "--screenshots",
+        metavar="DIR",
+        default=None,
+        help="Where the browser tests save the screenshots of the timeline, the providers "
+        "page and the dashboard (docs/screenshots in the repository).",
     )
 
 
@@ -70,3 +78,10 @@ def database_url(request: pytest.FixtureRequest) -> str | None:
         return None
     cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
     return cluster.new_database()
+
+
+@pytest.fixture(scope="session")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    """One `strata up --demo`, shared by the node and browser tests."""
+    with running_node(tmp_path_factory.mktemp("node")) as running:
+        yield running

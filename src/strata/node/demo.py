@@ -180,7 +180,6 @@ class _Demo:
             ("carol", hello),
             ("dan", hello),
             ("alice", sunset),
-            ("bob", sunset),
             ("dan", feeds),
         ):
             await self.act(name, "app.bsky.feed.like", subject)
