@@ -57,13 +57,21 @@ def _read(stream: object, into: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def running_node(root: Path) -> Iterator[Node]:
-    """`strata up --demo` on free ports in `root`; stopped with SIGINT (Ctrl-C) at the end."""
+def running_node(root: Path, demo: bool = True) -> Iterator[Node]:
+    """`strata up [--demo]` on free ports in `root`; stopped with SIGINT (Ctrl-C) at the end."""
     config = NodeConfig(ports={name: free_port() for name in DEFAULT_PORTS})
     save(root, config)
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "strata", "up", "--demo", "--data-dir", str(root)],
+        [
+            sys.executable,
+            "-m",
+            "strata",
+            "up",
+            "--data-dir",
+            str(root),
+            *(["--demo"] if demo else []),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -137,7 +137,9 @@ def test_like_and_repost_toggle(page: Any, node: Node) -> None:
     repost = post.locator("button.repost")
     repost.click()
     expect(repost).to_have_attribute("aria-pressed", "true")
-    subjects = [r["value"]["subject"]["uri"] for r in records(node, "alice.test", "app.bsky.feed.like")]
+    subjects = [
+        r["value"]["subject"]["uri"] for r in records(node, "alice.test", "app.bsky.feed.like")
+    ]
     coffee = next(
         r["uri"] for r in records(node, "bob.test", "app.bsky.feed.post")
         if r["value"]["text"].startswith("Coffee")

@@ -1,0 +1,70 @@
+"""The node's configuration file and the command lines of its services."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from strata.node.config import ConfigError, NodeConfig, load, save
+
+
+def test_a_saved_configuration_reads_back(tmp_path: Path) -> None:
+    config = NodeConfig(
+        ports={
+            "web": 3580,
+            "plc": 3582,
+            "pds": 3583,
+            "relay": 3584,
+            "appview": 3585,
+            "feedgen": 3586,
+        },
+        relays=("https://relay.example.com",),
+        appviews=("https://api.example.com#did:web:api.example.com",),
+        feeds_publisher="did:plc:abc",
+    )
+    path = save(tmp_path, config)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert load(tmp_path) == config
+    assert load(tmp_path / "elsewhere") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ("host = ", "not valid TOML"),
+        ("colour = 'blue'", "unknown settings: colour"),
+        ("[ports]\npds = 99999", "[ports] pds"),
+        ("[ports]\nmail = 25", "[ports] mail"),
+        ("relays = [1, 2]", "relays must be text"),
+    ],
+)
+def test_a_broken_file_says_what_is_wrong(tmp_path: Path, text: str, complaint: str) -> None:
+    (tmp_path / "strata.toml").write_text(text)
+    with pytest.raises(ConfigError, match=complaint.replace("[", r"\[")):
+        load(tmp_path)
+
+
+def test_each_service_is_told_where_the_others_are(tmp_path: Path) -> None:
+    config = NodeConfig(relays=("https://relay.example.com",), feeds_publisher="did:plc:abc")
+    pds = config.argv("pds", tmp_path)
+    assert pds[pds.index("--data-dir") + 1] == str(tmp_path / "pds")
+    assert "http://localhost:2585#did:web:localhost%3A2585" in pds
+    assert [pds[i + 1] for i, a in enumerate(pds) if a == "--relay"] == [
+        "http://localhost:2584",
+        "https://relay.example.com",
+    ]
+    feedgen = config.argv("feedgen", tmp_path)
+    assert feedgen[feedgen.index("--publisher") + 1] == "did:plc:abc"
+    web = config.argv("web", tmp_path)
+    assert "at://did:plc:abc/app.bsky.feed.generator/hot" in web
+    assert "appview=http://localhost:2585" in web
+
+
+def test_external_directories_replace_the_local_one(tmp_path: Path) -> None:
+    config = NodeConfig(plc_urls=("https://plc.directory",))
+    assert "plc" not in config.services
+    appview = config.argv("appview", tmp_path)
+    assert [appview[i + 1] for i, a in enumerate(appview) if a == "--plc-url"] == [
+        "https://plc.directory"
+    ]
