@@ -12,7 +12,7 @@ import json
 import secrets
 import sys
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -185,13 +185,14 @@ class NodeConfig:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"not valid TOML: {exc}") from exc
-        known = {"host", "hostname", "handle_domain", "plc_urls", "relays", "appviews"}
-        known |= {"feeds_publisher", "ports"}
-        unknown = set(data) - known
+        unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+        table = data.get("ports", {})
+        if not isinstance(table, dict):
+            raise ConfigError("ports must be a table: [ports]")
         ports = dict(DEFAULT_PORTS)
-        for name, port in data.get("ports", {}).items():
+        for name, port in table.items():
             if name not in ports or not isinstance(port, int) or not 0 < port < 65536:
                 raise ConfigError(f"[ports] {name} = {port!r}: expected one of {SERVICES}, 1-65535")
             ports[name] = port
@@ -245,6 +246,7 @@ class NodeSecrets:
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> NodeSecrets:
+        """The secrets in `data_dir`, created there with mode 0600 when missing."""
         path = data_dir / SECRETS_FILE
         if path.exists():
             return cls(**json.loads(path.read_text()))

@@ -47,7 +47,9 @@ class Child:
     def last_lines(self, count: int = 5) -> str:
         """The end of the service's log, to show why it failed."""
         try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
+            with self.log_path.open("rb") as log_file:
+                log_file.seek(max(0, self.log_path.stat().st_size - 16384))
+                lines = log_file.read().decode(errors="replace").splitlines()
         except OSError:
             return ""
         return "\n".join(lines[-count:])

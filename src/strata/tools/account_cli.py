@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -101,16 +100,17 @@ def list_accounts(pds: str) -> None:
             return
 
 
-def _admin_password(admin_password: str | None, data_dir: Path) -> str:
-    if admin_password:
-        return admin_password
+def admin_password(given: str | None, data_dir: Path, service: str, option: str) -> str:
+    """The admin password given on the command line, else the one in the service's
+    `secrets.json` (the PDS and the relay keep it there); a message says what to do without."""
+    if given:
+        return given
     path = data_dir / SECRETS_FILE
     try:
         return str(json.loads(path.read_text())["admin_password"])
     except (OSError, ValueError, KeyError) as exc:
         raise click.ClickException(
-            f"no admin password: give --admin-password, or --data-dir of the PDS ({path} "
-            "could not be read)"
+            f"no admin password: pass {option}, or --data-dir of the {service} ({path}: {exc})"
         ) from exc
 
 
@@ -120,6 +120,7 @@ def _admin_password(admin_password: str | None, data_dir: Path) -> str:
 @click.option("--password", prompt="New password", hide_input=True, confirmation_prompt=True)
 @click.option(
     "--admin-password",
+    "given_password",
     envvar="STRATA_ADMIN_PASSWORD",
     default=None,
     help="The PDS's admin password [default: read from secrets.json in --data-dir].",
@@ -133,21 +134,20 @@ def _admin_password(admin_password: str | None, data_dir: Path) -> str:
     help="The PDS's data directory, for its admin password.",
 )
 def set_password(
-    pds: str, actor: str, password: str, admin_password: str | None, data_dir: Path
+    pds: str, actor: str, password: str, given_password: str | None, data_dir: Path
 ) -> None:
     """Set a new password for an account (the operator's reset, with the admin password)."""
-    secret = _admin_password(admin_password, data_dir)
+    secret = admin_password(given_password, data_dir, "PDS", "--admin-password")
     did = actor
     if not actor.startswith("did:"):
         did = call("GET", pds, "com.atproto.identity.resolveHandle", params={"handle": actor})[
             "did"
         ]
-    auth = base64.b64encode(f"admin:{secret}".encode()).decode()
     call(
         "POST",
         pds,
         "com.atproto.admin.updateAccountPassword",
         body={"did": did, "password": password},
-        headers={"Authorization": f"Basic {auth}"},
+        headers={"Authorization": aiohttp.encode_basic_auth("admin", secret)},
     )
     click.echo(f"password of {actor} ({did}) changed")

@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import click
 
-from strata.relay.config import SECRETS_FILE
-from strata.tools.account_cli import request
-
-
-def _password(password: str | None, data_dir: Path) -> str:
-    if password:
-        return password
-    path = data_dir / SECRETS_FILE
-    try:
-        return str(json.loads(path.read_text())["admin_password"])
-    except (OSError, ValueError, KeyError) as exc:
-        raise click.ClickException(
-            f"no admin password: pass --password, or --data-dir of the relay ({path}: {exc})"
-        ) from exc
+from strata.tools.account_cli import admin_password, request
 
 
 def _admin(ctx: click.Context, method: str, path: str, **kwargs: Any) -> Any:
     relay, password, data_dir = ctx.obj
-    headers = {"Authorization": aiohttp.encode_basic_auth("admin", _password(password, data_dir))}
+    headers = {
+        "Authorization": aiohttp.encode_basic_auth(
+            "admin", admin_password(password, data_dir, "relay", "--password")
+        )
+    }
     return request(method, relay, path, "relay", "relay", headers=headers, **kwargs)
 
 
