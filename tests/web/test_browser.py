@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from strata.node.demo import png
 from tests.node.running import Node
 
 try:
@@ -53,6 +54,11 @@ def records(node: Node, handle: str, collection: str) -> list[dict[str, Any]]:
         limit=100,
     )
     return list(answer["records"])
+
+
+def post_saying(page: Any, text: str) -> Any:
+    """The posts whose own text (not a quoted post's) contains `text`."""
+    return page.locator("article.post").filter(has=page.locator("p.text", has_text=text))
 
 
 def home(page: Any, node: Node) -> None:
@@ -92,7 +98,7 @@ def test_a_new_post_appears_in_the_timeline_with_its_facets(page: Any, node: Nod
     page.click("#compose-button")
     page.fill("#compose-text", text)
     page.click("#compose-submit")
-    post = page.locator("article.post", has_text=text)
+    post = post_saying(page, text)
     expect(post.first).to_be_visible(timeout=30_000)
     expect(post.first.locator("a", has_text="@bob.test")).to_have_attribute(
         "href", f"#/profile/{did_of(node, 'bob.test')}"
@@ -110,11 +116,32 @@ def test_a_new_post_appears_in_the_timeline_with_its_facets(page: Any, node: Nod
     assert spans["https://example.com/strata"]["uri"] == "https://example.com/strata"
 
 
+def test_a_quote_with_an_image(page: Any, node: Node, tmp_path: Path) -> None:
+    picture = tmp_path / "square.png"
+    picture.write_bytes(png(32, 32, lambda x, y: (x * 8, y * 8, 200)))
+    home(page, node)
+    quoted = post_saying(page, "Coffee, then relay maintenance").first
+    quoted.get_by_role("button", name="Quote").click()
+    expect(page.locator("#compose-title")).to_have_text("Quote post")
+    text = f"Quoting with a picture ({time.time_ns()})"
+    page.fill("#compose-text", text)
+    page.set_input_files("#compose-image", str(picture))
+    page.fill("#compose-alt", "A blue square")
+    page.click("#compose-submit")
+    post = post_saying(page, text).first
+    expect(post).to_be_visible(timeout=30_000)
+    expect(post.locator(".images img")).to_have_attribute("alt", "A blue square")
+    expect(post.locator(".quote")).to_contain_text("Coffee, then relay maintenance")
+    record = next(
+        r["value"] for r in records(node, "alice.test", "app.bsky.feed.post")
+        if r["value"]["text"] == text
+    )  # fmt: skip
+    assert record["embed"]["$type"] == "app.bsky.embed.recordWithMedia"
+
+
 def test_a_thread_opens_and_takes_a_reply(page: Any, node: Node) -> None:
     home(page, node)
-    page.locator("article.post", has_text="welcome! My relay follows").first.locator(
-        "p.text"
-    ).click()
+    post_saying(page, "welcome! My relay follows").first.locator("p.text").click()
     focus = page.locator("article.post.focus")
     expect(focus).to_contain_text("welcome! My relay follows your PDS now.")
     expect(page.locator("article.post.reply").first).to_contain_text("Two relays, two AppViews")
@@ -128,7 +155,7 @@ def test_a_thread_opens_and_takes_a_reply(page: Any, node: Node) -> None:
 
 def test_like_and_repost_toggle(page: Any, node: Node) -> None:
     home(page, node)
-    post = page.locator("article.post", has_text="Coffee, then relay maintenance").first
+    post = post_saying(page, "Coffee, then relay maintenance").first
     like = post.locator("button.like")
     expect(like).to_have_attribute("aria-pressed", "false")
     like.click()
@@ -188,7 +215,7 @@ def test_switching_feeds(page: Any, node: Node) -> None:
     expect(hot).to_have_attribute("aria-selected", "true")
     # Ranked by likes and reposts, not by time: the demo's most liked post comes before a
     # newer one nobody liked.
-    expect(page.locator("article.post", has_text="This one deserves a quote.")).to_be_visible()
+    expect(post_saying(page, "This one deserves a quote.")).to_be_visible()
     texts = page.locator("article.post p.text").all_inner_texts()
     liked = texts.index("Hello from my own node! Everything here runs locally.")
     assert liked < texts.index("This one deserves a quote.")
