@@ -75,3 +75,24 @@ async def test_a_service_that_cannot_start_is_reported_with_its_log(tmp_path: Pa
         with pytest.raises(StartFailed, match=r"(?s)exited with code 3.*cannot listen on 1.2.3.4"):
             await supervisor.start(child)
         assert supervisor.children == []
+
+
+async def test_a_hung_service_is_killed_and_restarted(tmp_path: Path) -> None:
+    said: list[str] = []
+    async with Supervisor(said.append, liveness_every=0.2, liveness_failures=3) as supervisor:
+        child = server_child(tmp_path)
+        await supervisor.start(child)
+        assert child.process is not None
+        hung = child.process.pid
+        # Still alive, answering nothing: what a deadlocked service looks like from outside.
+        os.kill(hung, signal.SIGSTOP)
+
+        async def restarted() -> bool:
+            return (
+                child.process is not None
+                and child.process.pid != hung
+                and await supervisor.healthy(child.health_url)
+            )
+
+        await eventually(restarted, timeout=20, what="restart of the hung service")
+        assert any("stopped answering its health checks" in line for line in said)

@@ -24,6 +24,10 @@ START_TIMEOUT: Final = 60.0
 STOP_GRACE: Final = 10.0
 STABLE_AFTER: Final = 60.0
 """Seconds a restarted service must run before its backoff starts again from one second."""
+LIVENESS_EVERY: Final = 5.0
+LIVENESS_FAILURES: Final = 6
+"""A running service that fails this many health checks in a row (30 s) is hung: it is killed,
+and restarted like one that exited."""
 
 
 class StartFailed(Exception):
@@ -41,6 +45,8 @@ class Child:
     env: dict[str, str] | None = None
     process: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
+    answered: bool = False
+    """Whether the running process has passed a health check (it is past starting)."""
     restarts: int = 0
     backoff: Backoff = field(default_factory=lambda: Backoff(base=1.0, cap=30.0))
 
@@ -58,8 +64,15 @@ class Child:
 class Supervisor:
     """Starts, watches and stops a set of `Child` processes."""
 
-    def __init__(self, echo: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        echo: Callable[[str], None],
+        liveness_every: float = LIVENESS_EVERY,
+        liveness_failures: int = LIVENESS_FAILURES,
+    ) -> None:
         self.echo = echo
+        self.liveness_every = liveness_every
+        self.liveness_failures = liveness_failures
         self.children: list[Child] = []
         self.stopping = False
         self.watchers: list[asyncio.Task[None]] = []
@@ -88,6 +101,7 @@ class Supervisor:
                 start_new_session=True,
             )
         child.started_at = time.monotonic()
+        child.answered = False
 
     async def healthy(self, url: str) -> bool:
         """Whether `url` answers 200."""
@@ -108,6 +122,7 @@ class Supervisor:
             raise
         self.children.append(child)
         self.watchers.append(asyncio.create_task(self._watch(child), name=f"watch {child.name}"))
+        self.watchers.append(asyncio.create_task(self._liveness(child), name=f"{child.name} live"))
 
     async def _wait_healthy(self, child: Child) -> None:
         process = child.process
@@ -125,6 +140,7 @@ class Supervisor:
                     f"see its log: {child.log_path}"
                 )
             await asyncio.sleep(0.2)
+        child.answered = True
 
     async def _watch(self, child: Child) -> None:
         while not self.stopping:
@@ -147,6 +163,30 @@ class Supervisor:
             await asyncio.sleep(delay)
             if not self.stopping:
                 await self._spawn(child)
+
+    async def _liveness(self, child: Child) -> None:
+        failures = 0
+        while not self.stopping:
+            await asyncio.sleep(self.liveness_every)
+            process = child.process
+            starting = not child.answered and time.monotonic() - child.started_at < START_TIMEOUT
+            if process is None or process.returncode is not None:
+                failures = 0
+                continue
+            if await self.healthy(child.health_url):
+                child.answered = True
+                failures = 0
+            elif not starting:
+                failures += 1
+            if failures >= self.liveness_failures:
+                failures = 0
+                log_event(
+                    log, "service hung; killing it", logging.WARNING, service=child.name,
+                    seconds=self.liveness_every * self.liveness_failures,
+                )  # fmt: skip
+                self.echo(f"{child.name} stopped answering its health checks; restarting it")
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
 
     async def stop(self) -> None:
         """Stop every service, the last started first: SIGTERM, then SIGKILL after a grace."""
