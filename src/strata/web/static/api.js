@@ -136,6 +136,16 @@ export class Client {
     });
   }
 
+  // A like, repost, follow or block switched: the record at `uri` is deleted, or, with no
+  // `uri`, the record is created. Returns the new record's URI, or undefined once deleted.
+  async toggleRecord(uri, collection, record) {
+    if (uri) {
+      await this.deleteRecord(uri);
+      return undefined;
+    }
+    return (await this.createRecord(collection, record)).uri;
+  }
+
   deleteRecord(uri) {
     const [, , repo, collection, rkey] = uri.split("/");
     return this.post("com.atproto.repo.deleteRecord", { repo, collection, rkey });

@@ -315,23 +315,12 @@ class App {
     const me = profile.did === this.client.session.did;
     const viewer = profile.viewer || {};
     const buttons = h("div", { class: "profile-actions" });
+    const subject = { subject: profile.did };
     const follow = async () => {
-      if (viewer.following) {
-        await this.client.deleteRecord(viewer.following);
-        viewer.following = undefined;
-      } else {
-        const made = await this.client.createRecord("app.bsky.graph.follow", { subject: profile.did });
-        viewer.following = made.uri;
-      }
+      viewer.following = await this.client.toggleRecord(viewer.following, "app.bsky.graph.follow", subject);
     };
     const block = async () => {
-      if (viewer.blocking) {
-        await this.client.deleteRecord(viewer.blocking);
-        viewer.blocking = undefined;
-      } else {
-        const made = await this.client.createRecord("app.bsky.graph.block", { subject: profile.did });
-        viewer.blocking = made.uri;
-      }
+      viewer.blocking = await this.client.toggleRecord(viewer.blocking, "app.bsky.graph.block", subject);
     };
     const paint = () => {
       buttons.replaceChildren();

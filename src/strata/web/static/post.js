@@ -71,11 +71,10 @@ function embed(view) {
 
 // Like and repost toggle: the record is created or deleted, the count follows.
 function toggle(app, post, kind, label, collection) {
-  const viewerKey = kind;
   const countKey = `${kind}Count`;
   const button = h("button", { type: "button", class: `action ${kind}` });
   const paint = () => {
-    const on = Boolean(post.viewer && post.viewer[viewerKey]);
+    const on = Boolean(post.viewer && post.viewer[kind]);
     button.setAttribute("aria-pressed", String(on));
     button.setAttribute("aria-label", `${on ? "Undo " : ""}${label} (${post[countKey] || 0})`);
     button.textContent = `${label} ${count(post[countKey] || 0)}`;
@@ -85,17 +84,9 @@ function toggle(app, post, kind, label, collection) {
     button.disabled = true;
     try {
       post.viewer = post.viewer || {};
-      if (post.viewer[viewerKey]) {
-        await app.client.deleteRecord(post.viewer[viewerKey]);
-        post.viewer[viewerKey] = undefined;
-        post[countKey] = Math.max(0, (post[countKey] || 1) - 1);
-      } else {
-        const made = await app.client.createRecord(collection, {
-          subject: { uri: post.uri, cid: post.cid },
-        });
-        post.viewer[viewerKey] = made.uri;
-        post[countKey] = (post[countKey] || 0) + 1;
-      }
+      const subject = { subject: { uri: post.uri, cid: post.cid } };
+      post.viewer[kind] = await app.client.toggleRecord(post.viewer[kind], collection, subject);
+      post[countKey] = Math.max(0, (post[countKey] || 0) + (post.viewer[kind] ? 1 : -1));
     } catch (error) {
       app.toast(`Could not ${label.toLowerCase()}: ${error.message}`);
     } finally {
