@@ -229,7 +229,7 @@ def status_command(data_dir: Path) -> None:
         raise click.ClickException(
             f"no node in {data_dir} (no {node_config.CONFIG_FILE}); start one with strata up"
         )
-    statuses = asyncio.run(probe_all({name: config.url(name) for name in config.services}))
+    statuses = asyncio.run(_probe({name: config.url(name) for name in config.services}))
     for status in statuses:
         click.echo(_status_line(status))
         for breaker in status.breakers:
@@ -241,6 +241,11 @@ def status_command(data_dir: Path) -> None:
         raise click.ClickException(
             f"not healthy: {', '.join(down)}; see their logs in {data_dir / 'logs'}"
         )
+
+
+async def _probe(services: dict[str, str]) -> list[ServiceStatus]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http:
+        return await probe_all(http, services)
 
 
 def _status_line(status: ServiceStatus) -> str:

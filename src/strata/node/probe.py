@@ -94,9 +94,6 @@ async def probe(http: aiohttp.ClientSession, name: str, url: str) -> ServiceStat
     return status
 
 
-async def probe_all(services: dict[str, str], timeout: float = 3.0) -> list[ServiceStatus]:
+async def probe_all(http: aiohttp.ClientSession, services: dict[str, str]) -> list[ServiceStatus]:
     """Probe every service (name to base URL) at once."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
-        return list(
-            await asyncio.gather(*(probe(http, name, url) for name, url in services.items()))
-        )
+    return list(await asyncio.gather(*(probe(http, name, url) for name, url in services.items())))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+import aiohttp
 from aiohttp import web
 
 from strata.net.server import create_app, json_response
@@ -28,6 +29,13 @@ def create_web_app(config: WebConfig) -> web.Application:
     """The application serving the client; every page is the same document, routed in the
     browser."""
     app = create_app("web")
+    # One session for the dashboard's probes, so that polling reuses its connections.
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
+
+    async def close_http(app: web.Application) -> None:
+        await http.close()
+
+    app.on_cleanup.append(close_http)
 
     async def index(request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
@@ -38,7 +46,7 @@ def create_web_app(config: WebConfig) -> web.Application:
         )
 
     async def services(request: web.Request) -> web.Response:
-        statuses = await probe_all(config.services, timeout=2.0)
+        statuses = await probe_all(http, config.services)
         return json_response({"services": [s.as_json() for s in statuses]})
 
     app.router.add_get("/", index)
