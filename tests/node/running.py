@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from strata.node.config import DEFAULT_PORTS, NodeConfig, save
 from tests.services import free_port
@@ -49,6 +53,13 @@ class Node:
     def children(self) -> list[int]:
         """Every process still running one of this node's services."""
         return [pid for service in self.config.services for pid in self.pids(service)]
+
+
+def xrpc(base: str, nsid: str, **params: Any) -> Any:
+    """A query to a service of the node (a list parameter repeats in the query string)."""
+    query = urllib.parse.urlencode(params, doseq=True)
+    with urllib.request.urlopen(f"{base}/xrpc/{nsid}?{query}", timeout=10) as response:
+        return json.load(response)
 
 
 def _read(stream: object, into: list[str]) -> None:

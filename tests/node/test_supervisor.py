@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,20 @@ def server_child(tmp_path: Path, name: str = "svc") -> Child:
     )
 
 
+def replaced(supervisor: Supervisor, child: Child, pid: int) -> Callable[[], Awaitable[bool]]:
+    """A check that `child` runs as a new process (not `pid`) and answers its health check."""
+
+    async def check() -> bool:
+        process = child.process
+        return (
+            process is not None
+            and process.pid != pid
+            and await supervisor.healthy(child.health_url)
+        )
+
+    return check
+
+
 async def test_a_killed_service_is_restarted(tmp_path: Path) -> None:
     said: list[str] = []
     async with Supervisor(said.append) as supervisor:
@@ -42,15 +57,7 @@ async def test_a_killed_service_is_restarted(tmp_path: Path) -> None:
         assert child.process is not None
         first = child.process.pid
         os.kill(first, signal.SIGKILL)
-
-        async def restarted() -> bool:
-            return (
-                child.process is not None
-                and child.process.pid != first
-                and await supervisor.healthy(child.health_url)
-            )
-
-        await eventually(restarted, timeout=15, what="restart")
+        await eventually(replaced(supervisor, child, first), timeout=15, what="restart")
         assert child.restarts == 1
         assert said and "svc exited with code -9; restarting in" in said[0]
     # Stopped on leaving: the process is gone.
@@ -86,13 +93,6 @@ async def test_a_hung_service_is_killed_and_restarted(tmp_path: Path) -> None:
         hung = child.process.pid
         # Still alive, answering nothing: what a deadlocked service looks like from outside.
         os.kill(hung, signal.SIGSTOP)
-
-        async def restarted() -> bool:
-            return (
-                child.process is not None
-                and child.process.pid != hung
-                and await supervisor.healthy(child.health_url)
-            )
-
+        restarted = replaced(supervisor, child, hung)
         await eventually(restarted, timeout=20, what="restart of the hung service")
         assert any("stopped answering its health checks" in line for line in said)

@@ -9,10 +9,9 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 from strata.node.config import BUILTIN_FEEDS, load
-from tests.node.running import Node, running_node
+from tests.node.running import Node, running_node, xrpc
 
 
 def strata(*args: str) -> subprocess.CompletedProcess[str]:
@@ -21,23 +20,17 @@ def strata(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.load(response)
-
-
 def test_every_service_answers_and_the_feeds_are_published(node: Node) -> None:
     for service in node.config.services:
-        assert get(f"{node.url(service)}/xrpc/_health")["version"]
+        assert xrpc(node.url(service), "_health")["version"]
     config = load(node.data_dir)
     assert config is not None and config.feeds_publisher.startswith("did:plc:")
     assert (node.data_dir / "node-secrets.json").stat().st_mode & 0o777 == 0o600
-    described = get(f"{node.url('feedgen')}/xrpc/app.bsky.feed.describeFeedGenerator")
+    described = xrpc(node.url("feedgen"), "app.bsky.feed.describeFeedGenerator")
     served = {feed["uri"].rsplit("/", 1)[1] for feed in described["feeds"]}
     assert set(BUILTIN_FEEDS) <= served
-    generators = get(
-        f"{node.url('appview')}/xrpc/app.bsky.feed.getFeedGenerators?"
-        + "&".join(f"feeds={uri}" for uri in config.feed_uris())
+    generators = xrpc(
+        node.url("appview"), "app.bsky.feed.getFeedGenerators", feeds=list(config.feed_uris())
     )
     assert {g["displayName"] for g in generators["feeds"]} >= {"What's Hot", "Follows (feed)"}
     lines = "\n".join(node.output)

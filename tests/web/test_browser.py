@@ -4,7 +4,6 @@ a thread, switch feeds, and a stale notice when the AppView is killed."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -12,8 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +18,7 @@ from typing import Any
 import pytest
 
 from strata.node.demo import png
-from tests.node.running import Node
+from tests.node.running import Node, xrpc
 
 try:
     from playwright.sync_api import expect
@@ -29,15 +26,6 @@ except ImportError:
     if os.environ.get("CI"):
         raise
     pytest.skip("playwright is not installed (pip install -e '.[dev]')", allow_module_level=True)
-
-
-def xrpc(base: str, nsid: str, token: str | None = None, **params: Any) -> Any:
-    query = urllib.parse.urlencode(params, doseq=True)
-    request = urllib.request.Request(f"{base}/xrpc/{nsid}?{query}")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)
 
 
 def did_of(node: Node, handle: str) -> str:
