@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Ports, command lines, stopping a process and its memory: the tests' helpers, shared.
 sys.path.insert(0, str(ROOT))
 
-from tests.services import free_port, rss_kib, stop_process, strata_argv  # noqa: E402
+from tests.services import free_port, popen_strata, rss_kib, stop_process  # noqa: E402
 
 __all__ = ["free_port", "note", "percentile", "rss_kib", "strata_service", "wait_healthy"]
 
@@ -59,23 +58,14 @@ async def strata_service(
     """`python -m strata <command>` as its own process on 127.0.0.1; yields (URL, process)."""
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir.parent / f"{data_dir.name}.log"
-    log = log_path.open("ab")
-    proc = subprocess.Popen(
-        strata_argv(command, data_dir, port, *args),
-        stdout=log,
-        stderr=log,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    proc, log_path = popen_strata(command, data_dir, port, *args)
     url = f"http://127.0.0.1:{port}"
     try:
         try:
             await wait_healthy(url, lambda: proc.poll() is None)
         except RuntimeError as exc:
-            log.flush()
             tail = log_path.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"strata {command}: {exc}; end of its log:\n{tail}") from None
         yield url, proc
     finally:
         stop_process(proc, grace=15)
-        log.close()

@@ -194,26 +194,35 @@ def strata_argv(command: str, data_dir: Path, port: int, *args: str) -> list[str
     ]  # fmt: skip
 
 
+def popen_strata(
+    command: str, data_dir: Path, port: int, *args: str
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start `strata <command>` on 127.0.0.1:port, its output appended to `<data_dir>.log`
+    beside its data directory; returns the process and the log's path."""
+    log_path = data_dir.parent / f"{data_dir.name}.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            strata_argv(command, data_dir, port, *args),
+            stdout=log,
+            stderr=log,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    return process, log_path
+
+
 @contextlib.contextmanager
 def service_process(
     command: str, data_dir: Path, *args: str, port: int | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Run `strata <command>` as a real process on 127.0.0.1; yields its URL and process."""
     port = port or free_port()
-    log = (data_dir.parent / f"{data_dir.name}.log").open("ab")
-    process = subprocess.Popen(
-        strata_argv(command, data_dir, port, *args),
-        stdout=log,
-        stderr=log,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    process, _ = popen_strata(command, data_dir, port, *args)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, process)
         yield url, process
     finally:
         stop_process(process, grace=10)
-        log.close()
 
 
 def stop_process(process: subprocess.Popen[bytes], grace: float) -> None:
