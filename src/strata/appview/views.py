@@ -302,7 +302,7 @@ class Views:
                 "$type": "app.bsky.embed.record#viewBlocked",
                 "uri": target,
                 "blocked": True,
-                "author": {"did": author, "viewer": {"blockedBy": author in rel.blocked_by}},
+                "author": _blocked_author(author, rel),
             }
         post = posts.get(target)
         if post is None:
@@ -449,6 +449,11 @@ class FeedItem:
     feed_context: str | None = None
 
 
+def _blocked_author(author: str, rel: Relations) -> dict[str, Any]:
+    """`app.bsky.feed.defs#blockedAuthor`: who is behind a blocked post or embed."""
+    return {"did": author, "viewer": {"blockedBy": author in rel.blocked_by}}
+
+
 def _missing(uri: str, rel: Relations) -> dict[str, Any]:
     author = did_of(uri)
     if rel.blocks(author):
@@ -456,7 +461,7 @@ def _missing(uri: str, rel: Relations) -> dict[str, Any]:
             "$type": "app.bsky.feed.defs#blockedPost",
             "uri": uri,
             "blocked": True,
-            "author": {"did": author, "viewer": {"blockedBy": author in rel.blocked_by}},
+            "author": _blocked_author(author, rel),
         }
     return {"$type": "app.bsky.feed.defs#notFoundPost", "uri": uri, "notFound": True}
 
