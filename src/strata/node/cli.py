@@ -13,9 +13,9 @@ import aiohttp
 import click
 from click.core import ParameterSource
 
+from strata.net.client import XrpcFailed
 from strata.net.logs import configure_logging
 from strata.node import config as node_config
-from strata.node.client import XrpcFailed
 from strata.node.config import ConfigError, NodeConfig, NodeSecrets
 from strata.node.demo import DEMO_PASSWORD, PEOPLE, seed_demo
 from strata.node.feeds import publish_builtin_feeds

@@ -14,7 +14,7 @@ from typing import Any, Final
 import aiohttp
 
 from strata.core.syntax import format_datetime
-from strata.node.client import XrpcClient, XrpcFailed
+from strata.net.client import XrpcClient, XrpcFailed
 from strata.node.config import NodeConfig
 
 DEMO_PASSWORD: Final = "strata-demo"

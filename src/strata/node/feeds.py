@@ -7,7 +7,7 @@ import aiohttp
 
 from strata.feedgen.record import generator_record
 from strata.feedgen.service import GENERATOR
-from strata.node.client import XrpcClient, XrpcFailed
+from strata.net.client import XrpcClient, XrpcFailed
 from strata.node.config import BUILTIN_FEEDS, FEEDS_ACCOUNT, NodeConfig
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,7 +21,7 @@ from strata.core.diddoc import DidDocument
 from strata.core.errors import CoreError
 from strata.core.jwt import sign_service_jwt
 from strata.core.lexicon import Catalog
-from strata.core.plc import operation_cid, sign_operation
+from strata.core.plc import next_operation
 from strata.core.syntax import is_disallowed_tld, normalize_handle, validate_handle
 from strata.identity import IdentityResolver
 from strata.identity.errors import IdentityError
@@ -299,19 +298,15 @@ class Pds:
             self.sequencer.identity(did, handle)
             return
         if did.startswith("did:plc:"):
-            op = await self.sign_plc_update(
-                did, lambda op: {**op, "alsoKnownAs": [f"at://{handle}"]}
-            )
+            op = await self.sign_plc_update(did, {"alsoKnownAs": [f"at://{handle}"]})
             await self.submit_plc(did, op)
         self.accounts.set_handle(did, handle)
         self.resolver.forget(did)
         self.sequencer.identity(did, handle)
         log_event(log, "handle updated", did=did, handle=handle)
 
-    async def sign_plc_update(
-        self, did: str, change: Callable[[dict[str, Any]], dict[str, Any]]
-    ) -> dict[str, Any]:
-        """The DID's next PLC operation: `change` applied to the last one, signed with the
+    async def sign_plc_update(self, did: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """The DID's next PLC operation: `changes` applied to the last one, signed with the
         PDS's rotation key (which the DID must list)."""
         try:
             last = await self.plc.last_operation(did)
@@ -321,10 +316,7 @@ class Pds:
             raise invalid_request(f"DID is not active in the directory: {did}")
         if self.secrets.plc_rotation_key.did() not in last.get("rotationKeys", []):
             raise invalid_request("This PDS holds no rotation key of this DID")
-        base = {k: v for k, v in change(last).items() if k != "sig"}
-        return sign_operation(
-            {**base, "prev": str(operation_cid(last))}, self.secrets.plc_rotation_key
-        )
+        return next_operation(last, changes, self.secrets.plc_rotation_key)
 
     async def submit_plc(self, did: str, operation: dict[str, Any]) -> None:
         """Send an operation to the directory, answering refusals as XRPC errors."""

@@ -60,7 +60,8 @@ def call(method: str, pds: str, nsid: str, **kwargs: Any) -> Any:
 
 @click.group("account")
 def account() -> None:
-    """Create and list accounts on a PDS, and reset their passwords."""
+    """Accounts: create, list and reset passwords (operators); move, back up and protect
+    them (users)."""
 
 
 @account.command("create")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Mapping
 from typing import Any, Final
 
 from strata.core import cbor
@@ -202,6 +203,13 @@ def sign_operation(unsigned: Operation, key: Keypair) -> Operation:
     """Sign an operation (without `sig`) and return it with the base64url signature added."""
     signature = key.sign(cbor.encode(_unsigned(unsigned)))
     return {**unsigned, "sig": base64.urlsafe_b64encode(signature).decode().rstrip("=")}
+
+
+def next_operation(last: Operation, changes: Mapping[str, Any], key: Keypair) -> Operation:
+    """The operation that follows `last`: its fields with `changes` applied, `prev` naming
+    it, signed with `key` (one of `last`'s rotation keys, or the directory refuses it)."""
+    unsigned = {**_unsigned(last), **changes, "prev": str(operation_cid(last))}
+    return sign_operation(unsigned, key)
 
 
 def _decode_sig(sig: str) -> bytes | None:

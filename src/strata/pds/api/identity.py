@@ -87,7 +87,7 @@ def register(router: XrpcRouter, pds: Pds) -> None:
             )
         fields = ("rotationKeys", "alsoKnownAs", "verificationMethods", "services")
         changes = {f: body[f] for f in fields if body.get(f) is not None}
-        operation = await pds.sign_plc_update(did, lambda last: {**last, **changes})
+        operation = await pds.sign_plc_update(did, changes)
         return json_response({"operation": operation})
 
     @router.procedure("com.atproto.identity.submitPlcOperation", auth=privileged)

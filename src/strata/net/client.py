@@ -1,5 +1,5 @@
-"""A small XRPC client for the node's own work: creating accounts, publishing feeds, seeding
-the demo network."""
+"""A small async XRPC client for Strata's own tools: the node's set-up (accounts, feeds, the
+demo network) and moving accounts between PDSes."""
 
 from __future__ import annotations
 
@@ -34,10 +34,13 @@ class XrpcClient:
         self.base = base.rstrip("/")
         self.session: Session | None = None
 
-    def _headers(self, content_type: str | None = None) -> dict[str, str]:
+    def _headers(
+        self, content_type: str | None = None, bearer: str | None = None
+    ) -> dict[str, str]:
         headers = {"Content-Type": content_type} if content_type else {}
-        if self.session is not None:
-            headers["Authorization"] = f"Bearer {self.session.access_jwt}"
+        token = bearer or (self.session.access_jwt if self.session is not None else None)
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
         return headers
 
     async def _answer(self, nsid: str, response: aiohttp.ClientResponse) -> Any:
@@ -62,14 +65,29 @@ class XrpcClient:
         ) as response:
             return await self._answer(nsid, response)
 
+    async def query_bytes(self, nsid: str, **params: Any) -> bytes:
+        """A GET method whose answer is not JSON (a CAR file, a blob)."""
+        async with self.http.get(
+            f"{self.base}/xrpc/{nsid}", params=params, headers=self._headers()
+        ) as response:
+            if response.status != 200:
+                await self._answer(nsid, response)
+            return await response.read()
+
     async def procedure(
-        self, nsid: str, body: Any = None, data: bytes | None = None, content_type: str = ""
+        self,
+        nsid: str,
+        body: Any = None,
+        data: bytes | None = None,
+        content_type: str = "",
+        bearer: str | None = None,
     ) -> Any:
-        """A POST method with a JSON `body`, or raw `data` of `content_type` (a blob)."""
+        """A POST method with a JSON `body`, or raw `data` of `content_type` (a blob).
+        `bearer` replaces the session's token (a service-auth token, say)."""
         payload = data if data is not None else json.dumps(body or {}).encode()
         kind = content_type if data is not None else "application/json"
         async with self.http.post(
-            f"{self.base}/xrpc/{nsid}", data=payload, headers=self._headers(kind)
+            f"{self.base}/xrpc/{nsid}", data=payload, headers=self._headers(kind, bearer)
         ) as response:
             return await self._answer(nsid, response)
 
