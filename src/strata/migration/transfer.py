@@ -100,18 +100,19 @@ async def import_repo(car: bytes, destination: XrpcClient) -> None:
 
 
 async def missing_blobs(destination: XrpcClient) -> list[str]:
-    """Every blob the destination's records use and it does not hold yet."""
-    missing: list[str] = []
+    """Every blob the destination's records use and it does not hold yet (listed once, though
+    the PDS names it once per record using it)."""
+    missing: dict[str, None] = {}
     cursor: str | None = None
     while True:
         params: dict[str, str | int] = {"limit": PAGE}
         if cursor:
             params["cursor"] = cursor
         page = await destination.query("com.atproto.repo.listMissingBlobs", **params)
-        missing += [str(blob["cid"]) for blob in page.get("blobs", [])]
+        missing.update((str(blob["cid"]), None) for blob in page.get("blobs", []))
         cursor = page.get("cursor")
         if not cursor or not page.get("blobs"):
-            return missing
+            return list(missing)
 
 
 BlobProgress = Callable[[int, int, str, int], None]

@@ -72,15 +72,18 @@ Answer = tuple[int, bytes, dict[str, str]]
 
 def register(router: XrpcRouter, pds: Pds) -> None:
     any_access = pds.auth.access()
+    # As the reference: a deactivated account reads and writes its preferences (a migration
+    # copies them before the account is activated).
+    preferences_access = pds.auth.access(allow_deactivated=True)
 
-    @router.query("app.bsky.actor.getPreferences", auth=any_access)
+    @router.query("app.bsky.actor.getPreferences", auth=preferences_access)
     async def get_preferences(call: Call[Credentials]) -> web.Response:
         prefs = pds.stores.open(call.auth.did).preferences()
         if call.auth.app_password:
             prefs = [p for p in prefs if p.get("$type") not in FULL_ACCESS_PREFERENCES]
         return json_response({"preferences": prefs})
 
-    @router.procedure("app.bsky.actor.putPreferences", auth=any_access)
+    @router.procedure("app.bsky.actor.putPreferences", auth=preferences_access)
     async def put_preferences(call: Call[Credentials]) -> web.Response:
         raw = cbor.to_json(call.body).get("preferences") if isinstance(call.body, dict) else None
         if not isinstance(raw, list):
