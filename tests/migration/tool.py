@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,8 @@ from typing import Any
 
 import aiohttp
 
+from tests.appview.test_api import create
+from tests.migration.network import MigrationNetwork
 from tests.relay.xrpc import PdsUser
 from tests.services import eventually
 
@@ -46,14 +47,6 @@ async def strata_account(*args: str, timeout: float = 60.0) -> Run:
     return Run(proc.returncode, out.decode(errors="replace"))
 
 
-def strata_outbox_code(pds_data_dir: Path, did: str) -> str:
-    """The PLC confirmation code a Strata PDS last mailed to `did`."""
-    mails = sorted((pds_data_dir / "mail" / "outbox").glob(f"*plc_operation-{did.replace(':', '_')}*"))
-    found = re.search(r"code: (\S+)", mails[-1].read_text())
-    assert found, mails[-1]
-    return found.group(1)
-
-
 async def login(http: aiohttp.ClientSession, pds: str, identifier: str) -> PdsUser:
     body = {"identifier": identifier, "password": PASSWORD}
     async with http.post(f"{pds}/xrpc/com.atproto.server.createSession", json=body) as r:
@@ -70,9 +63,7 @@ async def did_document(http: aiohttp.ClientSession, plc_url: str, did: str) -> d
 
 
 async def repo_status(http: aiohttp.ClientSession, pds: str, did: str) -> dict[str, Any]:
-    async with http.get(
-        f"{pds}/xrpc/com.atproto.sync.getRepoStatus", params={"did": did}
-    ) as r:
+    async with http.get(f"{pds}/xrpc/com.atproto.sync.getRepoStatus", params={"did": did}) as r:
         answer: dict[str, Any] = await r.json()
         return answer
 
@@ -114,3 +105,77 @@ async def check_moved(
     assert (await repo_status(http, mover.pds, mover.did)).get("active") is True
     await mover.post("posted from my new home")
     await sees(follower, earlier_posts | {"posted from my new home"}, "the new post followed")
+
+
+async def indexed(network: MigrationNetwork, user: PdsUser) -> None:
+    """Wait until the AppView knows the account and its handle."""
+
+    async def check() -> bool:
+        assert network.appview.appview.db is not None
+        row = await network.appview.appview.db.fetchrow(
+            "SELECT handle FROM actor WHERE did = ?", user.did
+        )
+        return row is not None and row[0] is not None and row[0] != "handle.invalid"
+
+    await eventually(check, what=f"{user.did} indexed")
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
+async def upload(user: PdsUser, data: bytes) -> dict[str, object]:
+    async with user.http.post(
+        f"{user.pds}/xrpc/com.atproto.repo.uploadBlob",
+        data=data,
+        headers={"Authorization": f"Bearer {user.token}", "Content-Type": "image/png"},
+    ) as response:
+        body = await response.json()
+        assert response.status == 200, body
+        blob: dict[str, object] = body["blob"]
+        return blob
+
+
+async def alice_and_follower(network: MigrationNetwork) -> tuple[PdsUser, PdsUser, set[str]]:
+    """alice on the old PDS with posts, an image, a profile and preferences; bob (on the new
+    PDS, or on the old one when the new one is not Strata's) following her and seeing her
+    posts through the AppView."""
+    bob_home = network.old if network.new.kind == "official" else network.new
+    alice = await PdsUser.create(network.http, network.old.url, "alice.test")
+    bob = await PdsUser.create(network.http, bob_home.url, "bob.test")
+    for user in (alice, bob):
+        await indexed(network, user)
+    await create(bob, "app.bsky.graph.follow", {"subject": alice.did})
+    image = await upload(alice, PNG)
+    await create(alice, "app.bsky.actor.profile", {"displayName": "Alice", "avatar": image},
+                 rkey="self")  # fmt: skip
+    texts = {f"alice before the move {i}" for i in range(3)}
+    for text in sorted(texts):
+        await alice.post(text)
+    embed = {"$type": "app.bsky.embed.images", "images": [{"image": image, "alt": "a square"}]}
+    await create(alice, "app.bsky.feed.post", {"text": "alice with a picture", "embed": embed})
+    texts.add("alice with a picture")
+    preferences = [{"$type": "app.bsky.actor.defs#adultContentPref", "enabled": False}]
+    async with network.http.post(
+        f"{alice.pds}/xrpc/app.bsky.actor.putPreferences",
+        json={"preferences": preferences},
+        headers={"Authorization": f"Bearer {alice.token}"},
+    ) as response:
+        assert response.status == 200, await response.text()
+    await sees(bob, texts, "bob sees alice's posts")
+    return alice, bob, texts
+
+
+def migrate_args(network: MigrationNetwork, state: Path, account: str = "alice.test") -> list[str]:
+    """`strata account migrate` from the network's old PDS to its new one."""
+    return ["migrate", "--from", network.old.url, "--account", account, "--to", network.new.url,
+            "--plc", network.plc_url, "--state", str(state)]  # fmt: skip
+
+
+async def migrate_with_code(network: MigrationNetwork, did: str, state: Path) -> Run:
+    """Run the move until the old PDS asks for its emailed code, then again with the code."""
+    args = migrate_args(network, state)
+    first = await strata_account(*args)
+    assert first.returncode == 1 and "--plc-token" in first.output, first.output
+    second = await strata_account(*args, "--plc-token", network.old.plc_code(did))
+    assert second.returncode == 0, second.output
+    return second

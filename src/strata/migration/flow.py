@@ -404,7 +404,7 @@ class Migration:
 
     async def _deactivate_old(self) -> None:
         assert self.old is not None
-        await self.old.procedure("com.atproto.server.deactivateAccount")
+        await self.old.procedure("com.atproto.server.deactivateAccount", {})
 
     def report(self) -> list[str]:
         """The final report: what moved, and where the account lives now."""

@@ -82,10 +82,14 @@ class XrpcClient:
         content_type: str = "",
         bearer: str | None = None,
     ) -> Any:
-        """A POST method with a JSON `body`, or raw `data` of `content_type` (a blob).
-        `bearer` replaces the session's token (a service-auth token, say)."""
-        payload = data if data is not None else json.dumps(body or {}).encode()
-        kind = content_type if data is not None else "application/json"
+        """A POST method with a JSON `body`, raw `data` of `content_type` (a blob), or no input
+        at all (methods without input refuse a body). `bearer` replaces the session's token
+        (a service-auth token, say)."""
+        payload: bytes | None = data
+        kind: str | None = content_type
+        if data is None:
+            payload = None if body is None else json.dumps(body).encode()
+            kind = None if body is None else "application/json"
         async with self.http.post(
             f"{self.base}/xrpc/{nsid}", data=payload, headers=self._headers(kind, bearer)
         ) as response:
