@@ -71,7 +71,6 @@ Answer = tuple[int, bytes, dict[str, str]]
 
 
 def register(router: XrpcRouter, pds: Pds) -> None:
-    any_access = pds.auth.access()
     # As the reference: a deactivated account reads and writes its preferences (a migration
     # copies them before the account is activated).
     preferences_access = pds.auth.access(allow_deactivated=True)
