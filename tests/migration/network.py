@@ -52,6 +52,7 @@ class Home:
     public_url: str  # what the DID documents it writes name
     data_dir: Path
     process: asyncio.subprocess.Process | None = field(default=None, repr=False)
+    argv: tuple[str, ...] = ()  # a `strata-process` home's options, to restart it
 
     def plc_code(self, did: str) -> str:
         """The PLC confirmation code this PDS last sent to `did`'s email."""
@@ -71,6 +72,11 @@ class Home:
         self.process.kill()
         await self.process.wait()
 
+    async def restart(self) -> None:
+        """Start a killed `strata-process` home again, on its port and data."""
+        port = int(self.url.rsplit(":", 1)[1])
+        self.process = await start_strata("pds", self.data_dir, port, *self.argv)
+
 
 @dataclass
 class MigrationNetwork:
@@ -89,17 +95,17 @@ async def _home(kind: Kind, data_dir: Path, plc_url: str, appview: AppView) -> A
             yield Home(kind, pds.url, pds.pds.config.public_url, data_dir)
     elif kind == "strata-process":
         port = free_port()
-        process = await start_strata(
-            "pds", data_dir, port, "--dev", "--hostname", "localhost", "--plc-url", plc_url,
-            "--appview", f"{appview.url}#{appview.did}",
-        )  # fmt: skip
+        argv = ("--dev", "--hostname", "localhost", "--plc-url", plc_url,
+                "--appview", f"{appview.url}#{appview.did}")  # fmt: skip
+        home = Home(kind, f"http://127.0.0.1:{port}", f"http://localhost:{port}", data_dir,
+                    await start_strata("pds", data_dir, port, *argv), argv)  # fmt: skip
         try:
-            yield Home(kind, f"http://127.0.0.1:{port}", f"http://localhost:{port}", data_dir,
-                       process)  # fmt: skip
+            yield home
         finally:
-            if process.returncode is None:
-                process.terminate()
-                await asyncio.wait_for(process.wait(), 10)
+            assert home.process is not None
+            if home.process.returncode is None:
+                home.process.terminate()
+                await asyncio.wait_for(home.process.wait(), 10)
     else:
         require_peers()
         async with official_pds_module.official_pds(
