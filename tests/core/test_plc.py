@@ -27,6 +27,7 @@ from strata.core.plc import (
     did_for_genesis,
     document_data,
     format_did_document,
+    next_operation,
     normalize_operation,
     operation_cid,
     parse_operation,
@@ -310,3 +311,17 @@ def test_document_format() -> None:
             "serviceEndpoint": "https://pds.test",
         }
     ]
+
+
+def test_next_operation_extends_the_last_and_the_directory_accepts_it() -> None:
+    did, first = genesis([RECOVERY, PDS], PDS)
+    moved = next_operation(first, {"services": {"atproto_pds": {
+        "type": "AtprotoPersonalDataServer", "endpoint": "https://new.example"}}}, RECOVERY)  # fmt: skip
+    assert moved["prev"] == str(operation_cid(first))
+    assert moved["rotationKeys"] == first["rotationKeys"]
+    assert moved["services"]["atproto_pds"]["endpoint"] == "https://new.example"
+    log = indexed(did, [first])
+    assert assure_valid_next_op(did, log, moved, 2_000_000).prev == str(operation_cid(first))
+    stranger = next_operation(first, {}, OTHER)
+    with pytest.raises(InvalidSignature):
+        assure_valid_next_op(did, log, stranger, 2_000_000)
