@@ -315,8 +315,8 @@ def test_document_format() -> None:
 
 def test_next_operation_extends_the_last_and_the_directory_accepts_it() -> None:
     did, first = genesis([RECOVERY, PDS], PDS)
-    moved = next_operation(first, {"services": {"atproto_pds": {
-        "type": "AtprotoPersonalDataServer", "endpoint": "https://new.example"}}}, RECOVERY)  # fmt: skip
+    service = {"type": "AtprotoPersonalDataServer", "endpoint": "https://new.example"}
+    moved = next_operation(first, {"services": {"atproto_pds": service}}, RECOVERY)
     assert moved["prev"] == str(operation_cid(first))
     assert moved["rotationKeys"] == first["rotationKeys"]
     assert moved["services"]["atproto_pds"]["endpoint"] == "https://new.example"

@@ -17,9 +17,13 @@ async def test_move_between_strata_pdses(tmp_path: Path) -> None:
         args = ("migrate", "--from", old.url, "--account", "alice.test", "--to", new.url,
                 "--plc", network.plc_url, "--state", str(state))  # fmt: skip
 
-        plan = await strata_account(*args, "--dry-run")
+        # The old PDS may also be found from the account's DID (or handle).
+        by_did = ["migrate", "--from", alice.did, "--to", new.url, "--plc", network.plc_url,
+                  "--state", str(state)]  # fmt: skip
+        plan = await strata_account(*by_did, "--dry-run")
         assert plan.returncode == 0, plan.output
         assert "[1/9] create the account on the new PDS" in plan.output
+        assert f"from {old.public_url} to {new.url}" in plan.output
         assert "Nothing was changed" in plan.output and not state.exists()
 
         first = await strata_account(*args)

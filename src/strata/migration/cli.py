@@ -13,6 +13,7 @@ import aiohttp
 import click
 
 from strata.core.crypto import Keypair
+from strata.identity import IdentityError, IdentityResolver
 from strata.migration.backup import BackupSource, export_account
 from strata.migration.flow import (
     STEP_ERRORS,
@@ -155,7 +156,10 @@ def migrate(
     """
     if (source is None) == (backup is None):
         raise click.UsageError("give the old PDS (--from URL --account NAME) or --backup DIR")
-    if source is not None and identifier is None:
+    by_name = source is not None and not source.startswith(("http://", "https://"))
+    if by_name:
+        identifier = identifier or source
+    elif source is not None and identifier is None:
         raise click.UsageError("--account names the account on the old PDS")
     options = MigrationOptions(
         destination=destination.rstrip("/"),
@@ -174,6 +178,9 @@ def migrate(
 
     async def work(http: aiohttp.ClientSession) -> None:
         nonlocal options
+        if by_name:
+            assert source is not None
+            options = dataclasses.replace(options, source_url=await _pds_of(http, source, plc_urls))
         while True:
             migration = Migration(http, options, click.echo)
             await migration.prepare()
@@ -193,6 +200,18 @@ def migrate(
             return
 
     _run(work)
+
+
+async def _pds_of(http: aiohttp.ClientSession, account: str, plc_urls: tuple[str, ...]) -> str:
+    """The PDS that the account's DID document names."""
+    try:
+        identity = await IdentityResolver(http, plc_urls).resolve(account)
+    except IdentityError as exc:
+        raise MigrationError(f"cannot find {account}'s PDS: {exc}") from exc
+    endpoint = identity.document.pds_endpoint
+    if endpoint is None:
+        raise MigrationError(f"{account}'s DID document names no PDS; pass --from URL")
+    return endpoint.rstrip("/")
 
 
 async def _signed_in(
