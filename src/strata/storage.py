@@ -32,12 +32,18 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write `text` to `path` atomically and durably, readable by the owner only (mode 0600)."""
+def write_private(path: Path, data: str | bytes) -> None:
+    """Write `data` to `path` atomically and durably (the file, then its directory entry),
+    readable by the owner only (mode 0600)."""
     temporary = path.with_suffix(".tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data.encode() if isinstance(data, str) else data)
         out.flush()
         os.fsync(out.fileno())
     os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 
@@ -69,7 +70,11 @@ async def _true(value: bool) -> bool:
     return value
 
 
-async def indexed(network: Network, user: PdsUser) -> None:
+class WithAppView(Protocol):
+    appview: RunningAppView
+
+
+async def indexed(network: WithAppView, user: PdsUser) -> None:
     """Wait until the AppView knows the account and its handle."""
 
     async def check() -> bool:

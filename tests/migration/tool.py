@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.appview.network import indexed
 from tests.appview.test_api import create
 from tests.migration.network import MigrationNetwork
 from tests.relay.xrpc import PdsUser
@@ -107,19 +108,6 @@ async def check_moved(
     assert (await repo_status(http, mover.pds, mover.did)).get("active") is True
     await mover.post("posted from my new home")
     await sees(follower, earlier_posts | {"posted from my new home"}, "the new post followed")
-
-
-async def indexed(network: MigrationNetwork, user: PdsUser) -> None:
-    """Wait until the AppView knows the account and its handle."""
-
-    async def check() -> bool:
-        assert network.appview.appview.db is not None
-        row = await network.appview.appview.db.fetchrow(
-            "SELECT handle FROM actor WHERE did = ?", user.did
-        )
-        return row is not None and row[0] is not None and row[0] != "handle.invalid"
-
-    await eventually(check, what=f"{user.did} indexed")
 
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4

@@ -9,7 +9,6 @@ complete files in place.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 
 from strata.core.cid import CID
 from strata.migration.transfer import PdsSource, RepoSummary, TransferFailed, summarize
+from strata.storage import write_private
 
 ACCOUNT_FILE = "account.json"
 REPO_FILE = "repo.car"
@@ -27,13 +27,7 @@ BLOBS_DIR = "blobs"
 
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, path)
+    write_private(path, data)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from strata.migration.transfer import (
 )
 from strata.net.client import Session, XrpcClient
 from strata.pds.plc_client import PlcClient
+from strata.tools.resolve_cli import PLC_OPTION
 
 T = TypeVar("T")
 
@@ -57,16 +58,6 @@ PASSWORD_OPTION = click.option(
     prompt=True,
     hide_input=True,
     help="The account's password (or STRATA_PASSWORD).",
-)
-PLC_OPTION = click.option(
-    "--plc",
-    "plc_urls",
-    multiple=True,
-    envvar="STRATA_PLC",
-    default=["https://plc.directory"],
-    show_default=True,
-    metavar="URL",
-    help="PLC directories in order of preference (repeat for mirrors).",
 )
 TOKEN_OPTION = click.option(
     "--plc-token", default=None, help="The confirmation code the PDS emailed to the account."

@@ -4,11 +4,12 @@ one stopped and never repeats a step that must happen once."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from strata.storage import write_private
 
 STATE_VERSION = 1
 
@@ -68,20 +69,9 @@ class MigrationState:
         self.save()
 
     def save(self) -> None:
-        """Write the state durably: a temporary file, fsync, rename, fsync of the folder.
-        The file may hold an interim signing key, so it is readable by its owner only."""
+        """Write the state durably. It may hold an interim signing key, so it is readable by
+        its owner only."""
         body = {"version": STATE_VERSION, **asdict(self)}
         body.pop("path")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(body, out, indent=2)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, self.path)
-        directory = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        write_private(self.path, json.dumps(body, indent=2))

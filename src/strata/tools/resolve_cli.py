@@ -10,10 +10,7 @@ import click
 
 from strata.identity import IdentityError, IdentityResolver
 
-
-@click.command("resolve")
-@click.argument("identifier")
-@click.option(
+PLC_OPTION = click.option(
     "--plc",
     "plc_urls",
     multiple=True,
@@ -23,6 +20,11 @@ from strata.identity import IdentityError, IdentityResolver
     metavar="URL",
     help="PLC directories in order of preference (repeat for mirrors).",
 )
+
+
+@click.command("resolve")
+@click.argument("identifier")
+@PLC_OPTION
 @click.option("--dev", envvar="STRATA_DEV", is_flag=True, help="Allow http:// and loopback hosts.")
 @click.option("--document", is_flag=True, help="Print the whole DID document.")
 def resolve(identifier: str, plc_urls: tuple[str, ...], dev: bool, document: bool) -> None:
