@@ -71,6 +71,10 @@ def _run(work: Callable[[aiohttp.ClientSession], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
+    except NeedsToken as exc:
+        raise click.ClickException(
+            f"{exc} Run the same command again with --plc-token CODE."
+        ) from exc
     except (MigrationError, RotationKeyError, TransferFailed) as exc:
         raise click.ClickException(str(exc)) from exc
     except STEP_ERRORS as exc:
@@ -88,14 +92,25 @@ def _prompt_token(error: NeedsToken) -> str | None:
     """The code, asked for on a terminal; None when nobody can answer (a script)."""
     if not sys.stdin.isatty():
         return None
-    click.echo(str(error).split(" Run the same")[0])
+    click.echo(str(error))
     token: str = click.prompt("Confirmation code")
     return token.strip()
 
 
 @click.command("migrate")
-@click.option("--from", "source", default=None, metavar="URL", help="The old PDS.")
-@click.option("--account", "identifier", default=None, help="Handle, DID or email on the old PDS.")
+@click.option(
+    "--from",
+    "source",
+    default=None,
+    metavar="PDS",
+    help="The old PDS's URL, or the account's handle or DID (its PDS is looked up).",
+)
+@click.option(
+    "--account",
+    "identifier",
+    default=None,
+    help="Handle, DID or email on the old PDS (when --from is a URL).",
+)
 @click.option("--to", "destination", required=True, metavar="URL", help="The new PDS.")
 @click.option("--handle", default=None, help="Handle on the new PDS (default: the current one).")
 @click.option("--email", default=None, help="Email on the new PDS (default: the current one).")
@@ -314,10 +329,7 @@ def add_rotation_key_command(
         token = plc_token
         if not token:
             await client.procedure("com.atproto.identity.requestPlcOperationSignature")
-            message = NeedsToken(
-                f"{pds} has emailed a confirmation code to the account's address. Run the same "
-                "command again with --plc-token CODE."
-            )
+            message = NeedsToken(f"{pds} has emailed a confirmation code to the account's address.")
             token = _prompt_token(message)
             if token is None:
                 raise message

@@ -108,7 +108,6 @@ class Migration:
         self.email: str | None = options.email
         self.server_did = ""
         self.state: MigrationState
-        self.records_in_source: int | None = None
 
     @property
     def recovering(self) -> bool:
@@ -360,7 +359,7 @@ class Migration:
                 self.state.save()
             raise NeedsToken(
                 f"{self.old.base} has emailed a confirmation code to the account's address "
-                f"({self.email or 'unknown'}). Run the same command again with --plc-token CODE."
+                f"({self.email or 'unknown'})."
             )
         try:
             answer = await self.old.procedure(
@@ -392,7 +391,9 @@ class Migration:
         except XrpcFailed as exc:
             if exc.status != 400:
                 raise
+            # The code was used up by the signature: the next run asks for a new one.
             self.state.signed_operation = None
+            self.state.token_requested = False
             self.state.undo("sign-plc")
             raise MigrationError(
                 f"the new PDS refused the signed operation ({exc}). Run again to sign a new one."
