@@ -7,7 +7,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.migration.tool import PNG, login, strata_account, upload
+from tests.migration.network import strata_outbox_code
+from tests.migration.tool import PNG, login, strata_account, strata_account_at_terminal, upload
 from tests.relay.xrpc import PdsUser
 from tests.services import running_pds, running_plc
 
@@ -57,3 +58,24 @@ async def test_backup_restores_a_deleted_post_and_its_blob(tmp_path: Path) -> No
         wrong = await strata_account("import", "--pds", pds.url, "--account", "alice.test",
                                      "--backup", str(tmp_path))  # fmt: skip
         assert wrong.returncode == 1 and "not a Strata account backup" in wrong.output
+
+
+async def test_rotation_key_code_typed_at_the_terminal(tmp_path: Path) -> None:
+    async with (
+        running_plc(tmp_path / "plc") as plc,
+        running_pds(tmp_path / "pds", plc.url) as pds,
+        aiohttp.ClientSession() as http,
+    ):
+        alice = await PdsUser.create(http, pds.url, "alice.test")
+        key = tmp_path / "key"
+        added = await strata_account_at_terminal(
+            "add-rotation-key", "--pds", pds.url, "--account", "alice.test", "--key", str(key),
+            "--plc", plc.url,
+            answer=lambda: strata_outbox_code(tmp_path / "pds", alice.did),
+            prompt="Confirmation code:",
+        )  # fmt: skip
+        assert added.returncode == 0, added.output
+        assert "has emailed a confirmation code" in added.output
+        async with http.get(f"{plc.url}/{alice.did}/log/last") as response:
+            keys = (await response.json())["rotationKeys"]
+        assert keys[0] in added.output and len(keys) == 2

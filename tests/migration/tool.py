@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pty
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,3 +171,35 @@ async def migrate_with_code(network: MigrationNetwork, did: str, state: Path) ->
     second = await strata_account(*args, "--plc-token", network.old.plc_code(did))
     assert second.returncode == 0, second.output
     return second
+
+
+async def strata_account_at_terminal(
+    *args: str, answer: Callable[[], str], prompt: str, timeout: float = 60.0
+) -> Run:
+    """`strata account ARGS` with a terminal as stdin: when `prompt` appears in its output,
+    `answer()` is typed in."""
+    controller, terminal = pty.openpty()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "strata", "account", *args,
+        stdin=terminal,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "STRATA_PASSWORD": PASSWORD, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    os.close(terminal)
+    output = b""
+    try:
+        async with asyncio.timeout(timeout):
+            assert proc.stdout is not None
+            while chunk := await proc.stdout.read(4096):
+                output += chunk
+                if prompt.encode() in output and b"\n" not in output.rsplit(prompt.encode(), 1)[1]:
+                    os.write(controller, answer().encode() + b"\n")
+            await proc.wait()
+    finally:
+        os.close(controller)
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return Run(proc.returncode, output.decode(errors="replace"))
