@@ -24,6 +24,7 @@ async def test_move_between_strata_pdses(tmp_path: Path) -> None:
         assert plan.returncode == 0, plan.output
         assert "[1/9] create the account on the new PDS" in plan.output
         assert f"from {old.public_url} to {new.url}" in plan.output
+        assert "The old PDS holds 5 records and 1 blobs" in plan.output
         assert "Nothing was changed" in plan.output and not state.exists()
 
         first = await strata_account(*args)

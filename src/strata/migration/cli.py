@@ -191,7 +191,7 @@ def migrate(
             migration = Migration(http, options, click.echo)
             await migration.prepare()
             if dry_run:
-                migration.explain()
+                await migration.explain()
                 return
             try:
                 await migration.run()

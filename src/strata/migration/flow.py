@@ -168,10 +168,16 @@ class Migration:
             return True
         return self.state.is_done(step.name)
 
-    def explain(self) -> None:
+    async def explain(self) -> None:
         """What a run would do (`--dry-run`); changes nothing."""
         source = self.old.base if self.old is not None else f"the backup in {self.options.backup}"
         self.echo(f"Moving {self.did} ({self.handle}) from {source} to {self.new.base}.")
+        if self.old is not None:
+            status = await self._reach(self.old.query("com.atproto.server.checkAccountStatus"))
+            self.echo(
+                f"The old PDS holds {status.get('indexedRecords')} records and "
+                f"{status.get('expectedBlobs')} blobs (root {status.get('repoCommit')})."
+            )
         self.echo(f"State file: {self.state.path}")
         for n, step in enumerate(STEPS, 1):
             if step.name == "deactivate-old" and self.recovering:
