@@ -34,8 +34,7 @@ from strata.migration.transfer import (
     TransferFailed,
     copy_blobs,
     copy_preferences,
-    import_repo,
-    summarize,
+    copy_repo,
 )
 from strata.net.client import Session, XrpcClient
 from strata.pds.plc_client import PlcClient
@@ -275,11 +274,7 @@ def import_backup(pds: str, identifier: str, password: str, backup: Path) -> Non
     async def work(http: aiohttp.ClientSession) -> None:
         client, session = await _signed_in(http, pds, identifier, password)
         source = BackupSource(backup)
-        if source.did != session.did:
-            raise TransferFailed(f"the backup is {source.did}'s, not {session.did}'s")
-        car = await source.repo()
-        summary = summarize(car)
-        await import_repo(car, client)
+        summary, _ = await copy_repo(source, client, session.did)
         click.echo(f"Imported {summary.records} records (root {summary.root}).")
         moved = await copy_blobs(
             source,

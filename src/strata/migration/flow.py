@@ -29,8 +29,7 @@ from strata.migration.transfer import (
     TransferFailed,
     copy_blobs,
     copy_preferences,
-    import_repo,
-    summarize,
+    copy_repo,
 )
 from strata.net.client import Session, XrpcClient, XrpcFailed
 from strata.pds.plc_client import PlcClient, PlcRejected, PlcUnavailable
@@ -264,11 +263,7 @@ class Migration:
         return last
 
     async def _import_repo(self) -> None:
-        car = await self.source.repo()
-        summary = summarize(car)
-        if summary.did != self.did:
-            raise TransferFailed(f"the repository is {summary.did}'s, not {self.did}'s")
-        await import_repo(car, self.new)
+        summary, size = await copy_repo(self.source, self.new, self.did)
         self.state.imported = {
             "root": summary.root,
             "rev": summary.rev,
@@ -277,7 +272,7 @@ class Migration:
         }
         self.echo(
             f"  {summary.records} records, {len(summary.blobs)} blobs, "
-            f"{len(car) / 1024:.1f} KiB, root {summary.root}"
+            f"{size / 1024:.1f} KiB, root {summary.root}"
         )
 
     async def _blobs(self) -> None:

@@ -95,8 +95,15 @@ class PdsSource:
         return str(answer["cid"])
 
 
-async def import_repo(car: bytes, destination: XrpcClient) -> None:
+async def copy_repo(source: Source, destination: XrpcClient, did: str) -> tuple[RepoSummary, int]:
+    """Import the source's repository into the destination, once it is checked to be a whole
+    repository of `did`; returns what it holds and its size in bytes."""
+    car = await source.repo()
+    summary = summarize(car)
+    if summary.did != did:
+        raise TransferFailed(f"the repository is {summary.did}'s, not {did}'s")
     await destination.procedure("com.atproto.repo.importRepo", data=car, content_type=CAR_TYPE)
+    return summary, len(car)
 
 
 async def missing_blobs(destination: XrpcClient) -> list[str]:
