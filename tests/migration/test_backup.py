@@ -8,7 +8,14 @@ from pathlib import Path
 import aiohttp
 
 from tests.migration.network import strata_outbox_code
-from tests.migration.tool import PNG, login, strata_account, strata_account_at_terminal, upload
+from tests.migration.tool import (
+    PNG,
+    last_rotation_keys,
+    login,
+    strata_account,
+    strata_account_at_terminal,
+    upload,
+)
 from tests.relay.xrpc import PdsUser
 from tests.services import running_pds, running_plc
 
@@ -76,6 +83,5 @@ async def test_rotation_key_code_typed_at_the_terminal(tmp_path: Path) -> None:
         )  # fmt: skip
         assert added.returncode == 0, added.output
         assert "has emailed a confirmation code" in added.output
-        async with http.get(f"{plc.url}/{alice.did}/log/last") as response:
-            keys = (await response.json())["rotationKeys"]
+        keys = await last_rotation_keys(http, plc.url, alice.did)
         assert keys[0] in added.output and len(keys) == 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
@@ -20,33 +21,21 @@ from tests.migration.tool import (
     alice_and_follower,
     check_moved,
     login,
+    migrate_args,
+    migrate_with_code,
     strata_account,
     upload,
 )
 from tests.relay.xrpc import PdsUser
 
 
-def migrate_args(old: str, new: str, network: MigrationNetwork, state: Path) -> list[str]:
-    return ["migrate", "--from", old, "--account", "alice.test", "--to", new,
-            "--plc", network.plc_url, "--state", str(state)]  # fmt: skip
-
-
-async def records(http_user: PdsUser, pds: str) -> dict[str, str]:
-    """Every record of the account's repository on `pds`: path -> CID."""
-    async with http_user.http.get(
-        f"{pds}/xrpc/com.atproto.sync.getRepo", params={"did": http_user.did}
+async def records(user: PdsUser, pds: str) -> dict[str, str]:
+    """Every record of the user's repository on `pds`: path -> CID."""
+    async with user.http.get(
+        f"{pds}/xrpc/com.atproto.sync.getRepo", params={"did": user.did}
     ) as response:
         root, blocks = read_car(await response.read())
     return {path: str(cid) for path, cid in Repository.load(blocks, root).records()}
-
-
-async def finish(args: list[str], network: MigrationNetwork, did: str) -> str:
-    """Run the tool to the emailed-code stop, then with the code; returns both outputs."""
-    asks = await strata_account(*args)
-    assert asks.returncode == 1 and "--plc-token" in asks.output, asks.output
-    done = await strata_account(*args, "--plc-token", network.old.plc_code(did))
-    assert done.returncode == 0, done.output
-    return asks.output + done.output
 
 
 async def check_nothing_lost(
@@ -77,7 +66,7 @@ async def test_new_pds_killed_mid_import(tmp_path: Path) -> None:
                 return None
             data = await request.read()
 
-            async def halves():  # type: ignore[no-untyped-def]
+            async def halves() -> AsyncIterator[bytes]:
                 yield data[: len(data) // 2]
                 await network.new.kill()  # SIGKILL with half the repository sent
                 yield data[len(data) // 2 :]
@@ -89,14 +78,14 @@ async def test_new_pds_killed_mid_import(tmp_path: Path) -> None:
 
         async with fault_proxy(network.new.url, network.http) as (new_url, proxy):
             proxy.faults.append(kill_during_import)
-            args = migrate_args(network.old.url, new_url, network, tmp_path / "move.json")
+            args = migrate_args(network, tmp_path / "move.json", new=new_url)
             cut = await strata_account(*args)
             assert cut.returncode == 1 and "copy the repository failed" in cut.output, cut.output
             assert network.new.process is not None and network.new.process.returncode is not None
 
             proxy.faults.clear()
             await network.new.restart()
-            output = await finish(args, network, alice.did)
+            output = await migrate_with_code(network, alice.did, args)
             assert "create the account on the new PDS (deactivated, same DID): already done" in (
                 output
             )
@@ -136,7 +125,7 @@ async def test_old_pds_unreachable_and_blobs_failing(tmp_path: Path) -> None:
 
         async with fault_proxy(network.old.url, network.http) as (old_url, proxy):
             proxy.faults.append(faults)
-            args = migrate_args(old_url, network.new.url, network, tmp_path / "move.json")
+            args = migrate_args(network, tmp_path / "move.json", old=old_url)
             unreachable = await strata_account(*args)
             assert unreachable.returncode == 1, unreachable.output
             assert "copy the repository failed" in unreachable.output
@@ -147,7 +136,7 @@ async def test_old_pds_unreachable_and_blobs_failing(tmp_path: Path) -> None:
             assert "failed 3 times" in blobs_fail.output and "already done" in blobs_fail.output
             assert blobs_fail.output.count("  blob 1/2") == 1
 
-            output = await finish(args, network, alice.did)
+            output = await migrate_with_code(network, alice.did, args)
             assert "  blob 1/1" in output
             assert sorted(failures.values()) == [2, 3]
             assert proxy.seen.count("com.atproto.server.getServiceAuth") == 1

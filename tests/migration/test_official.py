@@ -6,14 +6,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.migration.network import Kind, migration_network
-from tests.migration.tool import alice_and_follower, check_moved, login, migrate_with_code
+from tests.migration.tool import (
+    alice_and_follower,
+    check_moved,
+    login,
+    migrate_args,
+    migrate_with_code,
+)
 
 
 async def move_and_check(tmp_path: Path, old: Kind, new: Kind) -> None:
     async with migration_network(tmp_path, old=old, new=new) as network:
         alice, bob, texts = await alice_and_follower(network)
-        report = await migrate_with_code(network, alice.did, tmp_path / "move.json")
-        assert "records      5" in report.output and "blobs        1 (1 uploaded)" in report.output
+        args = migrate_args(network, tmp_path / "move.json")
+        output = await migrate_with_code(network, alice.did, args)
+        assert "records      5" in output and "blobs        1 (1 uploaded)" in output
         moved = await login(network.http, network.new.url, "alice.test")
         await check_moved(
             network.http, network.plc_url, moved, network.new.public_url, network.old.url, bob,

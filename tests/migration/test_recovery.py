@@ -11,15 +11,10 @@ from tests.migration.tool import (
     alice_and_follower,
     check_moved,
     did_document,
+    last_rotation_keys,
     login,
     strata_account,
 )
-
-
-async def last_rotation_keys(http, plc_url: str, did: str) -> list[str]:  # type: ignore[no-untyped-def]
-    async with http.get(f"{plc_url}/{did}/log/last") as response:
-        keys: list[str] = (await response.json())["rotationKeys"]
-        return keys
 
 
 async def test_recovery_with_own_rotation_key(tmp_path: Path) -> None:

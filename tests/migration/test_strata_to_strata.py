@@ -6,7 +6,13 @@ import json
 from pathlib import Path
 
 from tests.migration.network import migration_network
-from tests.migration.tool import alice_and_follower, check_moved, login, strata_account
+from tests.migration.tool import (
+    alice_and_follower,
+    check_moved,
+    login,
+    migrate_args,
+    strata_account,
+)
 
 
 async def test_move_between_strata_pdses(tmp_path: Path) -> None:
@@ -14,8 +20,7 @@ async def test_move_between_strata_pdses(tmp_path: Path) -> None:
         old, new = network.old, network.new
         alice, bob, texts = await alice_and_follower(network)
         state = tmp_path / "move.json"
-        args = ("migrate", "--from", old.url, "--account", "alice.test", "--to", new.url,
-                "--plc", network.plc_url, "--state", str(state))  # fmt: skip
+        args = migrate_args(network, state)
 
         # The old PDS may also be found from the account's DID (or handle).
         by_did = ["migrate", "--from", alice.did, "--to", new.url, "--plc", network.plc_url,

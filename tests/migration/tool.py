@@ -157,20 +157,31 @@ async def alice_and_follower(network: MigrationNetwork) -> tuple[PdsUser, PdsUse
     return alice, bob, texts
 
 
-def migrate_args(network: MigrationNetwork, state: Path, account: str = "alice.test") -> list[str]:
-    """`strata account migrate` from the network's old PDS to its new one."""
-    return ["migrate", "--from", network.old.url, "--account", account, "--to", network.new.url,
-            "--plc", network.plc_url, "--state", str(state)]  # fmt: skip
+def migrate_args(
+    network: MigrationNetwork, state: Path, old: str | None = None, new: str | None = None
+) -> list[str]:
+    """`strata account migrate` of alice from the network's old PDS to its new one (or to
+    and from `old` and `new`, proxies in front of them)."""
+    return ["migrate", "--from", old or network.old.url, "--account", "alice.test",
+            "--to", new or network.new.url, "--plc", network.plc_url,
+            "--state", str(state)]  # fmt: skip
 
 
-async def migrate_with_code(network: MigrationNetwork, did: str, state: Path) -> Run:
-    """Run the move until the old PDS asks for its emailed code, then again with the code."""
-    args = migrate_args(network, state)
-    first = await strata_account(*args)
-    assert first.returncode == 1 and "--plc-token" in first.output, first.output
-    second = await strata_account(*args, "--plc-token", network.old.plc_code(did))
-    assert second.returncode == 0, second.output
-    return second
+async def migrate_with_code(network: MigrationNetwork, did: str, args: list[str]) -> str:
+    """Run the move until the old PDS asks for its emailed code, then again with the code;
+    returns the output of both runs."""
+    asks = await strata_account(*args)
+    assert asks.returncode == 1 and "--plc-token" in asks.output, asks.output
+    done = await strata_account(*args, "--plc-token", network.old.plc_code(did))
+    assert done.returncode == 0, done.output
+    return asks.output + done.output
+
+
+async def last_rotation_keys(http: aiohttp.ClientSession, plc_url: str, did: str) -> list[str]:
+    """The rotation keys of the DID's current operation in the directory."""
+    async with http.get(f"{plc_url}/{did}/log/last") as response:
+        keys: list[str] = (await response.json())["rotationKeys"]
+        return keys
 
 
 async def strata_account_at_terminal(
