@@ -75,16 +75,11 @@ class PdsSource:
         self.did = did
 
     async def repo(self) -> bytes:
-        return await self.client.query_bytes("com.atproto.sync.getRepo", did=self.did)
+        car, _ = await self.client.query_bytes("com.atproto.sync.getRepo", did=self.did)
+        return car
 
     async def blob(self, cid: str) -> tuple[bytes, str]:
-        async with self.client.http.get(
-            f"{self.client.base}/xrpc/com.atproto.sync.getBlob",
-            params={"did": self.did, "cid": cid},
-        ) as response:
-            if response.status != 200:
-                raise XrpcFailed("com.atproto.sync.getBlob", response.status, "", cid)
-            return await response.read(), response.content_type
+        return await self.client.query_bytes("com.atproto.sync.getBlob", did=self.did, cid=cid)
 
     async def preferences(self) -> list[object]:
         answer = await self.client.query("app.bsky.actor.getPreferences")

@@ -65,14 +65,15 @@ class XrpcClient:
         ) as response:
             return await self._answer(nsid, response)
 
-    async def query_bytes(self, nsid: str, **params: Any) -> bytes:
-        """A GET method whose answer is not JSON (a CAR file, a blob)."""
+    async def query_bytes(self, nsid: str, **params: Any) -> tuple[bytes, str]:
+        """A GET method whose answer is not JSON (a CAR file, a blob): its bytes and their
+        media type."""
         async with self.http.get(
             f"{self.base}/xrpc/{nsid}", params=params, headers=self._headers()
         ) as response:
             if response.status != 200:
                 await self._answer(nsid, response)
-            return await response.read()
+            return await response.read(), response.content_type
 
     async def procedure(
         self,
