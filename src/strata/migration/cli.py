@@ -328,7 +328,7 @@ def add_rotation_key_command(
             token = _prompt_token(message)
             if token is None:
                 raise message
-        await add_rotation_key(client, plc, did, key, token)
+        await add_rotation_key(client, last, key, token)
         click.echo(
             f"{did} now lists {key.did()} first among its rotation keys. If your PDS is ever "
             "gone: strata account migrate --backup DIR --rotation-key "

@@ -65,11 +65,11 @@ def with_user_keys(keys: list[str], user_keys: list[str]) -> list[str]:
 
 
 async def add_rotation_key(
-    client: XrpcClient, plc: PlcClient, did: str, key: Keypair, token: str
+    client: XrpcClient, last: dict[str, Any], key: Keypair, token: str
 ) -> dict[str, Any]:
-    """List `key` first among the DID's rotation keys, through the account's PDS (which signs
-    the change after the emailed `token`); returns the submitted operation."""
-    last = await last_operation(plc, did)
+    """List `key` first among the rotation keys of the DID whose current operation is `last`,
+    through the account's PDS (which signs the change after the emailed `token`); returns the
+    submitted operation."""
     keys = with_user_keys(list(last.get("rotationKeys", [])), [key.did()])
     answer = await client.procedure(
         "com.atproto.identity.signPlcOperation", {"token": token, "rotationKeys": keys}
