@@ -1,46 +1,42 @@
-"""AppView benchmark: `strata appview` indexing rate and read latency, on SQLite and Postgres.
+"""AppView benchmark: read latency under concurrency, with the firehose indexed meanwhile, on
+SQLite and Postgres, beside an earlier revision of the AppView measured in the same run.
 
-The issue's measure: on a generated network of 10,000 accounts, 1,000,000 posts and 500,000
-follows, the indexing rate from recorded frames (target >= 3,000 events/s on one core), and
-getTimeline / getPostThread / getFeed p50 and p99 at 50 concurrent clients (target p99 < 100 ms),
-on SQLite and on Postgres. No official AppView can run here, so the comparison column holds
-the issue's targets and the ratio is ours / target.
+The issue's measure: on 1,000,000 posts by 100,000 accounts with a skewed follow graph,
+getTimeline, getPostThread, getAuthorFeed and searchPosts p50 and p99 with 1 and with 50
+concurrent clients, and the indexing rate while those reads run, on SQLite and on Postgres;
+goals: getTimeline p99 < 100 ms at 50 clients on both engines, and >= 2,000 events/s indexed
+while serving. No official AppView can run here: the peer is the AppView of `--baseline REV`
+(a checkout of that revision, run the same way on a copy of the same index), and the ratio is
+baseline / strata for latencies and strata / baseline for rates (above 1: strata is better).
 
-1. The network is generated once in this process (skewed: follows go to popular accounts more
-   often, prolific accounts post more; ~10% of posts are replies, gathered in threads; likes and
-   reposts on top) and bulk-loaded straight into the AppView's tables, row for row what
-   `index_record` writes (the `record` table's JSON included, since hydration reads it), with
-   the secondary indexes dropped during the load and rebuilt after it. Postgres is ANALYZEd after
-   the load (its autovacuum would do so in service); SQLite is not (the AppView never runs
-   ANALYZE). The load time is reported, not judged.
-2. Latency: `strata appview` runs as its own process (`--dev`) over that index; 50 client
-   coroutines in this process each send requests in a closed loop, `--requests` per endpoint
-   or as many as fit in `--max-seconds`, after one untimed request per viewer and 50 requests
-   from one client alone (the time a request takes when nothing queues). The 50 viewers are
-   real did:plc identities in a `strata plc` directory served by this process, with secp256k1
-   keys; every request carries a fresh service token, so the AppView checks a signature each
-   time (the DID documents are resolved once and cached). Each viewer follows ~50 accounts.
-   getPostThread asks for root posts that have replies; getFeed asks for a feed whose generator
-   is a stub served by this process (its DID document names a `#bsky_fg` service;
-   `getFeedSkeleton` answers 50 random URIs of recent posts), not `strata feedgen`. Client,
-   AppView and Postgres share 2 cores.
-3. Indexing, afterwards, with the AppView process stopped, into the same index (so the tables
-   already hold the network): frames go through `Indexer.handle_batch` in batches of 500, in
-   this process on one core (pinned), decoding included, with no network at all (`resolver`
-   and `session` are None: identity refreshes and repository fetches cannot happen, and are
-   counted). a) The recorded frames of the official PDS (corpus `official-firehose.frames`,
-   #commit/#identity/#account/#sync): the first pass indexes new accounts; the corpus is then
-   replayed unchanged until 10 s have passed, and a replayed commit is recognised as already
-   indexed (rev check), which is cheap: both are reported. b) A synthetic stream of new
-   commits (posts, replies, likes, reposts, follows, a few deletes) by new accounts, built with
-   the real repository code (signed commits, MST proofs, CAR blocks) as a PDS emits them.
+1. The network is generated once in this process (follows go to popular accounts more often,
+   prolific accounts post more; ~10% of posts are replies gathered in threads; likes and
+   reposts on top) and bulk-loaded into tables of the index's first schema version, as an
+   earlier release would have written them (the `record` table's JSON included), secondary
+   indexes rebuilt after the load, Postgres ANALYZEd. The baseline gets a copy of that index;
+   the current code then migrates its own (the migration's backfill of counts and search is
+   timed).
+2. Each variant runs `strata appview` as its own process, reading a relay that this script
+   serves: prebuilt `#commit` frames of new accounts (profiles, posts, replies, likes,
+   reposts, follows, deletes; signed commits with CAR blocks, built with the real repository
+   code and renamed per round so every round is new accounts).
+   a) Indexing alone: the relay sends as fast as the AppView reads, for `--index-seconds`.
+   b) Reads, per endpoint: one untimed request per viewer, then 1 client and then 50 clients
+      (closed loop: each sends its next request when the last is answered), `--requests` or
+      `--max-seconds` each. The 50 viewers are did:plc identities in a `strata plc` served by
+      this process; each request carries a fresh service token (the AppView checks a
+      signature every time). Meanwhile the relay sends `--firehose-rate` events per second
+      (2,000): the events indexed per second over each run and the backlog at its end are
+      reported. Answers other than 200 (503 when the AppView sheds load) are counted apart
+      and included in the latencies.
+   Client, relay, directory, AppView and Postgres share the machine's cores.
 
-Run from the repository root: `python bench/appview.py [--backend sqlite|postgres|both]
-[--accounts N] [--posts N] [--follows N] [--likes N] [--reposts N] [--requests N]
-[--max-seconds S] [--synthetic N] [--corpus DIR] [--json]`; the defaults are the issue's sizes
-(about 6 minutes on 2 cores), `--posts 100000 --follows 50000 --requests 500` is a quick run.
-Postgres is a throwaway cluster (`tests/postgres.py`, initdb defaults). Progress goes to stderr;
-the table, and with `--json` a JSON document after it, to stdout.
+Run from the repository root: `python bench/appview.py [--baseline REV] [--backend
+sqlite|postgres|both] [--accounts N] [--posts N] [--follows N] [--requests N] [--max-seconds S]
+[--json]`; the defaults are the issue's sizes (about 25 minutes on 2 cores with a baseline);
+`--accounts 10000 --posts 100000 --follows 200000 --max-seconds 10` is a quick run. Postgres
+is a throwaway cluster (`tests/postgres.py`, initdb defaults). Progress goes to stderr; the
+table, and with `--json` a JSON document after it, to stdout.
 """
 
 from __future__ import annotations
@@ -49,10 +45,10 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
-import os
 import random
+import shutil
 import string
+import subprocess
 import tempfile
 import time
 from bisect import bisect_left
@@ -65,23 +61,27 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import REGISTRY
 
-from harness import free_port, note, percentile, rss_kib, strata_service
-from strata.appview.api.feed import TIMELINE_QUERY, days_before
-from strata.appview.indexer import Indexer
-from strata.appview.records import index_record
-from strata.appview.service import AppView, AppViewConfig
+from harness import (
+    Firehose,
+    free_port,
+    metric_sum,
+    metrics,
+    note,
+    percentile,
+    rss_kib,
+    strata_service,
+)
+from strata.appview.schema import MIGRATIONS
 from strata.core import cbor
 from strata.core.crypto import K256Keypair
-from strata.core.errors import CoreError
-from strata.core.frames import Frame, decode_frame, message_frame
+from strata.core.frames import message_frame
 from strata.core.jwt import sign_service_jwt
 from strata.core.plc import parse_operation
 from strata.core.repo import Repository, Write
 from strata.core.syntax import tid_from_parts
 from strata.core.syntax.dates import format_millis
-from strata.database import Database, PostgresDatabase, SqliteDatabase
+from strata.database import Database, PostgresDatabase, SqliteDatabase, migrate, open_database
 from strata.pds.sequencer import commit_body, iso_now
 from strata.serve import listening
 
@@ -92,16 +92,14 @@ POST = "app.bsky.feed.post"
 LIKE = "app.bsky.feed.like"
 REPOST = "app.bsky.feed.repost"
 FOLLOW = "app.bsky.graph.follow"
-GENERATOR = "app.bsky.feed.generator"
 PDS_URL = "http://localhost:2583"
 """The PDS the generated accounts' actor rows name (only blob URLs would use it)."""
 
 VIEWERS = 50
 CONCURRENCY = 50
-SOLO_REQUESTS = 50
-SIDE_SECONDS = 15.0
-"""At most this long for the untimed warm-up and for the one-client run of each endpoint."""
-VIEWER_FOLLOWS = 50
+SOLO_SECONDS = 10.0
+"""The one-client run of each endpoint lasts this long."""
+VIEWER_FOLLOWS = 150
 SPAN_MS = 30 * 86_400_000
 """The generated network's posts are spread over the 30 days before the run."""
 REPLY_SHARE = 0.10
@@ -111,19 +109,23 @@ NESTED_REPLY_SHARE = 0.3
 FOLLOW_SKEW = 0.8
 POST_SKEW = 0.6
 """Zipf exponents by account rank: how many followers, and how many posts."""
-FEED_PAGE = 50
-FEED_POOL = 5_000
-BATCH = 500
-CORPUS_SECONDS = 10.0
-TARGET_EVENTS = 3_000.0
+PROLIFIC = 200
+"""getAuthorFeed asks for the feeds of the accounts with the most posts."""
+SYNTHETIC_ACCOUNTS = 400
+SYNTHETIC_COMMITS = 50
+"""The firehose's new accounts per round, and the commits each writes in it."""
 TARGET_P99_MS = 100.0
-KEPT = frozenset({"#commit", "#identity", "#account", "#sync"})
+TARGET_EVENTS = 2_000.0
 WORDS = (
     "the", "a", "network", "post", "today", "protocol", "server", "feed", "timeline", "reply",
     "thread", "like", "follow", "account", "photo", "morning", "coffee", "code", "python",
     "sqlite", "postgres", "relay", "index", "query", "latency", "cache", "hello", "world",
     "small", "big", "fast", "slow", "new", "old", "good", "great", "weekend", "music", "book",
     "film", "garden", "rain", "sun",
+)  # fmt: skip
+SEARCHES = (
+    "coffee", "garden rain", "python code", "weekend music", "latency", "hello world",
+    "protocol server", "film", "big cache", "morning sun",
 )  # fmt: skip
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -145,15 +147,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "recipient", "author", "record_uri", "record_cid", "reason", "reason_subject", "sort_at",
     ),
 }  # fmt: skip
+"""The tables of the first schema version the network fills."""
 
 Row = tuple[Any, ...]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time a process has used so far."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -164,7 +160,6 @@ class Sizes:
     likes: int
     reposts: int
     requests: int
-    synthetic: int
     seed: int
 
 
@@ -202,7 +197,8 @@ class Network:
     thread_targets: list[str]
     """getPostThread subjects: thread roots with at least 3 replies."""
     thread_target_replies: float
-    feed_pool: list[str]
+    prolific: list[str]
+    """getAuthorFeed subjects: the accounts with the most posts."""
     end_ms: int
     seconds: float
     stats: dict[str, Any] = field(default_factory=dict)
@@ -405,7 +401,7 @@ def generate_network(sizes: Sizes, viewers: list[Viewer], rng: random.Random) ->
         thread_target_replies=(
             sum(len(threads[j]) for j in targets) / len(targets) if targets else 0.0
         ),
-        feed_pool=uris[-FEED_POOL:],
+        prolific=[dids[a] for a, _ in Counter(authors).most_common(PROLIFIC)],
         end_ms=end_ms,
         seconds=time.perf_counter() - began,
     )
@@ -430,24 +426,6 @@ def generate_network(sizes: Sizes, viewers: list[Viewer], rng: random.Random) ->
 
 
 # --- loading the index -------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def open_index(
-    database_url: str | None, data_dir: Path, plc_url: str
-) -> AsyncIterator[Database]:
-    """The AppView's index, opened and migrated by the service's own code."""
-    config = AppViewConfig(
-        plc_urls=(plc_url,), relays=(), public_url="http://localhost:1",
-        database_url=database_url, dev=True,
-    )  # fmt: skip
-    appview = AppView(config, data_dir)
-    try:
-        await appview.open()
-        assert appview.db is not None
-        yield appview.db
-    finally:
-        await appview.stop()
 
 
 async def secondary_indexes(db: Database) -> list[tuple[str, str]]:
@@ -509,52 +487,28 @@ async def load_network(db: Database, network: Network) -> dict[str, float]:
     return timings
 
 
-async def add_feed_generator(db: Database, creator: str, feed_did: str, at: str) -> str:
-    """The feed's `app.bsky.feed.generator` record, indexed as the indexer would."""
-    record = {
-        "$type": GENERATOR,
-        "did": feed_did,
-        "displayName": "Bench recent",
-        "description": "50 random recent posts (a stub served by bench/appview.py)",
-        "createdAt": at,
-    }
-    uri = f"at://{creator}/{GENERATOR}/recent"
-    async with db.transaction() as tx:
-        await index_record(tx, uri, cid_of(record), GENERATOR, record, at)
-    return uri
+# --- the firehose ------------------------------------------------------------------------------
 
 
-# --- indexing ----------------------------------------------------------------------------------
+@dataclass
+class Commits:
+    """One round of the synthetic firehose: `#commit` bodies of new accounts (without seq)."""
+
+    accounts: list[str]
+    bodies: list[dict[str, Any]]
 
 
-class LogCounter(logging.Handler):
-    """Counts the warnings the AppView logs (by event) while indexing, so none go unseen."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.events: Counter[str] = Counter()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        fields = getattr(record, "fields", {})
-        error = f" ({fields['error']})" if isinstance(fields, dict) and "error" in fields else ""
-        self.events[f"{record.name}: {record.getMessage()}{error}"[:200]] += 1
-
-
-def metric(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def synthetic_frames(network: Network, count: int, rng: random.Random) -> tuple[list[bytes], int]:
-    """`count` #commit frames by new accounts, as their PDS would emit them: each account's
-    first commit creates its profile, the next ones write posts (a fifth of them replies to
-    the network's posts), likes, reposts and follows of the network, and a few deletes.
-    Returns the frames and the number of accounts."""
-    accounts = max(1, count // 50)
-    keys = [K256Keypair.generate() for _ in range(accounts)]
-    dids = [fake_did(rng) for _ in range(accounts)]
-    repos: list[Repository | None] = [None] * accounts
-    deletable: list[list[str]] = [[] for _ in range(accounts)]
-    frames: list[bytes] = []
+def synthetic_commits(network: Network, rng: random.Random) -> Commits:
+    """`SYNTHETIC_COMMITS` commits of each of `SYNTHETIC_ACCOUNTS` new accounts, as their PDS
+    would emit them: a first commit creating the profile, then posts (a fifth of them replies
+    to the network's threads), likes, reposts and follows of the network, and a few deletes;
+    interleaved account by account, each account's commits in order."""
+    count = SYNTHETIC_ACCOUNTS * SYNTHETIC_COMMITS
+    keys = [K256Keypair.generate() for _ in range(SYNTHETIC_ACCOUNTS)]
+    dids = [fake_did(rng) for _ in range(SYNTHETIC_ACCOUNTS)]
+    repos: list[Repository | None] = [None] * SYNTHETIC_ACCOUNTS
+    deletable: list[list[str]] = [[] for _ in range(SYNTHETIC_ACCOUNTS)]
+    bodies: list[dict[str, Any]] = []
     posts = len(network.post_uris)
 
     def ref(j: int) -> dict[str, str]:
@@ -568,14 +522,14 @@ def synthetic_frames(network: Network, count: int, rng: random.Random) -> tuple[
             path = deletable[a].pop(rng.randrange(len(deletable[a])))
             collection, _, old = path.partition("/")
             return Write("delete", collection, old)
-        if roll < 0.55 or posts == 0:
+        if roll < 0.55:
             record: dict[str, Any] = {
                 "$type": POST,
                 "text": " ".join(rng.choices(WORDS, k=rng.randrange(4, 20))),
                 "createdAt": now,
                 "langs": ["en"],
             }
-            if posts and network.thread_roots and rng.random() < 0.2:
+            if network.thread_roots and rng.random() < 0.2:
                 j = rng.choice(network.thread_roots)
                 record["reply"] = {"root": ref(j), "parent": ref(j)}
             collection = POST
@@ -593,7 +547,7 @@ def synthetic_frames(network: Network, count: int, rng: random.Random) -> tuple[
         return Write("create", collection, rkey, record)
 
     for x in range(count):
-        a = x % accounts  # round robin keeps each account's commits in order
+        a = x % SYNTHETIC_ACCOUNTS
         repo = repos[a]
         if repo is None:
             profile = {"$type": PROFILE, "displayName": f"New {a}", "createdAt": iso_now()}
@@ -603,150 +557,64 @@ def synthetic_frames(network: Network, count: int, rng: random.Random) -> tuple[
         else:
             result = repo.apply_writes([write(a)], keys[a])
         repos[a] = result.repo
-        body = commit_body(dids[a], result, [], iso_now())
-        frames.append(message_frame("#commit", {**body, "seq": x + 1}))
-    return frames, accounts
+        bodies.append(commit_body(dids[a], result, [], iso_now()))
+    return Commits(dids, bodies)
 
 
-async def index_frames(
-    db: Database, frames: list[bytes], min_seconds: float, seq_base: int
-) -> dict[str, Any]:
-    """Every frame through one `Indexer` in batches of 500, decoding included; the whole list
-    again and again until `min_seconds` have passed (once if 0). Exceptions are counted, not
-    hidden: a batch that raises is rolled back and the next one goes on."""
-    indexer = Indexer(db, None, None)
-    handler = LogCounter()
-    logging.getLogger("strata").addHandler(handler)
-    errors: Counter[str] = Counter()
-    invalid_before = metric("strata_appview_invalid_records_total")
-    backfills_before = {
-        o: metric("strata_appview_backfills_total", outcome=o) for o in ("indexed", "failed")
-    }
-    passes: list[dict[str, float]] = []
-    seq = seq_base
-    began = time.perf_counter()
-    try:
-        while True:
-            wall, cpu = time.perf_counter(), time.process_time()
-            events = 0
-            for lo in range(0, len(frames), BATCH):
-                batch: list[tuple[int, Frame]] = []
-                for raw in frames[lo : lo + BATCH]:
-                    try:
-                        frame = decode_frame(raw)
-                    except CoreError as exc:
-                        errors[f"decode: {exc}"[:200]] += 1
-                        continue
-                    if frame.t in KEPT:
-                        seq += 1
-                        batch.append((seq, frame))
-                if not batch:
-                    continue
-                try:
-                    await indexer.handle_batch("bench", batch)
-                except Exception as exc:
-                    errors[f"{type(exc).__name__}: {exc}"[:200]] += 1
-                events += len(batch)
-                # The subscriber's reader runs between batches; so do the tasks a batch spawned
-                # (SQLite calls never suspend, so without this nothing else would ever run).
-                await asyncio.sleep(0)
-            passes.append(
-                {
-                    "events": events,
-                    "seconds": time.perf_counter() - wall,
-                    "cpu": time.process_time() - cpu,
-                }
+def firehose_frames(commits: Commits, count: int, rng: random.Random) -> list[bytes]:
+    """`count` frames: the round again and again, each time by accounts of new DIDs (the
+    AppView trusts its relay for signatures, so a renamed commit is a new account's)."""
+    frames: list[bytes] = []
+    while len(frames) < count:
+        renamed = {did: fake_did(rng) for did in commits.accounts}
+        for body in commits.bodies[: count - len(frames)]:
+            seq = len(frames) + 1
+            frames.append(
+                message_frame("#commit", {**body, "repo": renamed[body["repo"]], "seq": seq})
             )
-            if time.perf_counter() - began >= min_seconds:
-                break
-        waiting = {did: len(bodies) for did, bodies in indexer.waiting.items()}
-        pending_tasks = Counter(t.get_name().split(" ")[0] for t in indexer.tasks if not t.done())
-    finally:
-        await indexer.stop()
-        logging.getLogger("strata").removeHandler(handler)
-    return {
-        "passes": passes,
-        "errors": dict(errors),
-        "log_warnings": dict(handler.events),
-        "invalid_records": metric("strata_appview_invalid_records_total") - invalid_before,
-        "accounts_waiting_for_fetch": len(waiting),
-        "commits_waiting_for_backfill": sum(waiting.values()),
-        "backfill_outcomes": {
-            o: metric("strata_appview_backfills_total", outcome=o) - v
-            for o, v in backfills_before.items()
-        },
-        "tasks_pending_at_end": dict(pending_tasks),
-        "last_seq": seq,
-    }
+    return frames
 
 
-async def count_rows(db: Database, table: str) -> int:
-    row = await db.fetchrow(f"SELECT count(*) FROM {table}")
-    return int(row[0]) if row else 0
+class Relay:
+    """A relay for one AppView: the frames, published at a rate or as fast as they are read."""
+
+    def __init__(self, frames: list[bytes]) -> None:
+        self.firehose = Firehose()
+        for frame in frames:
+            self.firehose.add(frame)
+        self.rate: float | None = 0.0
+        """Events per second; None: as fast as the AppView reads them."""
+
+    async def run(self) -> None:
+        """Publish at the current rate (every 10 ms) until cancelled."""
+        firehose = self.firehose
+        owed = 0.0
+        last = time.monotonic()
+        while firehose.published < firehose.seq:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            if self.rate is None:
+                # Keep a few batches buffered ahead of the reader, never more.
+                if firehose.buffered() < 1 << 20:
+                    firehose.publish(500)
+            else:
+                owed += self.rate * (now - last)
+                firehose.publish(int(owed))
+                owed -= int(owed)
+            last = now
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/xrpc/com.atproto.sync.subscribeRepos", self.firehose.subscribe)
+        return app
 
 
-async def measure_indexing(
-    db: Database, corpus_frames: list[bytes], synthetic: list[bytes]
-) -> dict[str, Any]:
-    """Section 3, on one core: this thread pinned to one CPU while it runs."""
-    pinned = hasattr(os, "sched_setaffinity")
-    if pinned:
-        allowed = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, {min(allowed)})
-    try:
-        results: dict[str, Any] = {}
-        if corpus_frames:
-            before = await count_rows(db, "record")
-            first = await index_frames(db, corpus_frames, 0.0, 0)
-            after = await count_rows(db, "record")
-            replay = await index_frames(db, corpus_frames, CORPUS_SECONDS, first["last_seq"])
-            results["corpus_first"] = {**first, "records_added": after - before}
-            results["corpus_replay"] = replay
-        if synthetic:
-            before = await count_rows(db, "record")
-            run = await index_frames(db, synthetic, 0.0, 10_000_000)
-            results["synthetic"] = {**run, "records_added": await count_rows(db, "record") - before}
-        return results
-    finally:
-        if pinned:
-            os.sched_setaffinity(0, allowed)
+async def indexed(http: aiohttp.ClientSession, url: str) -> float:
+    """Events the AppView has indexed so far."""
+    return metric_sum(await metrics(http, url), "strata_appview_events_total")
 
 
-# --- latency -----------------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def feed_stub(pool: list[str], rng: random.Random) -> AsyncIterator[str]:
-    """A minimal feed generator on 127.0.0.1: its did:web document names a `#bsky_fg` service,
-    and `getFeedSkeleton` answers 50 random URIs of `pool`. Yields its DID."""
-    port = free_port()
-    did = f"did:web:127.0.0.1%3A{port}"
-    endpoint = f"http://127.0.0.1:{port}"
-
-    async def did_json(request: web.Request) -> web.Response:
-        return web.json_response(
-            {
-                "@context": ["https://www.w3.org/ns/did/v1"],
-                "id": did,
-                "service": [
-                    {"id": "#bsky_fg", "type": "BskyFeedGenerator", "serviceEndpoint": endpoint}
-                ],
-            }
-        )
-
-    async def describe(request: web.Request) -> web.Response:
-        return web.json_response({"did": did, "feeds": []})
-
-    async def skeleton(request: web.Request) -> web.Response:
-        page = rng.sample(pool, min(FEED_PAGE, len(pool)))
-        return web.json_response({"feed": [{"post": uri} for uri in page]})
-
-    app = web.Application()
-    app.router.add_get("/.well-known/did.json", did_json)
-    app.router.add_get("/xrpc/app.bsky.feed.describeFeedGenerator", describe)
-    app.router.add_get("/xrpc/app.bsky.feed.getFeedSkeleton", skeleton)
-    async with listening(app, "127.0.0.1", port):
-        yield did
+# --- reads -------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -754,20 +622,43 @@ class Endpoint:
     name: str
     nsid: str
     params: Callable[[int], dict[str, str]]
-    audience: str
-    lxm: str
     items: str
-    """The answer's list whose length is reported (`feed`, or `thread` for one thread)."""
+    """The answer's list whose length is reported (`feed`, `posts`, or `thread`)."""
+
+
+def endpoints(network: Network) -> list[Endpoint]:
+    targets = network.thread_targets or network.post_uris[:1]
+    return [
+        Endpoint("getTimeline", "app.bsky.feed.getTimeline", lambda i: {"limit": "50"}, "feed"),
+        Endpoint(
+            "getPostThread",
+            "app.bsky.feed.getPostThread",
+            lambda i: {"uri": targets[i % len(targets)]},
+            "thread",
+        ),
+        Endpoint(
+            "getAuthorFeed",
+            "app.bsky.feed.getAuthorFeed",
+            lambda i: {"actor": network.prolific[i % len(network.prolific)], "limit": "50"},
+            "feed",
+        ),
+        Endpoint(
+            "searchPosts",
+            "app.bsky.feed.searchPosts",
+            lambda i: {"q": SEARCHES[i % len(SEARCHES)], "limit": "25"},
+            "posts",
+        ),
+    ]
 
 
 async def drive(
     http: aiohttp.ClientSession,
     url: str,
+    audience: str,
     endpoint: Endpoint,
     viewers: list[Viewer],
     total: int,
     concurrency: int,
-    appview_pid: int,
     max_seconds: float,
 ) -> dict[str, Any]:
     """`total` requests from `concurrency` closed-loop clients, or as many as are sent in
@@ -784,9 +675,7 @@ async def drive(
                 return
             viewer = viewers[i % len(viewers)]
             # A fresh token per request, as the viewer's PDS would sign when proxying.
-            token = sign_service_jwt(
-                viewer.key, viewer.did, endpoint.audience, endpoint.lxm, time.time()
-            )
+            token = sign_service_jwt(viewer.key, viewer.did, audience, endpoint.nsid, time.time())
             start = time.perf_counter()
             async with http.get(
                 f"{url}/xrpc/{endpoint.nsid}",
@@ -797,37 +686,30 @@ async def drive(
                 status = resp.status
             latencies.append(time.perf_counter() - start)
             statuses[status] += 1
-            if status != 200 and len(failures) < 5:
-                failures.append(f"{status} {body[:200]!r}")
+            if status != 200 and len(failures) < 3:
+                failures.append(f"{status} {body[:160]!r}")
             elif status == 200 and i % 25 == 0:
                 # Parsed only now and then: the clients share the CPU with the AppView.
-                answer = json.loads(body)
-                item = answer.get(endpoint.items)
+                item = json.loads(body).get(endpoint.items)
                 if isinstance(item, list):
                     sizes.append(len(item))
                 elif isinstance(item, dict):
                     sizes.append(thread_size(item))
 
-    cpu = cpu_seconds(appview_pid)
-    own_cpu = time.process_time()
     began = time.perf_counter()
     stop_at = began + max_seconds
     await asyncio.gather(*(client() for _ in range(concurrency)))
     wall = time.perf_counter() - began
     ordered = sorted(latencies)
     return {
-        "wanted": total,
         "requests": len(latencies),
         "ok": statuses[200],
         "statuses": {str(k): v for k, v in statuses.items()},
         "failures": failures,
         "p50_ms": percentile(ordered, 0.50) * 1000 if ordered else None,
         "p99_ms": percentile(ordered, 0.99) * 1000 if ordered else None,
-        "max_ms": ordered[-1] * 1000 if ordered else None,
         "per_s": len(latencies) / wall if wall else 0.0,
         "seconds": wall,
-        "appview_cpu": (cpu_seconds(appview_pid) - cpu) / wall if wall else 0.0,
-        "client_cpu": (time.process_time() - own_cpu) / wall if wall else 0.0,
         "mean_items": sum(sizes) / len(sizes) if sizes else None,
     }
 
@@ -838,139 +720,149 @@ def thread_size(node: dict[str, Any]) -> int:
     return 1 + sum(thread_size(r) for r in replies if isinstance(r, dict)) if replies else 1
 
 
-async def measure_latency(
-    url: str,
-    appview_pid: int,
-    network: Network,
-    viewers: list[Viewer],
-    feed_uri: str,
-    feed_did: str,
-    requests: int,
-    max_seconds: float,
+async def while_indexing(
+    http: aiohttp.ClientSession, url: str, relay: Relay, reads: Any
 ) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{url}/.well-known/did.json") as resp:
-            appview_did = (await resp.json())["id"]
-        targets = network.thread_targets or network.post_uris[:1]
-        endpoints = [
-            Endpoint(
-                "getTimeline",
-                "app.bsky.feed.getTimeline",
-                lambda i: {"limit": "50"},
-                appview_did,
-                "app.bsky.feed.getTimeline",
-                "feed",
-            ),
-            Endpoint(
-                "getPostThread",
-                "app.bsky.feed.getPostThread",
-                lambda i: {"uri": targets[i % len(targets)]},
-                appview_did,
-                "app.bsky.feed.getPostThread",
-                "thread",
-            ),
-            # A PDS signs getFeed for the feed generator; the AppView passes the token on.
-            Endpoint(
-                "getFeed",
-                "app.bsky.feed.getFeed",
-                lambda i: {"feed": feed_uri, "limit": "50"},
-                feed_did,
-                "app.bsky.feed.getFeedSkeleton",
-                "feed",
-            ),
-        ]
-        results: dict[str, Any] = {}
-        for endpoint in endpoints:
-            note(f"    {endpoint.name} ...")
-            # One untimed request per viewer: DID documents resolved, caches warm.
-            warm = await drive(
-                http, url, endpoint, viewers, len(viewers), CONCURRENCY, appview_pid, SIDE_SECONDS
-            )
-            # One client alone: the time a request takes when nothing queues in front of it.
-            alone = await drive(
-                http, url, endpoint, viewers, SOLO_REQUESTS, 1, appview_pid, SIDE_SECONDS
-            )
-            loaded = await drive(
-                http, url, endpoint, viewers, requests, CONCURRENCY, appview_pid, max_seconds
-            )
-            results[endpoint.name] = {**loaded, "warmup_statuses": warm["statuses"], "solo": alone}
-        results["appview_rss_mib"] = rss_kib(appview_pid) / 1024
-        return results
+    """Run `reads` (a coroutine) and measure the indexing meanwhile."""
+    before, sent, began = await indexed(http, url), relay.firehose.published, time.perf_counter()
+    result: dict[str, Any] = await reads
+    seconds = time.perf_counter() - began
+    done = await indexed(http, url)
+    result["indexed_per_s"] = (done - before) / seconds
+    result["sent_per_s"] = (relay.firehose.published - sent) / seconds
+    result["backlog"] = relay.firehose.published - done
+    return result
 
 
-# --- one backend, start to end -----------------------------------------------------------------
-
-
-async def timeline_plan(db: Database, viewer: str) -> list[str]:
-    """The plan of the getTimeline handler's query, for its first (one-day) window."""
-    top = "9999-12-31T23:59:59.999Z"
-    args = (viewer, viewer, days_before(iso_now(), 1), top, top, "", 50)
-    if db.dialect == "sqlite":
-        rows = await db.fetch("EXPLAIN QUERY PLAN " + TIMELINE_QUERY, *args)
-        return [str(r[3]) for r in rows]
-    rows = await db.fetch("EXPLAIN " + TIMELINE_QUERY, *args)
-    return [str(r[0]).strip() for r in rows]
+# --- one AppView, start to end -----------------------------------------------------------------
 
 
 @dataclass
 class Shared:
-    """What every backend's run uses."""
+    """What every run uses."""
 
     network: Network
     viewers: list[Viewer]
+    frames: list[bytes]
     plc_url: str
-    corpus: list[bytes]
-    synthetic: list[bytes]
     requests: int
     max_seconds: float
+    index_seconds: float
+    firehose_rate: float
     work: Path
-    rng: random.Random
 
 
-async def run_backend(backend: str, shared: Shared, database_url: str | None) -> dict[str, Any]:
-    network = shared.network
-    data_dir = shared.work / f"appview-{backend}"
-    data_dir.mkdir(parents=True)
-    sqlite_path = data_dir / "appview.sqlite"
+async def measure(
+    shared: Shared, data_dir: Path, database_url: str | None, source: Path | None
+) -> dict[str, Any]:
+    """Start an AppView (from `source` for the baseline) on its index, reading a relay of this
+    script; indexing alone, then reads of each endpoint while the firehose runs."""
+    relay = Relay(shared.frames)
+    port = free_port()
+    args = ["--dev", "--plc-url", shared.plc_url, "--relay", f"http://127.0.0.1:{port}"]
+    if database_url:
+        args += ["--database-url", database_url]
     results: dict[str, Any] = {}
-    at = format_millis(network.end_ms)
-    async with feed_stub(network.feed_pool, shared.rng) as feed_did:
-        note(f"  loading {network.stats['rows']:,} rows ...")
-        async with open_index(database_url, data_dir, shared.plc_url) as db:
-            started = time.perf_counter()
-            results["load"] = await load_network(db, network)
-            feed_uri = await add_feed_generator(db, shared.viewers[0].did, feed_did, at)
-            if isinstance(db, SqliteDatabase):
-                # The load went through the WAL: leave the file as a database in service has it.
-                db.writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            results["load"]["total"] = time.perf_counter() - started
-        # Fresh connections: the loading one still has the schema from before the index rebuild.
-        async with open_index(database_url, data_dir, shared.plc_url) as db:
-            results["timeline_plan"] = await timeline_plan(db, shared.viewers[0].did)
-        if backend == "sqlite":
-            results["database_mib"] = sqlite_path.stat().st_size / (1 << 20)
-        args = ["--dev", "--plc-url", shared.plc_url]
-        if database_url:
-            args += ["--database-url", database_url]
-        note("  starting strata appview ...")
-        async with strata_service("appview", data_dir, *args) as (url, proc):
-            results["latency"] = await measure_latency(
-                url,
-                proc.pid,
-                network,
-                shared.viewers,
-                feed_uri,
-                feed_did,
-                shared.requests,
-                shared.max_seconds,
-            )
-    note("  indexing (one core) ...")
-    async with open_index(database_url, data_dir, shared.plc_url) as db:
-        results["indexing"] = await measure_indexing(db, shared.corpus, shared.synthetic)
+    async with (
+        listening(relay.app(), "127.0.0.1", port),
+        strata_service("appview", data_dir, *args, source=source) as (url, proc),
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.get(f"{url}/.well-known/did.json") as resp:
+            audience = (await resp.json())["id"]
+        pacing = asyncio.create_task(relay.run())
+        try:
+            note("    indexing alone ...")
+            relay.rate = None
+            alone = await while_indexing(http, url, relay, asyncio.sleep(shared.index_seconds, {}))
+            results["indexing_alone"] = alone
+            relay.rate = shared.firehose_rate
+            for endpoint in endpoints(shared.network):
+                note(f"    {endpoint.name} ...")
+                # One untimed request per viewer: DID documents resolved, caches warm.
+                await drive(http, url, audience, endpoint, shared.viewers, VIEWERS, 10, 30.0)
+                runs = {}
+                for clients, seconds in ((1, SOLO_SECONDS), (CONCURRENCY, shared.max_seconds)):
+                    runs[str(clients)] = await while_indexing(
+                        http, url, relay,
+                        drive(http, url, audience, endpoint, shared.viewers, shared.requests,
+                              clients, seconds),
+                    )  # fmt: skip
+                results[endpoint.name] = runs
+            results["rss_mib"] = rss_kib(proc.pid) / 1024
+        finally:
+            pacing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pacing
     return results
 
 
-async def run_all(shared: Shared, backends: list[str]) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def opened(database_url: str | None, path: Path) -> AsyncIterator[Database]:
+    db = await open_database(database_url, path)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+async def run_backend(
+    backend: str, shared: Shared, database_url: str | None, baseline: Path | None, cluster: Any
+) -> dict[str, Any]:
+    """Load the index (first schema version), copy it for the baseline, migrate ours, measure
+    both."""
+    network = shared.network
+    ours_dir, base_dir = shared.work / f"{backend}-strata", shared.work / f"{backend}-baseline"
+    ours_dir.mkdir()
+    sqlite_path = ours_dir / "appview.sqlite"
+    results: dict[str, Any] = {}
+    note(f"  loading {network.stats['rows']:,} rows ...")
+    async with opened(database_url, sqlite_path) as db:
+        await migrate(db, MIGRATIONS[:1], "appview")
+        results["load"] = await load_network(db, network)
+        if isinstance(db, SqliteDatabase):
+            db.writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    base_url = None
+    if baseline is not None:
+        if database_url is None:
+            base_dir.mkdir()
+            shutil.copy(sqlite_path, base_dir / "appview.sqlite")
+        else:
+            base_url = cluster.new_database(template=database_url)
+    note("  migrating to the current schema ...")
+    started = time.perf_counter()
+    async with opened(database_url, sqlite_path) as db:
+        results["schema_version"] = await migrate(db, MIGRATIONS, "appview")
+    results["load"]["migration"] = time.perf_counter() - started
+    if database_url is None:
+        results["database_mib"] = sqlite_path.stat().st_size / (1 << 20)
+    note("  strata appview:")
+    results["strata"] = await measure(shared, ours_dir, database_url, None)
+    if baseline is not None:
+        note("  baseline appview:")
+        results["baseline"] = await measure(shared, base_dir, base_url, baseline)
+    return results
+
+
+@contextlib.contextmanager
+def checkout(rev: str) -> Any:
+    """The `src` folder of a checkout of `rev`, removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="strata-baseline-"))
+    try:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(folder), rev],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        yield folder / "src"
+    finally:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)],
+            capture_output=True,
+        )  # fmt: skip
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def run_all(shared: Shared, backends: list[str], baseline: Path | None) -> dict[str, Any]:
     from tests.postgres import PostgresCluster
     from tests.services import running_plc
 
@@ -988,7 +880,7 @@ async def run_all(shared: Shared, backends: list[str]) -> dict[str, Any]:
                 if backend == "postgres":
                     cluster = cluster or PostgresCluster()
                     url = cluster.new_database()
-                results[backend] = await run_backend(backend, shared, url)
+                results[backend] = await run_backend(backend, shared, url, baseline, cluster)
     finally:
         if cluster is not None:
             cluster.stop()
@@ -997,188 +889,142 @@ async def run_all(shared: Shared, backends: list[str]) -> dict[str, Any]:
 
 # --- the table ---------------------------------------------------------------------------------
 
-TableRow = tuple[str, str, str, str, str]
+TableRow = tuple[str, ...]
 
 
-def events_rows(label: str, run: dict[str, Any], judged: bool) -> list[TableRow]:
-    events = sum(p["events"] for p in run["passes"])
-    seconds = sum(p["seconds"] for p in run["passes"])
-    cpu = sum(p["cpu"] for p in run["passes"])
-    rate = events / seconds if seconds else 0.0
-    verdict = ""
-    if judged:
-        verdict = f">= {TARGET_EVENTS:,.0f}/s: " + ("met" if rate >= TARGET_EVENTS else "NOT met")
-    return [
-        (
-            label,
-            f"{rate:,.0f} events/s ({events:,} in {seconds:.1f} s, CPU {cpu:.1f} s)",
-            f"{TARGET_EVENTS:,.0f} events/s" if judged else "",
-            f"{rate / TARGET_EVENTS:.2f}" if judged else "",
-            verdict,
-        )
-    ]
+def ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f} ms"
 
 
-def latency_rows(name: str, run: dict[str, Any]) -> list[TableRow]:
-    p99, p50 = run["p99_ms"], run["p50_ms"]
-    met = p99 is not None and p99 < TARGET_P99_MS and run["ok"] == run["requests"]
-    solo = run["solo"]
-    return [
-        (
-            f"{name} p99, {CONCURRENCY} clients",
-            "n/a" if p99 is None else f"{p99:,.1f} ms",
-            f"< {TARGET_P99_MS:.0f} ms",
-            "" if p99 is None else f"{p99 / TARGET_P99_MS:.2f}",
-            f"< {TARGET_P99_MS:.0f} ms: " + ("met" if met else "NOT met"),
-        ),
-        (
-            f"   p50, {CONCURRENCY} clients",
-            "n/a" if p50 is None else f"{p50:,.1f} ms",
-            "(no p50 target)",
-            "",
-            "",
-        ),
-        (
-            f"   throughput, {CONCURRENCY} clients; p50 with 1 client",
-            f"{run['per_s']:,.0f}/s; {solo['p50_ms'] or 0:,.1f} ms",
-            "",
-            "",
-            f"{run['ok']:,} of {run['requests']:,} answered 200"
-            + (f" ({run['wanted']:,} wanted: time cap)" if run["requests"] < run["wanted"] else ""),
-        ),
-    ]
+def ratio(ours: float | None, theirs: float | None, lower_is_better: bool) -> str:
+    if not ours or not theirs:
+        return ""
+    return f"{(theirs / ours if lower_is_better else ours / theirs):.2f}"
 
 
-def build_rows(
-    results: dict[str, Any], corpus_frames: int, synthetic: dict[str, int]
-) -> list[TableRow]:
+def read_rows(name: str, ours: dict[str, Any], theirs: dict[str, Any] | None) -> list[TableRow]:
     rows: list[TableRow] = []
-    for backend in ("sqlite", "postgres"):
-        run = results.get(backend)
-        if not run:
-            continue
-        name = "SQLite" if backend == "sqlite" else "Postgres"
-        indexing = run["indexing"]
-        if "corpus_first" in indexing:
-            rows += events_rows(
-                f"{name}: indexing, recorded frames, first pass ({corpus_frames:,} frames), 1 core",
-                indexing["corpus_first"],
-                True,
-            )
-            passes = len(indexing["corpus_replay"]["passes"])
-            rows += events_rows(
-                f"   the same frames replayed x{passes} (already indexed: rev check only)",
-                indexing["corpus_replay"],
-                False,
-            )
-        if "synthetic" in indexing:
-            rows += events_rows(
-                f"{name}: indexing, synthetic stream ({synthetic['commits']:,} new commits by "
-                f"{synthetic['accounts']:,} accounts), 1 core",
-                indexing["synthetic"],
-                True,
-            )
-        for endpoint in ("getTimeline", "getPostThread", "getFeed"):
-            rows += latency_rows(f"{name}: {endpoint}", run["latency"][endpoint])
+    for clients in ("1", str(CONCURRENCY)):
+        run, base = ours[clients], (theirs or {}).get(clients)
+        for q in ("p50", "p99"):
+            key = f"{q}_ms"
+            verdict = ""
+            if name.endswith("getTimeline") and clients == str(CONCURRENCY) and q == "p99":
+                met = (
+                    run[key] is not None
+                    and run[key] < TARGET_P99_MS
+                    and run["ok"] == run["requests"]
+                )
+                verdict = f"< {TARGET_P99_MS:.0f} ms, all 200: " + ("met" if met else "NOT met")
+            rows.append((
+                f"{name} {q}, {clients} client{'s' if clients != '1' else ''}",
+                ms(run[key]), ms(base[key]) if base else "n/a",
+                ratio(run[key], base[key] if base else None, True), verdict,
+            ))  # fmt: skip
+        rows.append((
+            "   answered 200 / sent; requests/s",
+            f"{run['ok']:,}/{run['requests']:,}; {run['per_s']:,.0f}/s",
+            f"{base['ok']:,}/{base['requests']:,}; {base['per_s']:,.0f}/s" if base else "n/a",
+            "", "",
+        ))  # fmt: skip
+    run, base = ours[str(CONCURRENCY)], (theirs or {}).get(str(CONCURRENCY))
+    met = run["indexed_per_s"] >= TARGET_EVENTS * 0.95
+    rows.append((
+        f"   indexed meanwhile ({CONCURRENCY} clients); backlog at end",
+        f"{run['indexed_per_s']:,.0f} ev/s; {run['backlog']:,.0f}",
+        f"{base['indexed_per_s']:,.0f} ev/s; {base['backlog']:,.0f}" if base else "n/a",
+        ratio(run["indexed_per_s"], base["indexed_per_s"] if base else None, False),
+        f"{TARGET_EVENTS:,.0f} ev/s sent: " + ("kept up" if met else "fell behind"),
+    ))  # fmt: skip
     return rows
 
 
-def print_table(rows: list[TableRow]) -> None:
-    header = ("measure", "strata", "target (the issue's)", "ratio", "verdict")
+def build_rows(results: dict[str, Any]) -> list[TableRow]:
+    rows: list[TableRow] = []
+    for backend in ("sqlite", "postgres"):
+        if backend not in results:
+            continue
+        name = "SQLite" if backend == "sqlite" else "Postgres"
+        ours, theirs = results[backend]["strata"], results[backend].get("baseline")
+        alone = ours["indexing_alone"]["indexed_per_s"]
+        base_alone = (theirs or {}).get("indexing_alone", {}).get("indexed_per_s")
+        rows.append((
+            f"{name}: indexing alone (relay unthrottled)",
+            f"{alone:,.0f} ev/s",
+            f"{base_alone:,.0f} ev/s" if base_alone is not None else "n/a",
+            ratio(alone, base_alone, False),
+            "",
+        ))  # fmt: skip
+        for endpoint in ("getTimeline", "getPostThread", "getAuthorFeed", "searchPosts"):
+            rows += read_rows(f"{name}: {endpoint}", ours[endpoint], (theirs or {}).get(endpoint))
+    return rows
+
+
+def print_table(rows: list[TableRow], baseline: str | None) -> None:
+    header = ("measure", "strata", f"baseline {baseline or '(none)'}", "ratio", "goal")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
     print("-+-".join("-" * w for w in widths))
     for row in rows:
         print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    print("(ratio: strata / target; no official AppView can run here, so the targets stand in)")
+    print("(ratio: baseline / strata for latencies, strata / baseline for rates; above 1: strata")
+    print(" is better)")
 
 
-def print_notes(results: dict[str, Any], network: Network) -> None:
+def print_notes(results: dict[str, Any], network: Network, shared: Shared) -> None:
     s = network.stats
     print(
         f"network: {s['accounts']:,} accounts, {s['posts']:,} posts ({s['replies']:,} replies in "
         f"{s['thread_roots']:,} threads), {s['follows']:,} follows (most followers"
         f" {s['max_followers']:,}, median {s['median_followers']:,}), {s['likes']:,} likes,"
-        f" {s['reposts']:,} reposts, {s['notifications']:,} notifications; the most prolific"
-        f" account has {s['max_posts_by_one_account']:,} posts; viewers follow"
-        f" {s['viewer_follows_mean']:.0f} accounts each, whose feed items (what getTimeline"
-        f" sorts) number {s['timeline_candidates_mean']:,.0f} on average, at most"
-        f" {s['timeline_candidates_max']:,}; getPostThread roots have"
-        f" {network.thread_target_replies:.1f} replies on average; generated in"
+        f" {s['reposts']:,} reposts; viewers follow {s['viewer_follows_mean']:.0f} accounts,"
+        f" whose feed items number {s['timeline_candidates_mean']:,.0f} on average; thread"
+        f" roots have {network.thread_target_replies:.1f} replies on average; generated in"
         f" {network.seconds:.0f} s"
     )
     print(
-        "getFeed: the feed generator is a stub in the bench process (50 random URIs of the"
-        f" {FEED_POOL:,} most recent posts), not `strata feedgen`; its time is in the figures."
+        f"firehose: {SYNTHETIC_ACCOUNTS} new accounts a round, {SYNTHETIC_COMMITS} commits each,"
+        f" at {shared.firehose_rate:,.0f} events/s during reads; indexing alone for"
+        f" {shared.index_seconds:.0f} s"
     )
-    print(
-        "latency: the AppView is its own process; the 50 clients, the stub feed generator and the"
-        " PLC directory are in the bench process; Postgres has its own processes; all share 2"
-        " cores. Indexing: in the bench process, pinned to one core, no network (resolver and"
-        " session None)."
-    )
-    for backend in ("sqlite", "postgres"):
-        run = results.get(backend)
-        if not run:
-            continue
+    for backend, run in results.items():
         load = ", ".join(f"{k} {v:.1f} s" for k, v in run["load"].items())
         size = f"; file {run['database_mib']:,.0f} MiB" if "database_mib" in run else ""
-        print(f"{backend}: load {load}{size}")
-        print(f"{backend}: getTimeline plan: {' / '.join(run['timeline_plan'])[:400]}")
-        latency = run["latency"]
-        cpu = ", ".join(
-            f"{e} {latency[e]['appview_cpu']:.0%}/{latency[e]['client_cpu']:.0%}"
-            for e in ("getTimeline", "getPostThread", "getFeed")
-        )
-        items = ", ".join(
-            f"{e} {latency[e]['mean_items'] or 0:.1f}"
-            for e in ("getTimeline", "getPostThread", "getFeed")
-        )
-        print(
-            f"{backend}: CPU of a core, AppView/bench client: {cpu}; AppView RSS"
-            f" {latency['appview_rss_mib']:,.0f} MiB; mean items per answer (sampled): {items}"
-        )
-        for e in ("getTimeline", "getPostThread", "getFeed"):
-            r = latency[e]
-            if r["ok"] != r["requests"] or r["warmup_statuses"] != {"200": VIEWERS}:
-                print(f"{backend}: {e} statuses {r['statuses']} (warm-up {r['warmup_statuses']})")
-            for failure in r["failures"]:
-                print(f"{backend}: {e} failure: {failure}")
-        for part, run_ in run["indexing"].items():
-            problems = {
-                k: run_[k] for k in ("errors", "log_warnings", "tasks_pending_at_end") if run_[k]
-            }
-            print(
-                f"{backend}: indexing {part}: records added {run_.get('records_added', 'n/a')},"
-                f" invalid records {run_['invalid_records']:.0f}, accounts waiting for a"
-                f" repository fetch {run_['accounts_waiting_for_fetch']} (holding"
-                f" {run_['commits_waiting_for_backfill']} commits)"
-                + (f"; {problems}" if problems else "")
+        print(f"{backend}: load {load} (schema version {run['schema_version']}){size}")
+        for variant in ("strata", "baseline"):
+            if variant not in run:
+                continue
+            measured = run[variant]
+            items = ", ".join(
+                f"{e} {measured[e][str(CONCURRENCY)]['mean_items'] or 0:.1f}"
+                for e in ("getTimeline", "getPostThread", "getAuthorFeed", "searchPosts")
             )
+            print(f"{backend} {variant}: RSS {measured['rss_mib']:,.0f} MiB; mean items: {items}")
+            for e in ("getTimeline", "getPostThread", "getAuthorFeed", "searchPosts"):
+                for clients, r in measured[e].items():
+                    if r["ok"] != r["requests"]:
+                        failure = r["failures"][:1]
+                        print(f"{backend} {variant}: {e} x{clients} {r['statuses']}: {failure}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--posts", type=int, default=1_000_000)
-    parser.add_argument("--follows", type=int, default=500_000)
+    parser.add_argument("--follows", type=int, default=2_000_000)
     parser.add_argument("--likes", type=int, default=None, help="default: posts / 4")
     parser.add_argument("--reposts", type=int, default=None, help="default: posts / 20")
-    parser.add_argument("--requests", type=int, default=2_000, help="per endpoint and backend")
-    parser.add_argument(
-        "--max-seconds",
-        type=float,
-        default=45.0,
-        help="stop sending an endpoint's requests after this long (the run stays bounded)",
-    )
-    parser.add_argument("--synthetic", type=int, default=50_000, help="synthetic commits")
+    parser.add_argument("--requests", type=int, default=20_000, help="per run at most")
+    parser.add_argument("--max-seconds", type=float, default=30.0, help="a 50-client run's length")
+    parser.add_argument("--index-seconds", type=float, default=15.0)
+    parser.add_argument("--firehose-rate", type=float, default=TARGET_EVENTS)
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
-    parser.add_argument("--corpus", type=Path, default=None, help="the recorded corpus folder")
+    parser.add_argument("--baseline", metavar="REV", help="an earlier revision to measure too")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = parser.parse_args()
-    if args.accounts < 2 * VIEWERS:
-        parser.error(f"--accounts must be at least {2 * VIEWERS}")
+    if args.accounts < 2 * VIEWER_FOLLOWS:
+        parser.error(f"--accounts must be at least {2 * VIEWER_FOLLOWS}")
     sizes = Sizes(
         accounts=args.accounts,
         posts=args.posts,
@@ -1186,60 +1032,35 @@ def main() -> None:
         likes=args.posts // 4 if args.likes is None else args.likes,
         reposts=args.posts // 20 if args.reposts is None else args.reposts,
         requests=args.requests,
-        synthetic=args.synthetic,
         seed=args.seed,
     )
     began = time.perf_counter()
-    from tests.corpus import corpus_dir, raw_frames
-
-    corpus = args.corpus or corpus_dir() or ROOT.parent / "shared" / "corpus"
-    corpus_frames: list[bytes] = []
-    if (corpus / "official-firehose.frames").exists():
-        corpus_frames = list(raw_frames(corpus))
-    else:
-        note(f"no corpus at {corpus}: the recorded-frames measure is skipped (--corpus DIR)")
     rng = random.Random(args.seed)
     note("generating the network ...")
     viewers = new_viewers(VIEWERS)
     network = generate_network(sizes, viewers, rng)
-    note(f"  {network.stats['rows']:,} rows in {network.seconds:.0f} s; synthetic commits ...")
-    started = time.perf_counter()
-    synthetic, synthetic_accounts = synthetic_frames(network, sizes.synthetic, rng)
-    note(f"  {len(synthetic):,} commits in {time.perf_counter() - started:.0f} s")
+    note(f"  {network.stats['rows']:,} rows in {network.seconds:.0f} s; the firehose ...")
+    commits = synthetic_commits(network, rng)
+    paced = 4 * (SOLO_SECONDS + args.max_seconds + 5)
+    needed = int(args.firehose_rate * paced + 10_000 * args.index_seconds)
+    frames = firehose_frames(commits, needed, rng)
+    note(f"  {len(frames):,} frames")
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     with tempfile.TemporaryDirectory(prefix="strata-bench-appview-") as tmp:
         shared = Shared(
-            network,
-            viewers,
-            "",
-            corpus_frames,
-            synthetic,
-            sizes.requests,
-            args.max_seconds,
-            Path(tmp),
-            rng,
-        )
-        results = asyncio.run(run_all(shared, backends))
+            network, viewers, frames, "", args.requests, args.max_seconds, args.index_seconds,
+            args.firehose_rate, Path(tmp),
+        )  # fmt: skip
+        with checkout(args.baseline) if args.baseline else contextlib.nullcontext() as source:
+            results = asyncio.run(run_all(shared, backends, source))
     seconds = time.perf_counter() - began
-
     print()
-    print_table(
-        build_rows(
-            results,
-            len(corpus_frames),
-            {"commits": len(synthetic), "accounts": synthetic_accounts},
-        )
-    )
-    print_notes(results, network)
+    print_table(build_rows(results), args.baseline)
+    print_notes(results, network, shared)
     print(f"total {seconds:.0f} s")
     if args.json:
         print()
-        document = {
-            "sizes": asdict(sizes),
-            "network": network.stats,
-            "results": results,
-            "seconds": seconds,
-        }
+        document = {"sizes": asdict(sizes), "network": network.stats, "results": results}
         print(json.dumps(document, indent=2, default=str))
 
 

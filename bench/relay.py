@@ -53,10 +53,10 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
-from harness import note, percentile, rss_kib, strata_service
+from harness import Firehose, metric_sum, metrics, note, percentile, rss_kib, strata_service
 from strata.core.cbor import decode_pair
 from strata.core.crypto import K256Keypair
-from strata.core.frames import message_frame, websocket_message
+from strata.core.frames import message_frame
 from strata.core.plc import did_for_genesis, parse_operation, sign_operation
 from strata.core.repo import CommitResult, Repository, Write
 from strata.core.syntax import next_tid
@@ -383,59 +383,6 @@ def post(i: int) -> Write:
     return Write("create", COLLECTION, next_tid(), record)
 
 
-class Firehose:
-    """One synthetic PDS's `subscribeRepos`: prebuilt frames (seq = position + 1), written to
-    every subscriber when published; `sent_at[k]` is when frame k went out (time.time())."""
-
-    def __init__(self) -> None:
-        self.messages: list[bytes] = []
-        self.sent_at = array("d")
-        self.published = 0
-        self.transports: set[asyncio.Transport] = set()
-        self.connections = 0
-
-    def add(self, frame: bytes) -> None:
-        self.messages.append(websocket_message(frame))
-
-    @property
-    def seq(self) -> int:
-        return len(self.messages)
-
-    def publish(self, count: int) -> None:
-        end = min(self.published + count, len(self.messages))
-        batch = self.messages[self.published : end]
-        now = time.time()
-        for transport in list(self.transports):
-            if transport.is_closing():
-                self.transports.discard(transport)
-            else:
-                transport.writelines(batch)
-        self.sent_at.extend([now] * len(batch))
-        self.published = end
-
-    def buffered(self) -> int:
-        return max((t.get_write_buffer_size() for t in self.transports), default=0)
-
-    async def subscribe(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(compress=False)
-        await ws.prepare(request)
-        transport = request.transport
-        assert transport is not None
-        cursor = request.query.get("cursor")
-        start = self.published if cursor is None else max(0, min(int(cursor), self.published))
-        # No await between the backlog and joining the live set: nothing falls in between.
-        if start < self.published:
-            transport.writelines(self.messages[start : self.published])
-        self.transports.add(transport)  # type: ignore[arg-type]
-        self.connections += 1
-        try:
-            async for _ in ws:
-                pass
-        finally:
-            self.transports.discard(transport)  # type: ignore[arg-type]
-        return ws
-
-
 def pds_app(firehose: Firehose) -> web.Application:
     async def describe(request: web.Request) -> web.Response:
         return web.json_response({"did": "did:web:localhost", "availableUserDomains": [".test"]})
@@ -475,23 +422,6 @@ async def relay_process(
     args = ("--dev", "--plc-url", plc_url, *follow)
     async with strata_service("relay", work / "relay", *args) as (url, proc):
         yield url, proc, work / "relay.log"
-
-
-async def metrics(http: aiohttp.ClientSession, url: str) -> dict[str, float]:
-    """The relay's Prometheus samples, `name{labels}` -> value."""
-    async with http.get(f"{url}/metrics") as resp:
-        text = await resp.text()
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            with contextlib.suppress(ValueError):
-                samples[name] = float(value)
-    return samples
-
-
-def metric_sum(samples: dict[str, float], name: str) -> float:
-    return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))
 
 
 def metric_by_label(samples: dict[str, float], name: str) -> dict[str, float]:

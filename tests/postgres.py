@@ -56,13 +56,15 @@ class PostgresCluster:
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
-    def new_database(self) -> str:
-        """A fresh empty database; returns its URL."""
+    def new_database(self, template: str | None = None) -> str:
+        """A fresh database, empty or a copy of the database at URL `template` (which nobody
+        may be connected to); returns its URL."""
         name = f"t_{uuid.uuid4().hex[:12]}"
+        copy = f" TEMPLATE {template.rsplit('/', 1)[-1]}" if template else ""
         psql = _binary("psql") or "psql"
         subprocess.run(
             [psql, "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-q",
-             "-c", f"CREATE DATABASE {name}"],
+             "-c", f"CREATE DATABASE {name}{copy}"],
             check=True, capture_output=True,
         )  # fmt: skip
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"

@@ -195,17 +195,18 @@ def strata_argv(command: str, data_dir: Path, port: int, *args: str) -> list[str
 
 
 def popen_strata(
-    command: str, data_dir: Path, port: int, *args: str
+    command: str, data_dir: Path, port: int, *args: str, source: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], Path]:
-    """Start `strata <command>` on 127.0.0.1:port, its output appended to `<data_dir>.log`
-    beside its data directory; returns the process and the log's path."""
+    """Start `strata <command>` on 127.0.0.1:port (from the `src` folder `source` of another
+    checkout if given), its output appended to `<data_dir>.log` beside its data directory;
+    returns the process and the log's path."""
     log_path = data_dir.parent / f"{data_dir.name}.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            strata_argv(command, data_dir, port, *args),
-            stdout=log,
-            stderr=log,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            strata_argv(command, data_dir, port, *args), stdout=log, stderr=log, env=env
         )
     return process, log_path
 

@@ -1,8 +1,12 @@
 """The shared SQL layer: placeholders and schemas translated for Postgres, migrations applied
-once, and one database per service."""
+once, one database per service, lists as one parameter, and reads that run beside the loop and
+beside a long write transaction."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -44,4 +48,102 @@ async def test_migrations_apply_once_on_each_backend(
         with pytest.raises(WrongDatabase):
             await migrate(db, SCHEMA, "other")
     finally:
+        await db.close()
+
+
+async def test_lists_are_one_parameter_on_each_backend(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    db = await open_database(database_url, tmp_path / "x.sqlite")
+    try:
+        await migrate(db, SCHEMA, "svc")
+        async with db.transaction() as tx:
+            await tx.executemany("INSERT INTO item (name) VALUES (?)", [(n,) for n in "abcd"])
+        query = "SELECT name FROM item WHERE name = ANY(?) ORDER BY name"
+        assert [r[0] for r in await db.fetch(query, ["b", "d", "z"])] == ["b", "d"]
+        assert await db.fetch(query, []) == []
+        many = await db.fetch_many([(query, (["a"],)), ("SELECT count(*) FROM item", ())])
+        assert [[tuple(r) for r in rows] for rows in many] == [[("a",)], [(4,)]]
+        assert await db.fetch_many([]) == []
+    finally:
+        await db.close()
+
+
+class LoopWatch:
+    """The longest the event loop went without running a 5 ms ticker."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self.task = asyncio.create_task(self._tick())
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.005)
+            self.longest = max(self.longest, loop.time() - before)
+
+    def stop(self) -> float:
+        self.task.cancel()
+        return self.longest
+
+
+async def test_a_slow_read_never_blocks_the_loop(tmp_path: Path, database_url: str | None) -> None:
+    db = await open_database(database_url, tmp_path / "x.sqlite")
+    try:
+        slow = (
+            "WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000) "
+            "SELECT count(*) FROM n"
+        )
+        watch = LoopWatch()
+        started = time.monotonic()
+        assert (await db.fetchrow(slow))[0] == 3_000_000  # type: ignore[index]
+        assert time.monotonic() - started > 0.2  # slow enough to have blocked the loop inline
+        assert watch.stop() < 0.1
+    finally:
+        await db.close()
+
+
+async def test_reads_go_on_during_a_long_write_transaction(tmp_path: Path) -> None:
+    db = await open_database(None, tmp_path / "x.sqlite", pool_size=2)
+    other = sqlite3.connect(tmp_path / "x.sqlite", isolation_level=None)
+    try:
+        await migrate(db, SCHEMA, "svc")
+        await db.execute("INSERT INTO item (name) VALUES ('committed')")
+
+        async def long_write(holding: asyncio.Event, release: asyncio.Event) -> None:
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO item (name) VALUES ('pending')")
+                holding.set()
+                await release.wait()
+
+        holding, release = asyncio.Event(), asyncio.Event()
+        writer = asyncio.create_task(long_write(holding, release))
+        await holding.wait()
+        # The transaction holds the write lock: reads answer at once, from committed data.
+        for _ in range(20):
+            started = time.monotonic()
+            assert [r[0] for r in await db.fetch("SELECT name FROM item")] == ["committed"]
+            assert time.monotonic() - started < 0.5
+        release.set()
+        await writer
+        assert len(await db.fetch("SELECT name FROM item")) == 2
+
+        # Another process holds the write lock: a transaction waits for it in a thread, and
+        # the loop and the reads go on meanwhile.
+        other.execute("BEGIN IMMEDIATE")
+        watch = LoopWatch()
+        holding, release = asyncio.Event(), asyncio.Event()
+        waiting = asyncio.create_task(long_write(holding, release))
+        await asyncio.sleep(0.3)
+        assert not holding.is_set()
+        assert len(await db.fetch("SELECT name FROM item")) == 2
+        other.execute("COMMIT")
+        await asyncio.wait_for(holding.wait(), 10)
+        release.set()
+        await waiting
+        assert watch.stop() < 0.1
+        assert len(await db.fetch("SELECT name FROM item")) == 3
+    finally:
+        other.close()
         await db.close()

@@ -1,24 +1,47 @@
 """One small SQL interface over SQLite (the embedded default) and Postgres (scale-out).
 
 Queries are written once, in the subset both engines share, with `?` placeholders; the Postgres
-side numbers them (`$1`, `$2`, ...). Schemas are written for SQLite (STRICT tables, INTEGER,
-BLOB) and translated for Postgres. Migrations are numbered and applied on open, each in its own
-transaction, so a schema is never half-applied.
+side numbers them (`$1`, `$2`, ...). A list is passed as one parameter and tested with
+`column = ANY(?)`, which Postgres takes as an array and SQLite as a JSON array (`json_each`),
+so a query's text is the same whatever the list's length, and each engine prepares it once.
+Schemas are written for SQLite (STRICT tables, INTEGER, BLOB) and translated for Postgres, or
+given per engine where they differ (full-text search, triggers). Migrations are numbered and
+applied on open, each in its own transaction, so a schema is never half-applied.
+
+Reads outside a transaction never run on the caller's event loop: on SQLite they go to a pool
+of reader threads, each with its own connection (WAL: readers never wait for the writer), and
+on Postgres to a pool of connections. Write transactions on SQLite take the one writer
+connection; beginning and committing run in a thread, so a loop never waits on the file lock
+or on the commit's fsync.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import json
+import os
+import queue
 import re
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from strata.storage import connect_sqlite
 
 Row = Sequence[Any]
+Query = tuple[str, Sequence[Any]]
+"""A statement and its arguments."""
+
+SQLITE_READERS = max(2, os.cpu_count() or 2)
+"""Reader threads of SQLite: more than the cores only contend for them."""
+POSTGRES_CONNECTIONS = 10
+"""Connections to Postgres, whose queries wait on the network and the server."""
 
 
 class Executor(Protocol):
@@ -38,6 +61,11 @@ class Database(Executor, Protocol):
 
     dialect: str
 
+    async def fetch_many(self, queries: Sequence[Query]) -> list[list[Row]]:
+        """The rows of each of `queries`, read together (one trip on SQLite, concurrent round
+        trips on Postgres)."""
+        ...
+
     def transaction(self) -> Any:
         """`async with db.transaction() as tx:` one durable write transaction."""
         ...
@@ -50,54 +78,170 @@ def placeholders(count: int) -> str:
     return ", ".join("?" * count)
 
 
+_ANY = re.compile(r"=\s*ANY\(\?\)")
+
+
+@functools.lru_cache(maxsize=1024)
+def _sqlite_text(sql: str) -> tuple[str, bool]:
+    translated = _ANY.sub("IN (SELECT value FROM json_each(?))", sql)
+    return translated, translated != sql
+
+
+def sqlite_statement(sql: str, args: Sequence[Any]) -> tuple[str, Sequence[Any]]:
+    """A statement as SQLite takes it: `column = ANY(?)` as membership in a JSON array
+    parameter, its list arguments as JSON."""
+    translated, lists = _sqlite_text(sql)
+    if lists:
+        args = tuple(json.dumps(a) if isinstance(a, list | tuple) else a for a in args)
+    return translated, args
+
+
 class _SqliteExecutor:
+    """Statements on one connection, run where the caller runs (inside a transaction)."""
+
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        return self.conn.execute(sql, args).fetchall()
+        return self.conn.execute(*sqlite_statement(sql, args)).fetchall()
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        row: Row | None = self.conn.execute(sql, args).fetchone()
+        row: Row | None = self.conn.execute(*sqlite_statement(sql, args)).fetchone()
         return row
 
     async def execute(self, sql: str, *args: Any) -> None:
-        self.conn.execute(sql, args)
+        self.conn.execute(*sqlite_statement(sql, args))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        self.conn.executemany(sql, rows)
+        self.conn.executemany(_sqlite_text(sql)[0], (sqlite_statement(sql, r)[1] for r in rows))
 
 
-class SqliteDatabase(_SqliteExecutor):
-    """SQLite in WAL mode: one connection writes (in explicit transactions), another reads, so
-    readers never see a transaction that is still open."""
+WRITER_CACHE_KIB = 64 * 1024
+"""Page cache of the writer: an index's inserts land all over its B-trees."""
+CHECKPOINT_PAGES = 10_000
+"""Write-ahead log pages between checkpoints (SQLite's default is 1,000): fewer, larger copies
+back into the database file."""
+READER_CACHE_KIB = 16 * 1024
+"""Page cache of each reader connection, beside the file mapped in memory."""
+READER_MMAP_BYTES = 1 << 31
+"""How much of the file readers map into memory: reads without a system call a page."""
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if not future.cancelled():
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+
+class _ReaderPool:
+    """Threads with a read-only connection each, taking work from one queue and answering on
+    the caller's loop (lighter than an executor: one future, one wake-up)."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"sqlite-reader-{n}", daemon=True)
+            for n in range(max(1, size))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def run(self, queries: Sequence[Query]) -> asyncio.Future[list[list[Row]]]:
+        """Run `queries` one after the other on one connection; their rows, on this loop."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[list[Row]]] = loop.create_future()
+        self._work.put((loop, future, queries))
+        return future
+
+    def _serve(self) -> None:
+        conn = connect_sqlite(self.path)
+        conn.execute("PRAGMA query_only = 1")
+        conn.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")
+        conn.execute(f"PRAGMA mmap_size = {READER_MMAP_BYTES}")
+        try:
+            while (item := self._work.get()) is not None:
+                loop, future, queries = item
+                result: Any = None
+                error: BaseException | None = None
+                try:
+                    result = [
+                        conn.execute(*sqlite_statement(sql, args)).fetchall()
+                        for sql, args in queries
+                    ]
+                except Exception as exc:
+                    error = exc
+                # A closed loop (the caller gave up and stopped) has nobody waiting.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_resolve, future, result, error)
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._work.put(None)
+        for thread in self._threads:
+            thread.join()
+
+
+class SqliteDatabase:
+    """SQLite in WAL mode: one connection writes (in explicit transactions), a pool of reader
+    threads reads, so readers never see a transaction that is still open and never wait for
+    one."""
 
     dialect = "sqlite"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, readers: int = SQLITE_READERS) -> None:
+        self.path = path
         self.writer = connect_sqlite(path)
-        super().__init__(connect_sqlite(path))
+        self.writer.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+        self.writer.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}")
         self.lock = asyncio.Lock()
+        self._readers = _ReaderPool(path, readers)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return (await self._readers.run([(sql, args)]))[0]
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+    async def fetch_many(self, queries: Sequence[Query]) -> list[list[Row]]:
+        """The rows of each query, read together (one trip to a reader thread)."""
+        return await self._readers.run(queries) if queries else []
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        async with self.transaction() as tx:
+            await tx.execute(sql, *args)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        async with self.transaction() as tx:
+            await tx.executemany(sql, rows)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[_SqliteExecutor]:
         async with self.lock:
-            self.writer.execute("BEGIN IMMEDIATE")
+            # Waiting for another process's write lock, and the commit's fsync, happen in a
+            # thread; the statements in between are short and run where the caller runs.
+            await asyncio.to_thread(self.writer.execute, "BEGIN IMMEDIATE")
             try:
                 yield _SqliteExecutor(self.writer)
             except BaseException:
                 self.writer.execute("ROLLBACK")
                 raise
-            self.writer.execute("COMMIT")
+            await asyncio.to_thread(self.writer.execute, "COMMIT")
 
     async def close(self) -> None:
-        self.conn.close()
+        await asyncio.to_thread(self._readers.close)
         self.writer.close()
 
 
 _PLACEHOLDER = re.compile(r"\?")
 
 
+@functools.lru_cache(maxsize=1024)
 def postgres_sql(sql: str) -> str:
     """`?` placeholders numbered as Postgres wants them (queries here never hold a literal ?)."""
     counter = iter(range(1, 1 << 30))
@@ -138,6 +282,11 @@ class _PostgresExecutor:
         await self.conn.executemany(postgres_sql(sql), list(rows))
 
 
+STATEMENT_CACHE = 512
+"""Prepared statements each Postgres connection keeps (a query's text is the same on every
+call, lists included, so a service's few hundred queries are each prepared once)."""
+
+
 class PostgresDatabase(_PostgresExecutor):
     """Postgres through an asyncpg pool; each transaction holds one pooled connection."""
 
@@ -148,11 +297,17 @@ class PostgresDatabase(_PostgresExecutor):
         self.pool = pool
 
     @classmethod
-    async def connect(cls, url: str, size: int = 10) -> PostgresDatabase:
+    async def connect(cls, url: str, size: int = POSTGRES_CONNECTIONS) -> PostgresDatabase:
         import asyncpg
 
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=size)
+        pool = await asyncpg.create_pool(
+            url, min_size=1, max_size=max(1, size), statement_cache_size=STATEMENT_CACHE
+        )
         return cls(pool)
+
+    async def fetch_many(self, queries: Sequence[Query]) -> list[list[Row]]:
+        """The rows of each query, asked on as many pooled connections at once."""
+        return list(await asyncio.gather(*(self.fetch(sql, *args) for sql, args in queries)))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[_PostgresExecutor]:
@@ -163,28 +318,54 @@ class PostgresDatabase(_PostgresExecutor):
         await self.pool.close()
 
 
-async def open_database(url: str | None, sqlite_path: Path) -> Database:
-    """Postgres when `url` is a `postgresql://` URL, else SQLite at `sqlite_path`."""
+async def open_database(
+    url: str | None, sqlite_path: Path, pool_size: int | None = None
+) -> Database:
+    """Postgres when `url` is a `postgresql://` URL, else SQLite at `sqlite_path`; reads are
+    served by `pool_size` reader threads or connections (by default `SQLITE_READERS` or
+    `POSTGRES_CONNECTIONS`)."""
     if url:
         if not url.startswith(("postgresql://", "postgres://")):
             raise ValueError(f"a database URL starts with postgresql://, not {url!r}")
-        return await PostgresDatabase.connect(url)
+        return await PostgresDatabase.connect(url, pool_size or POSTGRES_CONNECTIONS)
     sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-    return SqliteDatabase(sqlite_path)
+    return SqliteDatabase(sqlite_path, pool_size or SQLITE_READERS)
 
 
 class WrongDatabase(Exception):
     """The database holds another service's tables."""
 
 
-async def migrate(db: Database, migrations: Sequence[str], service: str) -> int:
+@dataclass(frozen=True)
+class PerEngine:
+    """A migration whose statements differ between the engines, each statement given whole
+    (trigger bodies hold semicolons)."""
+
+    sqlite: tuple[str, ...]
+    postgres: tuple[str, ...]
+
+
+Migration = str | PerEngine
+"""A schema written for SQLite (statements separated by `;`, translated for Postgres), or
+statements per engine."""
+
+
+def _statements(migration: Migration, dialect: str) -> list[str]:
+    if isinstance(migration, PerEngine):
+        return list(migration.sqlite if dialect == "sqlite" else migration.postgres)
+    text = migration if dialect == "sqlite" else postgres_ddl(migration)
+    return [s.strip() for s in text.split(";") if s.strip()]
+
+
+async def migrate(db: Database, migrations: Sequence[Migration], service: str) -> int:
     """Apply `service`'s migrations not yet applied, in order; returns the schema version
     reached. A database holds one service's tables: another service's is refused."""
-    await db.execute(
-        "CREATE TABLE IF NOT EXISTS schema_version "
-        "(service TEXT NOT NULL, version INTEGER NOT NULL)"
-        + (" STRICT" if db.dialect == "sqlite" else "")
-    )
+    strict = " STRICT" if db.dialect == "sqlite" else ""
+    async with db.transaction() as tx:
+        await tx.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version "
+            f"(service TEXT NOT NULL, version INTEGER NOT NULL){strict}"
+        )
     other = await db.fetchrow("SELECT service FROM schema_version WHERE service <> ?", service)
     if other is not None:
         raise WrongDatabase(
@@ -192,14 +373,12 @@ async def migrate(db: Database, migrations: Sequence[str], service: str) -> int:
         )
     row = await db.fetchrow("SELECT max(version) FROM schema_version")
     current = int(row[0]) if row is not None and row[0] is not None else 0
-    for version, ddl in enumerate(migrations, start=1):
+    for version, migration in enumerate(migrations, start=1):
         if version <= current:
             continue
         async with db.transaction() as tx:
-            text = ddl if db.dialect == "sqlite" else postgres_ddl(ddl)
-            for statement in (s.strip() for s in text.split(";")):
-                if statement:
-                    await tx.execute(statement)
+            for statement in _statements(migration, db.dialect):
+                await tx.execute(statement)
             await tx.execute(
                 "INSERT INTO schema_version (service, version) VALUES (?, ?)", service, version
             )

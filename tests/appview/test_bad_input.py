@@ -109,6 +109,15 @@ async def test_parameters_cursors_and_tokens(tmp_path: Path) -> None:
             ("app.bsky.feed.getFeedGenerator", {"feed": "at://x"}, 400),
             ("app.bsky.graph.getRelationships", {"actor": alice.did, "others": ["x"] * 31}, 400),
             ("app.bsky.notification.listNotifications", {"reasons": "like", "cursor": "1::"}, 400),
+            ("app.bsky.feed.searchPosts", {"q": "one", "cursor": "-1"}, 400),
+            ("app.bsky.feed.searchPosts", {"q": "one", "cursor": "1" * 19}, 400),
+            ("app.bsky.feed.searchPosts", {"q": "one", "since": "yesterday"}, 400),
+            ("app.bsky.feed.searchPosts", {"q": "one", "until": "2026-13-01"}, 400),
+            ("app.bsky.feed.searchPosts", {"q": "one", "limit": 101}, 400),
+            ("app.bsky.feed.searchPosts", {"q": "from:nobody.test one"}, 400),
+            ("app.bsky.feed.searchPosts", {"q": '" NOT OR * ( ^ %_'}, 200),
+            ("app.bsky.feed.searchPosts", {"q": "one", "sort": "top", "cursor": "99"}, 200),
+            ("app.bsky.actor.searchActors", {"q": '"*) OR ( %'}, 200),
         ]
         for nsid, params, status in checks:
             body = await view(alice, nsid, status, **params)

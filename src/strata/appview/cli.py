@@ -7,7 +7,9 @@ from typing import Any
 import click
 
 from strata.appview.app import create_appview_app
+from strata.appview.cache import DEFAULT_MIB
 from strata.appview.service import AppView, AppViewConfig
+from strata.database import POSTGRES_CONNECTIONS, SQLITE_READERS
 from strata.serve import (
     DATABASE_URL,
     PLC_URLS,
@@ -58,6 +60,21 @@ def _fallbacks(
     help="Serve FALLBACK when FEED's generator fails and no recent page of it is remembered.",
 )
 @SERVE_STALE_FOR
+@click.option(
+    "--database-pool-size",
+    envvar="STRATA_DATABASE_POOL_SIZE",
+    type=click.IntRange(min=1),
+    help=f"Reader threads on SQLite (default {SQLITE_READERS}, the cores) or connections to "
+    f"Postgres (default {POSTGRES_CONNECTIONS}) serving requests; the indexer has its own.",
+)
+@click.option(
+    "--cache-mib",
+    envvar="STRATA_CACHE_MIB",
+    type=click.IntRange(min=0),
+    default=DEFAULT_MIB,
+    show_default=True,
+    help="Memory for the views every timeline repeats (posts, profiles, counts).",
+)
 def appview_command(
     hostname: str,
     plc_urls: tuple[str, ...],
@@ -65,6 +82,8 @@ def appview_command(
     database_url: str | None,
     feed_fallbacks: tuple[tuple[str, str], ...],
     serve_stale_for: float,
+    database_pool_size: int | None,
+    cache_mib: int,
     **kwargs: Any,
 ) -> None:
     """Run an AppView: index the network from relays and serve the app.bsky API."""
@@ -77,6 +96,8 @@ def appview_command(
         dev=options.dev,
         feed_fallbacks=feed_fallbacks,
         serve_stale_for=serve_stale_for,
+        database_pool_size=database_pool_size,
+        cache_mib=cache_mib,
     )
     appview = AppView(config, options.data_dir)
     click.echo(f"AppView DID: {config.did} (give PDSes --appview {config.public_url}#{config.did})")

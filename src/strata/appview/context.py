@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from strata.appview.cache import HotCache
 from strata.appview.feedgen_client import Feedgens
 from strata.core.errors import InvalidSyntax
 from strata.core.jwt import JwtError, service_jwt_issuer, verify_service_jwt
@@ -37,6 +38,8 @@ class AppContext:
     skeleton of its own is remembered."""
     serve_stale_for: float = 6 * 3600.0
     """How old a remembered skeleton may be when it is served for a failing generator."""
+    cache: HotCache = field(default_factory=HotCache)
+    """Views' parts that every timeline repeats; the indexer drops what it changes."""
     feedgens: Feedgens = field(init=False)
 
     def __post_init__(self) -> None:
@@ -86,12 +89,6 @@ def page(body: dict[str, Any], cursor: str | None) -> dict[str, Any]:
     if cursor is not None:
         body["cursor"] = cursor
     return body
-
-
-def like_pattern(text: str) -> str:
-    """`text` as a literal inside a LIKE pattern: % and _ are dropped rather than escaped, which
-    keeps the query the same on both engines."""
-    return text.lower().replace("%", "").replace("_", "")
 
 
 def page_cursor(sort_at: str, key: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any, Final
 import aiohttp
 from prometheus_client import Counter
 
+from strata.appview.cache import HotCache
 from strata.appview.records import INDEXED, delete_record, index_record
 from strata.core import cbor
 from strata.core.car import CarReader
@@ -62,8 +63,11 @@ class Indexer:
         session: aiohttp.ClientSession | None,
         catalog: Catalog | None = None,
         dev: bool = False,
+        cache: HotCache | None = None,
     ) -> None:
         self.db = db
+        self.cache = cache or HotCache()
+        """Told, after each transaction, which views the transaction changed."""
         self.resolver = resolver
         self.session = session
         self.catalog = catalog or Catalog.bundled()
@@ -102,10 +106,11 @@ class Indexer:
         indexed_at = iso_now()
         fetch: list[str] = []
         refresh: list[str] = []
+        changed: set[str] = set()
         try:
             async with self.db.transaction() as tx:
                 for _seq, frame in batch:
-                    await self._event(tx, frame, indexed_at, fetch, refresh)
+                    await self._event(tx, frame, indexed_at, fetch, refresh, changed)
                 await tx.execute(
                     "INSERT INTO relay_cursor (relay, seq) VALUES (?, ?) "
                     "ON CONFLICT (relay) DO UPDATE SET seq = excluded.seq",
@@ -115,13 +120,20 @@ class Indexer:
             # The cached states may hold changes that were rolled back.
             self.states.clear()
             raise
+        self.cache.invalidate(changed)
         for did in fetch:
             self._spawn(self._backfill(did), f"backfill {did}")
         for did in refresh:
             self._spawn(self._refresh_identity(did), f"identity {did}")
 
     async def _event(
-        self, tx: Executor, frame: Frame, indexed_at: str, fetch: list[str], refresh: list[str]
+        self,
+        tx: Executor,
+        frame: Frame,
+        indexed_at: str,
+        fetch: list[str],
+        refresh: list[str],
+        changed: set[str],
     ) -> None:
         body = frame.body
         did = body.get("repo") if frame.t in ("#commit", "#sync") else body.get("did")
@@ -129,13 +141,13 @@ class Indexer:
             return
         EVENTS.labels(frame.t or "").inc()
         if frame.t == "#commit":
-            await self._commit(tx, did, body, indexed_at, fetch, refresh)
+            await self._commit(tx, did, body, indexed_at, fetch, refresh, changed)
         elif frame.t == "#identity":
             if await self._state(tx, did) is None:
                 await self._new_actor(tx, did, None, indexed_at)
             refresh.append(did)
         elif frame.t == "#account":
-            await self._account(tx, did, body, indexed_at)
+            await self._account(tx, did, body, indexed_at, changed)
         elif frame.t == "#sync":
             state = await self._state(tx, did)
             rev = body.get("rev")
@@ -163,6 +175,7 @@ class Indexer:
         indexed_at: str,
         fetch: list[str],
         refresh: list[str],
+        changed: set[str],
     ) -> None:
         rev, since = body.get("rev"), body.get("since")
         if not isinstance(rev, str):
@@ -184,11 +197,13 @@ class Indexer:
         if state.rev is not None and rev <= state.rev:
             return
         if state.status == "active":
-            await self._apply_ops(tx, did, body, indexed_at)
+            await self._apply_ops(tx, did, body, indexed_at, changed)
         state.rev = rev
         await tx.execute("UPDATE actor SET rev = ? WHERE did = ?", rev, did)
 
-    async def _apply_ops(self, tx: Executor, did: str, body: dict[str, Any], at: str) -> None:
+    async def _apply_ops(
+        self, tx: Executor, did: str, body: dict[str, Any], at: str, changed: set[str]
+    ) -> None:
         ops = body.get("ops")
         blocks_car = body.get("blocks")
         if not isinstance(ops, list):
@@ -209,9 +224,9 @@ class Indexer:
             uri = f"at://{did}/{collection}/{rkey}"
             action, cid = op.get("action"), op.get("cid")
             if action == "delete":
-                await delete_record(tx, uri, collection)
+                await delete_record(tx, uri, collection, changed)
             elif action in ("create", "update") and isinstance(cid, CID) and cid in blocks:
-                await self._index(tx, uri, cid, collection, rkey, blocks[cid], at)
+                await self._index(tx, uri, cid, collection, rkey, blocks[cid], at, changed)
 
     async def _index(
         self,
@@ -222,6 +237,7 @@ class Indexer:
         rkey: str,
         block: bytes,
         indexed_at: str,
+        changed: set[str],
     ) -> None:
         try:
             record = cbor.decode(block)
@@ -230,9 +246,11 @@ class Indexer:
         except CoreError:
             INVALID.inc()
             return
-        await index_record(tx, uri, str(cid), collection, value, indexed_at)
+        await index_record(tx, uri, str(cid), collection, value, indexed_at, changed)
 
-    async def _account(self, tx: Executor, did: str, body: dict[str, Any], at: str) -> None:
+    async def _account(
+        self, tx: Executor, did: str, body: dict[str, Any], at: str, changed: set[str]
+    ) -> None:
         active = body.get("active")
         status = body.get("status")
         if active is True:
@@ -244,17 +262,18 @@ class Indexer:
             await self._new_actor(tx, did, None, at)
             state = self.states[did]
         state.status = status
+        changed.add(did)
         await tx.execute("UPDATE actor SET status = ? WHERE did = ?", status, did)
         if status == "deleted":
-            await self._purge(tx, did)
+            await self._purge(tx, did, changed)
             state.rev = None
             await tx.execute("UPDATE actor SET rev = NULL WHERE did = ?", did)
 
-    async def _purge(self, tx: Executor, did: str) -> None:
+    async def _purge(self, tx: Executor, did: str, changed: set[str]) -> None:
         for uri, collection in await tx.fetch(
             "SELECT uri, collection FROM record WHERE did = ?", did
         ):
-            await delete_record(tx, uri, collection)
+            await delete_record(tx, uri, collection, changed)
 
     async def _identity(self, did: str) -> tuple[str, str | None]:
         """The account's handle (if it points back to the account) and PDS, resolved afresh;
@@ -280,6 +299,7 @@ class Indexer:
             return
         async with self.db.transaction() as tx:
             await tx.execute("UPDATE actor SET handle = ?, pds = ? WHERE did = ?", handle, pds, did)
+        self.cache.invalidate([did])
 
     async def _handle_from_pds(self, pds: str, handle: str, did: str) -> str:
         """In development, a loopback handle has neither DNS nor https: ask its own PDS."""
@@ -331,25 +351,28 @@ class Indexer:
             if path.partition("/")[0] in INDEXED
         ]
         indexed_at = iso_now()
+        changed = {did}
         async with self.db.transaction() as tx:
-            await self._purge(tx, did)
+            await self._purge(tx, did, changed)
             for path, cid, block in records:
                 collection, _, rkey = path.partition("/")
                 if block is not None:
                     uri = f"at://{did}/{path}"
-                    await self._index(tx, uri, cid, collection, rkey, block, indexed_at)
+                    await self._index(tx, uri, cid, collection, rkey, block, indexed_at, changed)
             await tx.execute(
                 "INSERT INTO actor (did, handle, pds, rev, status, indexed_at) "
                 "VALUES (?, ?, ?, ?, 'active', ?) ON CONFLICT (did) DO UPDATE SET "
                 "handle = excluded.handle, pds = excluded.pds, rev = excluded.rev",
                 did, handle, pds, repo.rev, indexed_at,
             )  # fmt: skip
+        self.cache.invalidate(changed)
         state = self.states.setdefault(did, ActorState(None, "active"))
         state.rev = repo.rev
         log_event(log, "repository indexed", did=did, rev=repo.rev, records=len(records))
 
     async def _replay(self, did: str, commits: Iterable[dict[str, Any]]) -> None:
         """Commits that arrived during a fetch: those newer than it, in order."""
+        changed: set[str] = set()
         async with self.db.transaction() as tx:
             state = await self._state(tx, did)
             for body in commits:
@@ -357,7 +380,8 @@ class Indexer:
                 if state is None or state.rev is None or not isinstance(rev, str):
                     break
                 if rev > state.rev and state.status == "active":
-                    await self._apply_ops(tx, did, body, iso_now())
+                    await self._apply_ops(tx, did, body, iso_now(), changed)
                     state.rev = rev
             if state is not None:
                 await tx.execute("UPDATE actor SET rev = ? WHERE did = ?", state.rev, did)
+        self.cache.invalidate(changed)

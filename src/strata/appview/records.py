@@ -2,12 +2,14 @@
 
 Each indexed collection has a table of the columns the views query by; the record itself is kept
 as JSON in `record` for hydration. Notifications are written with the record that causes them
-and removed with it.
+and removed with it. Both functions add to `changed` the keys whose views they changed (the
+record's URI, the URIs and DIDs whose counts moved), for the hot-path cache to drop.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -44,19 +46,26 @@ TABLES: Final = {
 }
 
 
+_INDEX_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+
+
 def sort_at(record: dict[str, Any], indexed_at: str) -> str:
     """The earlier of the record's `createdAt` and `indexed_at`, in the index's time format."""
     created = record.get("createdAt")
-    try:
-        created_at = format_datetime(parse_datetime(created)) if isinstance(created, str) else None
-    except ValueError:
-        created_at = None
-    return min(created_at, indexed_at) if created_at else indexed_at
+    if not isinstance(created, str):
+        return indexed_at
+    if not _INDEX_TIME.fullmatch(created):
+        # Most clients write the index's own form; any other valid one is converted.
+        try:
+            created = format_datetime(parse_datetime(created))
+        except ValueError:
+            return indexed_at
+    return min(created, indexed_at)
 
 
 def did_of(uri: str) -> str:
     """The repository DID of an at:// URI (empty for anything else)."""
-    return uri[5:].split("/", 1)[0] if uri.startswith("at://") else ""
+    return uri[5:].partition("/")[0] if uri.startswith("at://") else ""
 
 
 def strong_ref(value: Any) -> tuple[str, str] | None:
@@ -134,19 +143,21 @@ async def index_record(
     collection: str,
     record: dict[str, Any],
     indexed_at: str,
+    changed: set[str],
 ) -> None:
     """Insert one validated record of an indexed collection, replacing what was indexed under
     its URI before (an update, or a create replayed by a relay)."""
     did, rkey = did_of(uri), uri.rsplit("/", 1)[-1]
     if collection == "app.bsky.actor.profile" and rkey != "self":
         return
+    changed.update((uri, did))
     row = (uri, cid, did, collection, rkey, json.dumps(record, separators=(",", ":")), indexed_at)
     insert = (
         "INSERT INTO record (uri, cid, did, collection, rkey, json, indexed_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)"
     )
     if not await tx.fetch(f"{insert} ON CONFLICT (uri) DO NOTHING RETURNING uri", *row):
-        await delete_record(tx, uri, collection)
+        await delete_record(tx, uri, collection, changed)
         await tx.execute(insert, *row)
     at = sort_at(record, indexed_at)
 
@@ -159,7 +170,7 @@ async def index_record(
             )  # fmt: skip
 
     if collection == "app.bsky.feed.post":
-        await _index_post(tx, uri, cid, did, record, indexed_at, at, notify)
+        await _index_post(tx, uri, cid, did, record, indexed_at, at, notify, changed)
     elif collection == "app.bsky.actor.profile":
         pinned = strong_ref(record.get("pinnedPost"))
         await tx.execute(
@@ -174,6 +185,7 @@ async def index_record(
         if subject is None:
             return
         table = TABLES[collection]
+        changed.add(subject[0])
         await tx.execute(
             f"INSERT INTO {table} (uri, cid, creator, subject, subject_cid, sort_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -192,6 +204,7 @@ async def index_record(
         if not isinstance(subject_did, str):
             return
         table = TABLES[collection]
+        changed.add(subject_did)
         await tx.execute(
             f"INSERT INTO {table} (uri, cid, creator, subject, sort_at) VALUES (?, ?, ?, ?, ?)",
             uri, cid, did, subject_did, at,
@@ -217,6 +230,7 @@ async def index_record(
             uri, cid, did, _text(record, "did") or "", _text(record, "displayName") or "", at,
         )  # fmt: skip
     elif collection == "app.bsky.feed.threadgate":
+        changed.add(_text(record, "post") or "")
         await tx.execute(
             "INSERT INTO threadgate (uri, cid, creator, post_uri) VALUES (?, ?, ?, ?)",
             uri, cid, did, _text(record, "post") or "",
@@ -237,11 +251,13 @@ async def _index_post(
     indexed_at: str,
     at: str,
     notify: Callable[[str, str, str | None], Awaitable[None]],
+    changed: set[str],
 ) -> None:
     reply = record.get("reply")
     root = strong_ref(reply.get("root")) if isinstance(reply, dict) else None
     parent = strong_ref(reply.get("parent")) if isinstance(reply, dict) else None
     quote = quoted_uri(record.get("embed"))
+    changed.update(u for u in (parent[0] if parent else None, quote) if u)
     langs = record.get("langs")
     await tx.execute(
         "INSERT INTO post (uri, cid, creator, text, reply_root, reply_parent, quote_uri, media, "
@@ -270,14 +286,30 @@ async def _index_post(
         await notify(mentioned, "mention", None)
 
 
-async def delete_record(tx: Executor, uri: str, collection: str) -> None:
+RELATED: Final = {
+    "post": "reply_parent, quote_uri",
+    "likes": "subject",
+    "repost": "subject",
+    "follow": "subject",
+    "threadgate": "post_uri",
+}
+"""Per table, the columns naming the records and accounts whose views a row counts in."""
+
+
+async def delete_record(tx: Executor, uri: str, collection: str, changed: set[str]) -> None:
     """Remove a record and everything indexed from it (a no-op for an unknown URI)."""
     table = TABLES.get(collection)
     if table is None:
         return
+    did = did_of(uri)
+    changed.update((uri, did))
     await tx.execute("DELETE FROM record WHERE uri = ?", uri)
     if table == "profile":
-        await tx.execute("DELETE FROM profile WHERE did = ?", did_of(uri))
+        await tx.execute("DELETE FROM profile WHERE did = ?", did)
+    elif table in RELATED:
+        returning = RELATED[table]
+        for row in await tx.fetch(f"DELETE FROM {table} WHERE uri = ? RETURNING {returning}", uri):
+            changed.update(key for key in row if key)
     else:
         await tx.execute(f"DELETE FROM {table} WHERE uri = ?", uri)
     if table in ("post", "repost"):

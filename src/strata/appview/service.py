@@ -1,14 +1,25 @@
-"""The AppView as a running service: its index, its relay subscription and its identity."""
+"""The AppView as a running service: its index, its relay subscription and its identity.
+
+Requests are served on the server's event loop, reading the index through a pool (reader
+threads on SQLite, connections on Postgres). The indexer runs on a thread and event loop of its
+own, with its own connections: a batch of events is written in one transaction, and neither the
+transaction nor the work of decoding and checking the events ever holds up a request. It tells
+the hot-path cache what each transaction changed.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 
+from strata.appview.cache import DEFAULT_MIB, HotCache
 from strata.appview.context import AppContext
 from strata.appview.indexer import Indexer
 from strata.appview.schema import MIGRATIONS
@@ -19,6 +30,11 @@ from strata.net.logs import log_event
 from strata.net.subscriber import RelaySubscriber
 
 log = logging.getLogger("strata.appview")
+
+SWITCH_INTERVAL: Final = 0.0005
+"""Seconds a thread holds the interpreter lock while another waits for it."""
+INDEXER_CONNECTIONS: Final = 2
+"""Reader threads or connections of the indexer (its writes have one connection of their own)."""
 
 
 @dataclass(frozen=True)
@@ -31,31 +47,122 @@ class AppViewConfig:
     feed_fallbacks: tuple[tuple[str, str], ...] = ()
     """(feed, fallback feed) pairs: the fallback is served when the feed's generator fails."""
     serve_stale_for: float = 6 * 3600.0
+    database_pool_size: int | None = None
+    """Reader threads (SQLite) or connections (Postgres) serving requests (None: the
+    engine's default)."""
+    cache_mib: int = DEFAULT_MIB
+    """The hot-path cache's bound."""
 
     @property
     def did(self) -> str:
         return service_did(self.public_url, self.dev)
 
 
+def _session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=30), headers={"User-Agent": "strata-appview"}
+    )
+
+
+class IndexingThread:
+    """The relay subscription and the indexer, on a thread and event loop of their own."""
+
+    def __init__(self, config: AppViewConfig, data_dir: Path, cache: HotCache) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.cache = cache
+        self.indexer: Indexer | None = None
+        self.subscriber: RelaySubscriber | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="appview-indexer", daemon=True)
+
+    async def start(self) -> None:
+        """Open the indexer's database and start reading relays; raises what opening raised."""
+        # The indexer gives up the interpreter lock at every statement; waiting the default
+        # 5 ms to get it back from a busy request loop would starve it.
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        self._thread.start()
+        await asyncio.to_thread(self._started.wait)
+        if self._error is not None:
+            raise self._error
+
+    async def stop(self) -> None:
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        await asyncio.to_thread(self._thread.join)
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        db: Database | None = None
+        session: aiohttp.ClientSession | None = None
+        try:
+            db = await open_database(
+                self.config.database_url, self.data_dir / "appview.sqlite", INDEXER_CONNECTIONS
+            )
+            session = _session()
+            resolver = IdentityResolver(session, self.config.plc_urls, dev=self.config.dev)
+            self.indexer = Indexer(db, resolver, session, dev=self.config.dev, cache=self.cache)
+            self.subscriber = RelaySubscriber(
+                "appview",
+                self.config.relays,
+                session,
+                self.indexer.load_cursor,
+                self.indexer.handle_batch,
+            )
+            self.subscriber.start()
+        except BaseException as exc:
+            self._error = exc
+        self._started.set()
+        try:
+            if self._error is None:
+                await self._stopping.wait()
+        finally:
+            if self.subscriber is not None:
+                await self.subscriber.stop()
+            if self.indexer is not None:
+                await self.indexer.stop()
+            if session is not None:
+                await session.close()
+            if db is not None:
+                await db.close()
+
+
 class AppView:
-    """Owns the database, the indexer and the subscriber; started and stopped with the app."""
+    """Owns the database, the cache and the indexing thread; started and stopped with the
+    app."""
 
     def __init__(self, config: AppViewConfig, data_dir: Path) -> None:
         self.config = config
         self.data_dir = data_dir
         self.db: Database | None = None
         self.context: AppContext | None = None
-        self.indexer: Indexer | None = None
-        self.subscriber: RelaySubscriber | None = None
+        self.indexing: IndexingThread | None = None
         self.session: aiohttp.ClientSession | None = None
+
+    @property
+    def indexer(self) -> Indexer | None:
+        return self.indexing.indexer if self.indexing is not None else None
+
+    @property
+    def subscriber(self) -> RelaySubscriber | None:
+        return self.indexing.subscriber if self.indexing is not None else None
 
     async def open(self) -> AppContext:
         """Open the database (migrating it) and the shared HTTP session."""
-        self.db = await open_database(self.config.database_url, self.data_dir / "appview.sqlite")
-        version = await migrate(self.db, MIGRATIONS, "appview")
-        self.session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=30), headers={"User-Agent": "strata-appview"}
+        self.db = await open_database(
+            self.config.database_url,
+            self.data_dir / "appview.sqlite",
+            self.config.database_pool_size,
         )
+        version = await migrate(self.db, MIGRATIONS, "appview")
+        self.session = _session()
         resolver = IdentityResolver(self.session, self.config.plc_urls, dev=self.config.dev)
         self.context = AppContext(
             self.db,
@@ -64,8 +171,8 @@ class AppView:
             self.config.did,
             feed_fallbacks=dict(self.config.feed_fallbacks),
             serve_stale_for=self.config.serve_stale_for,
+            cache=HotCache(self.config.cache_mib << 20),
         )
-        self.indexer = Indexer(self.db, resolver, self.session, dev=self.config.dev)
         log_event(
             log, "index opened", backend=self.db.dialect, schema_version=version,
             did=self.config.did,
@@ -73,22 +180,14 @@ class AppView:
         return self.context
 
     async def start(self) -> None:
-        assert self.indexer is not None and self.session is not None
+        assert self.context is not None
         if self.config.relays:
-            self.subscriber = RelaySubscriber(
-                "appview",
-                self.config.relays,
-                self.session,
-                self.indexer.load_cursor,
-                self.indexer.handle_batch,
-            )
-            self.subscriber.start()
+            self.indexing = IndexingThread(self.config, self.data_dir, self.context.cache)
+            await self.indexing.start()
 
     async def stop(self) -> None:
-        if self.subscriber is not None:
-            await self.subscriber.stop()
-        if self.indexer is not None:
-            await self.indexer.stop()
+        if self.indexing is not None:
+            await self.indexing.stop()
         if self.session is not None:
             await self.session.close()
         if self.db is not None:

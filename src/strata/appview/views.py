@@ -1,24 +1,28 @@
 """Hydration: index rows into the view objects the app.bsky lexicons define.
 
-Every function takes many subjects at once and answers with a few queries, whatever the count, so
-a page of 50 posts costs the same handful of round trips on SQLite and on Postgres. Viewer state
-(likes, reposts, follows, blocks) is filled in when a viewer is known.
+Every function takes many subjects at once and answers with one query per kind of object,
+whatever the count (lists are one array parameter), so a page of 50 posts costs the same
+handful of queries on SQLite and on Postgres. What does not depend on the viewer (posts,
+accounts, counts) comes from the hot-path cache when it is there (`strata.appview.cache`);
+viewer state (likes, reposts, follows, blocks) is read from the index for each request.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Generic, TypeVar
 
+import orjson
+
+from strata.appview.cache import HotCache
 from strata.appview.records import blob_cid, did_of, quoted_uri
-from strata.database import Database, placeholders
+from strata.database import Database, Query, Row
 
+T = TypeVar("T")
 
-def _chunks(values: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
+THREAD_REPLIES: Final = 1_000
+"""The most replies a thread view loads below its post, however many there are."""
 
 
 @dataclass
@@ -35,137 +39,252 @@ class Relations:
         return did in self.blocking or did in self.blocked_by
 
 
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """An indexed account and its profile record, as every view of it starts."""
+
+    did: str
+    handle: str
+    pds: str | None
+    status: str
+    display_name: str | None
+    description: str | None
+    avatar_cid: str | None
+    banner_cid: str | None
+    pinned_post: str | None
+    created_at: str | None
+    indexed_at: str | None
+    basic: dict[str, Any]
+    """The profileViewBasic without viewer state."""
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """An indexed post: its record and what the views need from it."""
+
+    uri: str
+    cid: str
+    did: str
+    record: dict[str, Any]
+    indexed_at: str
+    reply_root: str | None
+    reply_parent: str | None
+    gated: bool
+    """A threadgate names this post."""
+    size: int
+    """The record's JSON length: the cache's measure of it."""
+
+
+ACTOR_COUNTS: Final = ("followers", "follows", "posts", "lists", "feedgens")
+
+RELATIONS_QUERY: Final = (
+    "SELECT 'blocking', subject, uri FROM block WHERE creator = ? AND subject = ANY(?) "
+    "UNION ALL SELECT 'blocked_by', creator, uri FROM block WHERE subject = ? AND creator = ANY(?) "
+    "UNION ALL SELECT 'following', subject, uri FROM follow WHERE creator = ? AND subject = ANY(?) "
+    "UNION ALL SELECT 'followed_by', creator, uri FROM follow "
+    "WHERE subject = ? AND creator = ANY(?)"
+)
+"""How the viewer stands to a list of accounts, in one query: viewer, list, four times."""
+
+POST_VIEWER_QUERY: Final = (
+    "SELECT 'like', subject, uri FROM likes WHERE creator = ? AND subject = ANY(?) "
+    "UNION ALL SELECT 'repost', subject, uri FROM repost WHERE creator = ? AND subject = ANY(?)"
+)
+"""The viewer's likes and reposts of a list of records: viewer, list, twice."""
+
+
+@dataclass(frozen=True)
+class Lookup(Generic[T]):
+    """One kind of object for a list of keys: what is not already known (in this request, or
+    in the cache when `cached`) is read with `query(missing)` and built by `parse`."""
+
+    kind: str
+    keys: Iterable[str]
+    query: Callable[[list[str]], Query]
+    parse: Callable[[list[str], list[Row]], dict[str, T]]
+    cached: bool = True
+    weigh: Callable[[T], int] | None = None
+
+
 class Views:
     """Builds views from the index for one request."""
 
-    def __init__(self, db: Database, viewer: str | None) -> None:
+    def __init__(self, db: Database, cache: HotCache, viewer: str | None) -> None:
         self.db = db
+        self.cache = cache
         self.viewer = viewer
         self._relations = Relations()
-        self._related: set[str] = set()
-        """Accounts whose relation to the viewer is already in `_relations`."""
+        self._known: dict[str, dict[str, Any]] = {}
+        """What this request has looked up, by kind: asked twice, each is read once."""
 
-    async def _rows(self, sql: str, values: Sequence[str], *before: Any) -> list[Any]:
-        """`sql` with `{in}` replaced by a placeholder list, run over `values` in chunks."""
-        rows: list[Any] = []
-        unique = list(dict.fromkeys(values))
-        for chunk in _chunks(unique):
-            rows.extend(
-                await self.db.fetch(sql.format(IN=placeholders(len(chunk))), *before, *chunk)
+    async def _resolve(self, *lookups: Lookup[Any]) -> list[dict[str, Any]]:
+        """Each lookup's objects, by key (those that exist); everything missing is read in
+        one `fetch_many`."""
+        plans: list[tuple[Lookup[Any], list[str], list[str]]] = []
+        for lookup in lookups:
+            known = self._known.setdefault(lookup.kind, {})
+            asked = list(dict.fromkeys(lookup.keys))
+            missing = [k for k in asked if k not in known]
+            if missing and lookup.cached:
+                known.update(self.cache.get_many(lookup.kind, missing))
+                missing = [k for k in missing if k not in known]
+            plans.append((lookup, asked, missing))
+        queries = [lookup.query(missing) for lookup, _, missing in plans if missing]
+        if queries:
+            epoch = self.cache.epoch
+            results = iter(await self.db.fetch_many(queries))
+            for lookup, _, missing in plans:
+                if missing:
+                    loaded = lookup.parse(missing, next(results))
+                    if lookup.cached:
+                        self.cache.put_many(lookup.kind, loaded, epoch, lookup.weigh)
+                    self._known[lookup.kind].update(loaded)
+        found = []
+        for lookup, asked, _ in plans:
+            known = self._known[lookup.kind]
+            found.append({k: known[k] for k in asked if k in known})
+        return found
+
+    # What there is to look up
+
+    def _actors(self, dids: Iterable[str]) -> Lookup[Actor]:
+        def query(missing: list[str]) -> Query:
+            return (
+                "SELECT a.did, a.handle, a.pds, a.status, p.display_name, p.description, "
+                "p.avatar_cid, p.banner_cid, p.pinned_post, p.created_at, p.indexed_at "
+                "FROM actor a LEFT JOIN profile p ON p.did = a.did WHERE a.did = ANY(?)",
+                (missing,),
             )
-        return rows
+
+        return Lookup("actor", dids, query, _parse_actors)
+
+    def _actor_counts(self, dids: Iterable[str]) -> Lookup[tuple[int, ...]]:
+        def query(missing: list[str]) -> Query:
+            sql = f"SELECT did, {', '.join(ACTOR_COUNTS)} FROM actor_counts WHERE did = ANY(?)"
+            return sql, (missing,)
+
+        return Lookup("actor_counts", dids, query, _counts(len(ACTOR_COUNTS)))
+
+    def _posts(self, uris: Iterable[str]) -> Lookup[Post]:
+        def query(missing: list[str]) -> Query:
+            return (
+                "SELECT r.uri, r.cid, r.did, r.json, p.indexed_at, p.reply_root, p.reply_parent, "
+                "EXISTS (SELECT 1 FROM threadgate t WHERE t.post_uri = p.uri) "
+                "FROM post p JOIN record r ON r.uri = p.uri WHERE p.uri = ANY(?)",
+                (missing,),
+            )
+
+        return Lookup("post", uris, query, _parse_posts, weigh=_post_size)
+
+    def _post_counts(self, uris: Iterable[str]) -> Lookup[tuple[int, ...]]:
+        def query(missing: list[str]) -> Query:
+            return (
+                "SELECT uri, likes, reposts, replies, quotes FROM record_counts WHERE uri = ANY(?)",
+                (missing,),
+            )
+
+        return Lookup("post_counts", uris, query, _counts(4))
+
+    def _post_viewer(self, uris: Iterable[str]) -> Lookup[dict[str, str]]:
+        viewer = self.viewer or ""
+
+        def query(missing: list[str]) -> Query:
+            return POST_VIEWER_QUERY, (viewer, missing, viewer, missing)
+
+        def parse(missing: list[str], rows: list[Row]) -> dict[str, dict[str, str]]:
+            state: dict[str, dict[str, str]] = {uri: {} for uri in missing}
+            for kind, subject, uri in rows:
+                state[subject][kind] = uri
+            return state
+
+        return Lookup("post_viewer", uris if self.viewer else (), query, parse, cached=False)
+
+    def _relation(self, dids: Iterable[str]) -> Lookup[bool]:
+        viewer = self.viewer or ""
+        others = [d for d in dids if d != viewer] if self.viewer else []
+
+        def query(missing: list[str]) -> Query:
+            return RELATIONS_QUERY, (viewer, missing) * 4
+
+        def parse(missing: list[str], rows: list[Row]) -> dict[str, bool]:
+            found = self._relations
+            for kind, did, uri in rows:
+                if kind == "blocking":
+                    found.blocking[did] = uri
+                elif kind == "blocked_by":
+                    found.blocked_by.add(did)
+                elif kind == "following":
+                    found.following[did] = uri
+                else:
+                    found.followed_by[did] = uri
+            return dict.fromkeys(missing, True)
+
+        return Lookup("relation", others, query, parse, cached=False)
 
     # Accounts
 
     async def relations(self, dids: Iterable[str]) -> Relations:
         """How the viewer stands to `dids` (and to every account asked about before in this
         request: each is looked up once)."""
-        found = self._relations
-        others = [d for d in dict.fromkeys(dids) if d != self.viewer and d not in self._related]
-        if self.viewer is None or not others:
-            return found
-        self._related.update(others)
-        v = self.viewer
-        for subject, uri in await self._rows(
-            "SELECT subject, uri FROM block WHERE creator = ? AND subject IN ({IN})", others, v
-        ):
-            found.blocking[subject] = uri
-        for (creator,) in await self._rows(
-            "SELECT creator FROM block WHERE subject = ? AND creator IN ({IN})", others, v
-        ):
-            found.blocked_by.add(creator)
-        for subject, uri in await self._rows(
-            "SELECT subject, uri FROM follow WHERE creator = ? AND subject IN ({IN})", others, v
-        ):
-            found.following[subject] = uri
-        for creator, uri in await self._rows(
-            "SELECT creator, uri FROM follow WHERE subject = ? AND creator IN ({IN})", others, v
-        ):
-            found.followed_by[creator] = uri
-        return found
+        await self._resolve(self._relation(dids))
+        return self._relations
 
-    async def actors(self, dids: Sequence[str]) -> dict[str, tuple[str, str | None, str]]:
-        """did -> (handle, pds, status) for indexed accounts."""
-        rows = await self._rows(
-            "SELECT did, handle, pds, status FROM actor WHERE did IN ({IN})", dids
-        )
-        return {r[0]: (r[1] or "handle.invalid", r[2], r[3]) for r in rows}
+    async def actors(self, dids: Iterable[str]) -> dict[str, Actor]:
+        """Indexed accounts (of any status), with their profile records."""
+        (actors,) = await self._resolve(self._actors(dids))
+        return actors
 
     async def profiles(
         self, dids: Sequence[str], level: str = "basic"
     ) -> dict[str, dict[str, Any]]:
         """Views of active accounts: `basic`, `view` or `detailed` (profileViewDetailed)."""
-        actors = await self.actors(dids)
-        live = [d for d, a in actors.items() if a[2] == "active"]
-        profiles = {
-            r[0]: r
-            for r in await self._rows(
-                "SELECT did, display_name, description, avatar_cid, banner_cid, pinned_post, "
-                "created_at, indexed_at, cid FROM profile WHERE did IN ({IN})",
-                live,
+        actors, counts, _ = await self._resolve(
+            self._actors(dids),
+            self._actor_counts(dids if level == "detailed" else ()),
+            self._relation(dids),
+        )
+        live = [d for d in dict.fromkeys(dids) if d in actors and actors[d].status == "active"]
+        pinned: dict[str, Post] = {}
+        if level == "detailed":
+            (pinned,) = await self._resolve(
+                self._posts(p for d in live if (p := actors[d].pinned_post) is not None)
             )
-        }
-        rel = await self.relations(live)
-        counts: dict[str, dict[str, int]] = {d: {} for d in live}
-        pinned: dict[str, str] = {}
-        if level == "detailed" and live:
-            pinned = dict(
-                await self._rows(
-                    "SELECT uri, cid FROM post WHERE uri IN ({IN})",
-                    [row[5] for row in profiles.values() if row[5]],
-                )
-            )
-            for name, sql in (
-                ("followers", "SELECT subject, count(*) FROM follow WHERE subject IN ({IN}) "
-                 "GROUP BY subject"),
-                ("follows", "SELECT creator, count(*) FROM follow WHERE creator IN ({IN}) "
-                 "GROUP BY creator"),
-                ("posts", "SELECT creator, count(*) FROM post WHERE creator IN ({IN}) "
-                 "GROUP BY creator"),
-                ("feedgens", "SELECT creator, count(*) FROM feed_generator WHERE creator IN ({IN}) "
-                 "GROUP BY creator"),
-                ("lists", "SELECT creator, count(*) FROM list WHERE creator IN ({IN}) "
-                 "GROUP BY creator"),
-            ):  # fmt: skip
-                for did, count in await self._rows(sql, live):
-                    counts[did][name] = int(count)
-        views: dict[str, dict[str, Any]] = {}
-        for did in live:
-            handle, pds, _status = actors[did]
-            view: dict[str, Any] = {"did": did, "handle": handle}
-            row = profiles.get(did)
-            if row is not None:
-                if row[1]:
-                    view["displayName"] = row[1]
-                if row[3] and pds:
-                    view["avatar"] = blob_url(pds, did, row[3])
-                if row[6]:
-                    view["createdAt"] = row[6]
-                if level != "basic":
-                    if row[2]:
-                        view["description"] = row[2]
-                    view["indexedAt"] = row[7]
-                if level == "detailed":
-                    if row[4] and pds:
-                        view["banner"] = blob_url(pds, did, row[4])
-                    if row[5] in pinned:
-                        view["pinnedPost"] = {"uri": row[5], "cid": pinned[row[5]]}
-            if level == "detailed":
-                c = counts[did]
-                view["followersCount"] = c.get("followers", 0)
-                view["followsCount"] = c.get("follows", 0)
-                view["postsCount"] = c.get("posts", 0)
-                view["associated"] = {
-                    "lists": c.get("lists", 0),
-                    "feedgens": c.get("feedgens", 0),
-                    "starterPacks": 0,
-                    "labeler": False,
+        return {did: self._profile(actors[did], level, counts, pinned) for did in live}
+
+    def _profile(
+        self,
+        actor: Actor,
+        level: str,
+        counts: dict[str, tuple[int, ...]],
+        pinned: dict[str, Post],
+    ) -> dict[str, Any]:
+        view = dict(actor.basic)
+        if level != "basic":
+            if actor.description:
+                view["description"] = actor.description
+            if actor.indexed_at:
+                view["indexedAt"] = actor.indexed_at
+        if level == "detailed":
+            if actor.banner_cid and actor.pds:
+                view["banner"] = blob_url(actor.pds, actor.did, actor.banner_cid)
+            if actor.pinned_post in pinned:
+                view["pinnedPost"] = {
+                    "uri": actor.pinned_post,
+                    "cid": pinned[actor.pinned_post].cid,
                 }
-            view["labels"] = []
-            if self.viewer is not None:
-                view["viewer"] = self._actor_viewer(did, rel)
-            views[did] = view
-        return views
+            followers, follows, posts, lists, feedgens = counts[actor.did]
+            view["followersCount"] = followers
+            view["followsCount"] = follows
+            view["postsCount"] = posts
+            view["associated"] = {
+                "lists": lists,
+                "feedgens": feedgens,
+                "starterPacks": 0,
+                "labeler": False,
+            }
+        if self.viewer is not None:
+            view["viewer"] = self._actor_viewer(actor.did, self._relations)
+        return view
 
     def _actor_viewer(self, did: str, rel: Relations) -> dict[str, Any]:
         state: dict[str, Any] = {"muted": False, "blockedBy": did in rel.blocked_by}
@@ -180,41 +299,46 @@ class Views:
 
     # Posts
 
-    async def posts(self, uris: Sequence[str], depth: int = 1) -> dict[str, dict[str, Any]]:
-        """postViews of posts by active accounts; embeds are resolved `depth` levels deep."""
-        rows = await self._rows(
-            "SELECT r.uri, r.cid, r.did, r.json, p.indexed_at FROM post p "
-            "JOIN record r ON r.uri = p.uri WHERE p.uri IN ({IN})",
-            uris,
+    async def post_entries(self, uris: Iterable[str]) -> dict[str, Post]:
+        """Indexed posts, whoever wrote them."""
+        (posts,) = await self._resolve(self._posts(uris))
+        return posts
+
+    async def posts(
+        self, uris: Sequence[str], depth: int = 1, people: Sequence[str] = ()
+    ) -> dict[str, dict[str, Any]]:
+        """postViews of posts by active accounts; embeds are resolved `depth` levels deep.
+        `people` are other accounts the caller will show (their profiles and relations are
+        read with the posts')."""
+        # A post's author is in its URI: everything a view needs is read together.
+        accounts = [*(did_of(u) for u in uris), *people]
+        entries, actors, counts, viewer_state, _ = await self._resolve(
+            self._posts(uris),
+            self._actors(accounts),
+            self._post_counts(uris),
+            self._post_viewer(uris),
+            self._relation(accounts),
         )
-        records = {r[0]: (r[1], r[2], json.loads(r[3]), r[4]) for r in rows}
-        authors = await self.profiles([r[1] for r in records.values()])
-        present = [u for u, r in records.items() if r[1] in authors]
-        counts = await self._post_counts(present)
-        viewer_state = await self._post_viewer(present)
-        gated = {
-            r[0]
-            for r in await self._rows(
-                "SELECT post_uri FROM threadgate WHERE post_uri IN ({IN})", present
-            )
-        }
+        live = {d for d, a in actors.items() if a.status == "active"}
+        present = [u for u in dict.fromkeys(uris) if u in entries and entries[u].did in live]
         embeds: dict[str, dict[str, Any]] = {}
         if depth > 0:
-            embeds = await self._embeds({u: records[u] for u in present}, depth)
+            embeds = await self._embeds([entries[u] for u in present], actors, depth)
+        author_views = {d: self._profile(actors[d], "basic", {}, {}) for d in live}
         views: dict[str, dict[str, Any]] = {}
         for uri in present:
-            cid, did, record, indexed_at = records[uri]
-            c = counts.get(uri, {})
+            entry = entries[uri]
+            likes, reposts, replies, quotes = counts.get(uri, (0, 0, 0, 0))
             view: dict[str, Any] = {
                 "uri": uri,
-                "cid": cid,
-                "author": authors[did],
-                "record": record,
-                "replyCount": c.get("reply", 0),
-                "repostCount": c.get("repost", 0),
-                "likeCount": c.get("like", 0),
-                "quoteCount": c.get("quote", 0),
-                "indexedAt": indexed_at,
+                "cid": entry.cid,
+                "author": author_views[entry.did],
+                "record": entry.record,
+                "replyCount": replies,
+                "repostCount": reposts,
+                "likeCount": likes,
+                "quoteCount": quotes,
+                "indexedAt": entry.indexed_at,
                 "labels": [],
             }
             if uri in embeds:
@@ -222,69 +346,38 @@ class Views:
             if self.viewer is not None:
                 state: dict[str, Any] = {"threadMuted": False, "embeddingDisabled": False}
                 state.update(viewer_state.get(uri, {}))
-                if uri in gated:
-                    state["replyDisabled"] = did != self.viewer
+                if entry.gated:
+                    state["replyDisabled"] = entry.did != self.viewer
                 view["viewer"] = state
             views[uri] = view
         return views
 
-    async def _post_counts(self, uris: list[str]) -> dict[str, dict[str, int]]:
-        counts: dict[str, dict[str, int]] = {}
-        for name, sql in (
-            ("like", "SELECT subject, count(*) FROM likes WHERE subject IN ({IN}) "
-             "GROUP BY subject"),
-            ("repost", "SELECT subject, count(*) FROM repost WHERE subject IN ({IN}) "
-             "GROUP BY subject"),
-            ("reply", "SELECT reply_parent, count(*) FROM post WHERE reply_parent IN ({IN}) "
-             "GROUP BY reply_parent"),
-            ("quote", "SELECT quote_uri, count(*) FROM post WHERE quote_uri IN ({IN}) "
-             "GROUP BY quote_uri"),
-        ):  # fmt: skip
-            for subject, count in await self._rows(sql, uris):
-                counts.setdefault(subject, {})[name] = int(count)
-        return counts
-
-    async def _post_viewer(self, uris: list[str]) -> dict[str, dict[str, Any]]:
-        state: dict[str, dict[str, Any]] = {}
-        if self.viewer is None:
-            return state
-        for kind, table in (("like", "likes"), ("repost", "repost")):
-            for subject, uri in await self._rows(
-                f"SELECT subject, uri FROM {table} WHERE creator = ? AND subject IN ({{IN}})",
-                uris,
-                self.viewer,
-            ):
-                state.setdefault(subject, {})[kind] = uri
-        return state
-
     async def _embeds(
-        self, records: dict[str, tuple[str, str, dict[str, Any], str]], depth: int
+        self, entries: list[Post], actors: dict[str, Actor], depth: int
     ) -> dict[str, dict[str, Any]]:
         quoted: dict[str, str] = {}
-        for uri, (_cid, _did, record, _at) in records.items():
-            target = quoted_uri(record.get("embed"))
+        for entry in entries:
+            target = quoted_uri(entry.record.get("embed"))
             if target:
-                quoted[uri] = target
+                quoted[entry.uri] = target
         targets = list(dict.fromkeys(quoted.values()))
         post_targets = [t for t in targets if "/app.bsky.feed.post/" in t]
         feed_targets = [t for t in targets if "/app.bsky.feed.generator/" in t]
         rel = await self.relations(did_of(t) for t in targets)
         quoted_posts = await self.posts(post_targets, depth - 1) if post_targets else {}
         quoted_feeds = await self.generators(feed_targets) if feed_targets else {}
-        actors = await self.actors([r[1] for r in records.values()])
         views: dict[str, dict[str, Any]] = {}
-        for uri, (_cid, did, record, _at) in records.items():
-            embed = record.get("embed")
+        for entry in entries:
+            embed = entry.record.get("embed")
             if not isinstance(embed, dict):
                 continue
-            pds = actors[did][1] if did in actors else None
-            target = quoted.get(uri)
+            target = quoted.get(entry.uri)
             inner = None
             if target is not None:
                 inner = self._record_embed(target, quoted_posts, quoted_feeds, rel)
-            view = embed_view(embed, did, pds, inner)
+            view = embed_view(embed, entry.did, actors[entry.did].pds, inner)
             if view is not None:
-                views[uri] = view
+                views[entry.uri] = view
         return views
 
     def _record_embed(
@@ -328,32 +421,28 @@ class Views:
 
     async def generators(self, uris: Sequence[str]) -> dict[str, dict[str, Any]]:
         """generatorViews of indexed feed generator records."""
-        rows = await self._rows(
+        rows = await self.db.fetch(
             "SELECT r.uri, r.cid, r.did, r.json, r.indexed_at, g.feed_did FROM feed_generator g "
-            "JOIN record r ON r.uri = g.uri WHERE g.uri IN ({IN})",
-            uris,
+            "JOIN record r ON r.uri = g.uri WHERE g.uri = ANY(?)",
+            list(dict.fromkeys(uris)),
         )
         creators = await self.profiles([r[2] for r in rows], "view")
-        likes = dict(
-            await self._rows(
-                "SELECT subject, count(*) FROM likes WHERE subject IN ({IN}) GROUP BY subject",
-                [r[0] for r in rows],
-            )
+        present = [r[0] for r in rows if r[2] in creators]
+        actors, counts, liked = await self._resolve(
+            self._actors(creators), self._post_counts(present), self._post_viewer(present)
         )
-        liked = await self._post_viewer([r[0] for r in rows])
-        actors = await self.actors([r[2] for r in rows])
         views: dict[str, dict[str, Any]] = {}
         for uri, cid, did, raw, indexed_at, feed_did in rows:
             if did not in creators:
                 continue
-            record = json.loads(raw)
+            record = orjson.loads(raw)
             view: dict[str, Any] = {
                 "uri": uri,
                 "cid": cid,
                 "did": feed_did,
                 "creator": creators[did],
                 "displayName": record.get("displayName", ""),
-                "likeCount": int(likes.get(uri, 0)),
+                "likeCount": counts[uri][0],
                 "labels": [],
                 "indexedAt": indexed_at,
             }
@@ -361,13 +450,54 @@ class Views:
                 if key in record:
                     view[key] = record[key]
             avatar = blob_cid(record.get("avatar"))
-            pds = actors.get(did, ("", None, ""))[1]
+            pds = actors[did].pds
             if avatar and pds:
                 view["avatar"] = blob_url(pds, did, avatar)
             if self.viewer is not None:
                 view["viewer"] = {k: v for k, v in liked.get(uri, {}).items() if k == "like"}
             views[uri] = view
         return views
+
+
+def _parse_actors(missing: list[str], rows: list[Row]) -> dict[str, Actor]:
+    actors = {}
+    for did, handle, pds, status, name, description, avatar, banner, pinned, at, seen in rows:
+        basic: dict[str, Any] = {"did": did, "handle": handle or "handle.invalid"}
+        if name:
+            basic["displayName"] = name
+        if avatar and pds:
+            basic["avatar"] = blob_url(pds, did, avatar)
+        if at:
+            basic["createdAt"] = at
+        basic["labels"] = []
+        actors[did] = Actor(
+            did, basic["handle"], pds, status, name, description, avatar, banner, pinned, at,
+            seen, basic,
+        )  # fmt: skip
+    return actors
+
+
+def _parse_posts(missing: list[str], rows: list[Row]) -> dict[str, Post]:
+    return {
+        uri: Post(uri, cid, did, orjson.loads(raw), at, root, parent, bool(gated), len(raw))
+        for uri, cid, did, raw, at, root, parent, gated in rows
+    }
+
+
+def _counts(width: int) -> Callable[[list[str], list[Row]], dict[str, tuple[int, ...]]]:
+    """Counts rows (key, n, n, ...) by key; keys without a row count zero."""
+
+    def parse(missing: list[str], rows: list[Row]) -> dict[str, tuple[int, ...]]:
+        counts: dict[str, tuple[int, ...]] = dict.fromkeys(missing, (0,) * width)
+        for row in rows:
+            counts[row[0]] = tuple(int(n) for n in row[1:])
+        return counts
+
+    return parse
+
+
+def _post_size(post: Post) -> int:
+    return post.size
 
 
 def blob_url(pds: str, did: str, cid: str) -> str:
@@ -466,26 +596,42 @@ def _missing(uri: str, rel: Relations) -> dict[str, Any]:
     return {"$type": "app.bsky.feed.defs#notFoundPost", "uri": uri, "notFound": True}
 
 
+ANCESTORS_QUERY: Final = (
+    "WITH RECURSIVE up (uri, parent, height) AS ("
+    "SELECT uri, reply_parent, 0 FROM post WHERE uri = ? "
+    "UNION ALL SELECT p.uri, p.reply_parent, up.height + 1 FROM post p "
+    "JOIN up ON p.uri = up.parent WHERE up.height < ?) "
+    "SELECT uri, parent FROM up"
+)
+"""The post and its indexed parents, up to a height: (uri, its parent) each."""
+
+DESCENDANTS_QUERY: Final = (
+    "WITH RECURSIVE down (uri, parent, sort_at, depth) AS ("
+    "SELECT uri, reply_parent, sort_at, 1 FROM post WHERE reply_parent = ? "
+    "UNION ALL SELECT p.uri, p.reply_parent, p.sort_at, down.depth + 1 FROM post p "
+    "JOIN down ON p.reply_parent = down.uri WHERE down.depth < ?) "
+    "SELECT parent, uri FROM down ORDER BY sort_at, uri LIMIT ?"
+)
+"""Replies to a post down to a depth, oldest first, at most a number of them."""
+
+
 class FeedViews(Views):
     """Views that need post hydration plus reply context: feeds and threads."""
 
     async def feed(self, items: Sequence[FeedItem]) -> list[dict[str, Any]]:
         """feedViewPosts, dropping posts that are gone or whose author blocks or is blocked by
         the viewer (or whose reposter is)."""
+        entries = await self.post_entries(i.post_uri for i in items)
         replies = {
-            r[0]: (r[1], r[2])
-            for r in await self._rows(
-                "SELECT uri, reply_root, reply_parent FROM post WHERE uri IN ({IN}) "
-                "AND reply_parent IS NOT NULL",
-                [i.post_uri for i in items],
-            )
+            uri: (entry.reply_root, entry.reply_parent)
+            for uri, entry in entries.items()
+            if entry.reply_parent is not None
         }
         context_uris = [u for pair in replies.values() for u in pair if u]
-        dids = [did_of(i.post_uri) for i in items] + [did_of(u) for u in context_uris]
-        dids += [i.reposted_by for i in items if i.reposted_by]
-        rel = await self.relations(dids)
-        posts = await self.posts([i.post_uri for i in items] + context_uris)
-        reposters = await self.profiles([i.reposted_by for i in items if i.reposted_by])
+        reposted_by = [i.reposted_by for i in items if i.reposted_by]
+        posts = await self.posts([i.post_uri for i in items] + context_uris, people=reposted_by)
+        reposters = await self.profiles(reposted_by)
+        rel = self._relations
         out: list[dict[str, Any]] = []
         for item in items:
             post = posts.get(item.post_uri)
@@ -522,30 +668,15 @@ class FeedViews(Views):
     async def thread(self, uri: str, depth: int, parent_height: int) -> dict[str, Any] | None:
         """A threadViewPost around `uri`: its parents up to `parent_height`, its replies down to
         `depth`; None if the post is not indexed."""
-        chain = [uri]
-        parents: dict[str, str] = {}
-        current = uri
-        for _ in range(parent_height + 1):
-            row = await self.db.fetchrow("SELECT reply_parent FROM post WHERE uri = ?", current)
-            if row is None or row[0] is None:
-                break
-            parents[current] = row[0]
-            current = row[0]
-            chain.append(current)
+        parents = {
+            child: parent
+            for child, parent in await self.db.fetch(ANCESTORS_QUERY, uri, parent_height)
+            if parent is not None
+        }
+        chain = [uri, *parents.values()]
         children: dict[str, list[str]] = {}
-        level = [uri]
-        for _ in range(depth):
-            if not level:
-                break
-            rows = await self._rows(
-                "SELECT reply_parent, uri FROM post WHERE reply_parent IN ({IN}) "
-                "ORDER BY sort_at ASC",
-                level,
-            )
-            level = []
-            for parent, child in rows:
-                children.setdefault(parent, []).append(child)
-                level.append(child)
+        for parent, child in await self.db.fetch(DESCENDANTS_QUERY, uri, depth, THREAD_REPLIES):
+            children.setdefault(parent, []).append(child)
         everything = chain + [c for kids in children.values() for c in kids]
         rel = await self.relations([did_of(u) for u in everything])
         posts = await self.posts(everything)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from strata.appview import search as text_search
 from strata.appview.context import (
     AppContext,
-    like_pattern,
     page,
     resolve_actor,
     viewer_verifier,
@@ -18,13 +18,13 @@ from strata.net.xrpc import Call, XrpcRouter
 
 
 def register(router: XrpcRouter, context: AppContext) -> None:
-    db = context.db
+    db, cache = context.db, context.cache
     optional = viewer_verifier(context)
 
     @router.query("app.bsky.actor.getProfile", auth=optional)
     async def get_profile(call: Call[str | None]) -> web.StreamResponse:
         did = await resolve_actor(context, call.params["actor"])
-        views = await Views(db, call.auth).profiles([did], "detailed")
+        views = await Views(db, cache, call.auth).profiles([did], "detailed")
         if did not in views:
             raise invalid_request("Profile not found")
         return json_response(views[did])
@@ -33,12 +33,10 @@ def register(router: XrpcRouter, context: AppContext) -> None:
     async def get_profiles(call: Call[str | None]) -> web.StreamResponse:
         actors = list(call.params.get("actors", []))
         rows = await db.fetch(
-            "SELECT did FROM actor WHERE did IN ({}) OR handle IN ({})".format(
-                ", ".join("?" * len(actors)), ", ".join("?" * len(actors))
-            ),
-            *actors, *[a.lower() for a in actors],
+            "SELECT did FROM actor WHERE did = ANY(?) OR handle = ANY(?)",
+            actors, [a.lower() for a in actors],
         )  # fmt: skip
-        views = await Views(db, call.auth).profiles([r[0] for r in rows], "detailed")
+        views = await Views(db, cache, call.auth).profiles([r[0] for r in rows], "detailed")
         by_handle = {v["handle"]: v for v in views.values()}
         found = [views.get(a) or by_handle.get(a.lower()) for a in actors]
         unique = {v["did"]: v for v in found if v is not None}
@@ -48,18 +46,9 @@ def register(router: XrpcRouter, context: AppContext) -> None:
         term = call.params.get("q") or call.params.get("term") or ""
         limit = call.params.get("limit", 25)
         offset = _offset(call.params.get("cursor"))
-        if not term.strip():
-            return [], offset
-        pattern = like_pattern(term.strip().lstrip("@"))
-        rows = await db.fetch(
-            "SELECT a.did FROM actor a LEFT JOIN profile p ON p.did = a.did "
-            "WHERE a.status = 'active' AND a.handle IS NOT NULL "
-            "AND (a.handle LIKE ? OR lower(p.display_name) LIKE ?) "
-            "ORDER BY a.handle LIMIT ? OFFSET ?",
-            f"{pattern}%", f"%{pattern}%", limit, offset,
-        )  # fmt: skip
-        views = await Views(db, call.auth).profiles([r[0] for r in rows], level)
-        return [views[r[0]] for r in rows if r[0] in views], offset + len(rows)
+        dids = await text_search.search_actors(db, term, limit, offset)
+        views = await Views(db, cache, call.auth).profiles(dids, level)
+        return [views[d] for d in dids if d in views], offset + len(dids)
 
     @router.query("app.bsky.actor.searchActors", auth=optional)
     async def search_actors(call: Call[str | None]) -> web.StreamResponse:

@@ -10,9 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
+from strata.appview import search as text_search
 from strata.appview.context import (
     AppContext,
-    like_pattern,
     newest_first,
     page,
     page_cursor,
@@ -21,6 +21,7 @@ from strata.appview.context import (
     viewer_verifier,
 )
 from strata.appview.feedgen_client import feed_skeleton, generator_online
+from strata.appview.records import did_of
 from strata.appview.views import FeedItem, FeedViews, Views
 from strata.core.syntax import format_datetime, parse_datetime
 from strata.net.errors import XrpcError, invalid_request
@@ -71,7 +72,7 @@ def _next(rows: list[Any], limit: int, sort_index: int = 4, key_index: int = 0) 
 
 
 def register(router: XrpcRouter, context: AppContext) -> None:
-    db = context.db
+    db, cache = context.db, context.cache
     optional = viewer_verifier(context)
     required = viewer_verifier(context, required=True)
 
@@ -91,13 +92,13 @@ def register(router: XrpcRouter, context: AppContext) -> None:
             )
             if len(rows) == limit:
                 break
-        feed = await FeedViews(db, call.auth).feed(_items(rows))
+        feed = await FeedViews(db, cache, call.auth).feed(_items(rows))
         return json_response(page({"feed": feed}, _next(rows, limit)))
 
     @router.query("app.bsky.feed.getAuthorFeed", auth=optional)
     async def get_author_feed(call: Call[str | None]) -> web.StreamResponse:
         did = await resolve_actor(context, call.params["actor"])
-        views = FeedViews(db, call.auth)
+        views = FeedViews(db, cache, call.auth)
         rel = await views.relations([did])
         if did in rel.blocking:
             raise XrpcError(400, "BlockedActor", "Requester has blocked actor")
@@ -125,7 +126,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
     @router.query("app.bsky.feed.getPostThread", auth=optional)
     async def get_post_thread(call: Call[str | None]) -> web.StreamResponse:
         uri = call.params["uri"]
-        thread = await FeedViews(db, call.auth).thread(
+        thread = await FeedViews(db, cache, call.auth).thread(
             uri, call.params.get("depth", 6), call.params.get("parentHeight", 80)
         )
         if thread is None:
@@ -135,7 +136,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
     @router.query("app.bsky.feed.getPosts", auth=optional)
     async def get_posts(call: Call[str | None]) -> web.StreamResponse:
         uris = list(call.params.get("uris", []))
-        views = Views(db, call.auth)
+        views = Views(db, cache, call.auth)
         posts = await views.posts(uris)
         rel = await views.relations([p["author"]["did"] for p in posts.values()])
         found = [posts[u] for u in uris if u in posts and not rel.blocks(posts[u]["author"]["did"])]
@@ -153,7 +154,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
             "ORDER BY l.sort_at DESC, l.uri DESC LIMIT ?",
             uri, before, before, key, limit,
         )  # fmt: skip
-        views = Views(db, call.auth)
+        views = Views(db, cache, call.auth)
         actors = await views.profiles([r[1] for r in rows], "view")
         likes = [
             {"indexedAt": r[3], "createdAt": _created(r[4], r[2]), "actor": actors[r[1]]}
@@ -169,7 +170,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
     async def get_reposted_by(call: Call[str | None]) -> web.StreamResponse:
         uri = call.params["uri"]
         rows, cursor = await newest_first(db, "repost", "subject", uri, "creator", call.params)
-        actors = await Views(db, call.auth).profiles([r[2] for r in rows], "view")
+        actors = await Views(db, cache, call.auth).profiles([r[2] for r in rows], "view")
         body: dict[str, Any] = {
             "uri": uri,
             "repostedBy": [actors[r[2]] for r in rows if r[2] in actors],
@@ -184,45 +185,45 @@ def register(router: XrpcRouter, context: AppContext) -> None:
         if did != call.auth:
             raise invalid_request("Profile not found")
         rows, cursor = await newest_first(db, "likes", "creator", did, "subject", call.params)
-        feed = await FeedViews(db, call.auth).feed([FeedItem(r[2]) for r in rows])
+        feed = await FeedViews(db, cache, call.auth).feed([FeedItem(r[2]) for r in rows])
         return json_response(page({"feed": feed}, cursor))
 
     @router.query("app.bsky.feed.searchPosts", auth=optional)
     async def search_posts(call: Call[str | None]) -> web.StreamResponse:
-        limit = call.params.get("limit", 25)
-        before, key = read_cursor(call.params)
-        conditions = ["lower(p.text) LIKE ?", "(p.sort_at < ? OR (p.sort_at = ? AND p.uri < ?))"]
-        args: list[Any] = [f"%{like_pattern(call.params['q'])}%", before, before, key]
-        if call.params.get("author"):
-            conditions.append("p.creator = ?")
-            args.append(await resolve_actor(context, call.params["author"]))
-        if call.params.get("lang"):
-            conditions.append("(',' || p.langs || ',') LIKE ?")
-            args.append(f"%,{like_pattern(call.params['lang'])},%")
-        for name, op in (("since", ">="), ("until", "<")):
-            if call.params.get(name):
-                conditions.append(f"p.created_at {op} ?")
-                args.append(call.params[name])
-        rows = await db.fetch(
-            "SELECT p.uri, p.sort_at FROM post p JOIN actor a ON a.did = p.creator "
-            f"WHERE a.status = 'active' AND {' AND '.join(conditions)} "
-            "ORDER BY p.sort_at DESC, p.uri DESC LIMIT ?",
-            *args, limit,
-        )  # fmt: skip
-        views = Views(db, call.auth)
-        posts = await views.posts([r[0] for r in rows])
-        rel = await views.relations([p["author"]["did"] for p in posts.values()])
-        found = [
-            posts[r[0]]
-            for r in rows
-            if r[0] in posts and not rel.blocks(posts[r[0]]["author"]["did"])
-        ]
-        return json_response(page({"posts": found}, _next(rows, limit, 1)))
+        params = call.params
+        query = text_search.parse_post_query(params["q"])
+        author = params.get("author") or query.author
+        if author == "me":
+            if call.auth is None:
+                raise invalid_request("from:me needs a signed-in viewer")
+            author = call.auth
+        try:
+            filters = text_search.PostFilters(
+                author=await resolve_actor(context, author) if author else None,
+                lang=params.get("lang"),
+                since=text_search.search_time(params["since"], "since")
+                if params.get("since")
+                else None,
+                until=text_search.search_time(params["until"], "until")
+                if params.get("until")
+                else None,
+            )
+            uris, cursor = await text_search.search_posts(
+                db, query, filters, params.get("sort", "latest"), params.get("limit", 25),
+                params.get("cursor"),
+            )  # fmt: skip
+        except text_search.BadQuery as exc:
+            raise invalid_request(str(exc)) from None
+        views = Views(db, cache, call.auth)
+        posts = await views.posts(uris)
+        rel = await views.relations(did_of(u) for u in posts)
+        found = [posts[u] for u in uris if u in posts and not rel.blocks(did_of(u))]
+        return json_response(page({"posts": found}, cursor))
 
     @router.query("app.bsky.feed.getFeedGenerator", auth=optional)
     async def get_feed_generator(call: Call[str | None]) -> web.StreamResponse:
         uri = call.params["feed"]
-        views = await Views(db, call.auth).generators([uri])
+        views = await Views(db, cache, call.auth).generators([uri])
         if uri not in views:
             raise XrpcError(400, "UnknownFeed", "could not find feed")
         online = await generator_online(context, views[uri]["did"])
@@ -231,14 +232,14 @@ def register(router: XrpcRouter, context: AppContext) -> None:
     @router.query("app.bsky.feed.getFeedGenerators", auth=optional)
     async def get_feed_generators(call: Call[str | None]) -> web.StreamResponse:
         uris = list(call.params.get("feeds", []))
-        views = await Views(db, call.auth).generators(uris)
+        views = await Views(db, cache, call.auth).generators(uris)
         return json_response({"feeds": [views[u] for u in uris if u in views]})
 
     @router.query("app.bsky.feed.getActorFeeds", auth=optional)
     async def get_actor_feeds(call: Call[str | None]) -> web.StreamResponse:
         did = await resolve_actor(context, call.params["actor"])
         rows, cursor = await newest_first(db, "feed_generator", "creator", did, "cid", call.params)
-        views = await Views(db, call.auth).generators([r[0] for r in rows])
+        views = await Views(db, cache, call.auth).generators([r[0] for r in rows])
         feeds = [views[r[0]] for r in rows if r[0] in views]
         return json_response(page({"feeds": feeds}, cursor))
 
@@ -259,7 +260,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
             call.auth,
             deadline,
         )
-        feed = await FeedViews(db, call.auth).feed(skeleton.items)
+        feed = await FeedViews(db, cache, call.auth).feed(skeleton.items)
         headers = {}
         if skeleton.stale_seconds:
             headers["strata-stale-seconds"] = str(int(skeleton.stale_seconds))

@@ -19,7 +19,7 @@ from strata.net.xrpc import Call, XrpcRouter
 
 
 def register(router: XrpcRouter, context: AppContext) -> None:
-    db = context.db
+    db, cache = context.db, context.cache
     optional = viewer_verifier(context)
     required = viewer_verifier(context, required=True)
 
@@ -28,11 +28,11 @@ def register(router: XrpcRouter, context: AppContext) -> None:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Accounts on the other end of `table` rows whose `mine` column is `did`, newest first."""
         rows, cursor = await newest_first(db, table, mine, did, theirs, call.params)
-        views = await Views(db, call.auth).profiles([r[2] for r in rows], "view")
+        views = await Views(db, cache, call.auth).profiles([r[2] for r in rows], "view")
         return [views[r[2]] for r in rows if r[2] in views], cursor
 
     async def subject(call: Call[str | None], did: str) -> dict[str, Any]:
-        views = await Views(db, call.auth).profiles([did], "view")
+        views = await Views(db, cache, call.auth).profiles([did], "view")
         return views[did]
 
     @router.query("app.bsky.graph.getFollows", auth=optional)
@@ -58,14 +58,8 @@ def register(router: XrpcRouter, context: AppContext) -> None:
     async def get_relationships(call: Call[str | None]) -> web.StreamResponse:
         actor = await resolve_actor(context, call.params["actor"])
         others = list(dict.fromkeys(call.params.get("others", [])))
-        known = {
-            r[0]: r[0]
-            for r in await db.fetch(
-                "SELECT did FROM actor WHERE did IN ({})".format(", ".join("?" * len(others))),
-                *others,
-            )
-        } if others else {}  # fmt: skip
-        rel = await Views(db, actor).relations(known)
+        known = {r[0] for r in await db.fetch("SELECT did FROM actor WHERE did = ANY(?)", others)}
+        rel = await Views(db, cache, actor).relations(known)
         relationships: list[dict[str, Any]] = []
         for other in others:
             if other not in known:

@@ -18,7 +18,7 @@ NEVER = "0000-01-01T00:00:00.000Z"
 
 
 def register(router: XrpcRouter, context: AppContext) -> None:
-    db = context.db
+    db, cache = context.db, context.cache
     required = viewer_verifier(context, required=True)
 
     async def seen_at(did: str) -> str | None:
@@ -42,7 +42,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
             "ORDER BY n.sort_at DESC, n.record_uri DESC LIMIT ?",
             call.auth, before, before, key, *reasons, limit,
         )  # fmt: skip
-        views = Views(db, call.auth)
+        views = Views(db, cache, call.auth)
         authors = await views.profiles([r[2] for r in rows], "view")
         rel = await views.relations(authors)
         seen = await seen_at(call.auth) or NEVER
