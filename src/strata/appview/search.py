@@ -20,7 +20,7 @@ from typing import Final
 
 from strata.core.errors import InvalidSyntax
 from strata.core.syntax import format_datetime, parse_datetime
-from strata.database import Database, Query
+from strata.database import Database
 
 CANDIDATES: Final = 2_000
 """Text matches a page of results reads at most."""
@@ -128,25 +128,27 @@ class PostFilters:
         return "".join(f" AND {c}" for c in conditions), args
 
 
-def _candidates(db: Database, query: PostQuery, filters: PostFilters, below: int) -> Query:
-    """The most recent `CANDIDATES` text matches below document `below` (of the author, when
-    there is one: their posts are walked, not everyone's)."""
+def _matching(
+    db: Database, query: PostQuery, filters: PostFilters
+) -> tuple[str, str, str, list[object]]:
+    """The search index's table (aliased `s`), its document id column, and the condition (with
+    its arguments) that a document matches the text, and is the author's when there is one."""
     if db.dialect == "sqlite":
-        sql = "SELECT rowid AS id FROM post_search WHERE post_search MATCH ? AND rowid < ?"
-        args: list[object] = [fts5_match(query.include, query.exclude), below]
+        condition = "post_search MATCH ?"
+        args: list[object] = [fts5_match(query.include, query.exclude)]
         if filters.author is not None:
-            sql += (
-                " AND rowid IN (SELECT d.id FROM post p JOIN post_search_doc d ON d.uri = p.uri "
+            condition += (
+                " AND s.rowid IN (SELECT d.id FROM post p JOIN post_search_doc d ON d.uri = p.uri "
                 "WHERE p.creator = ?)"
             )
             args.append(filters.author)
-        return f"{sql} ORDER BY rowid DESC LIMIT {CANDIDATES}", args
-    sql = "SELECT id FROM post_search_doc WHERE search @@ to_tsquery('simple', ?) AND id < ?"
-    args = [ts_query(query.include, query.exclude), below]
+        return "post_search s", "s.rowid", condition, args
+    condition = "s.search @@ to_tsquery('simple', ?)"
+    args = [ts_query(query.include, query.exclude)]
     if filters.author is not None:
-        sql += " AND uri IN (SELECT uri FROM post WHERE creator = ?)"
+        condition += " AND s.uri IN (SELECT uri FROM post WHERE creator = ?)"
         args.append(filters.author)
-    return f"{sql} ORDER BY id DESC LIMIT {CANDIDATES}", args
+    return "post_search_doc s", "s.id", condition, args
 
 
 async def search_posts(
@@ -163,37 +165,44 @@ async def search_posts(
     position = _cursor(cursor)
     top = sort == "top"
     below = (1 << 62) if top or position is None else position
-    candidates, candidate_args = _candidates(db, query, filters, below)
-    where, where_args = filters.sql()
-    counts = "LEFT JOIN record_counts n ON n.uri = d.uri " if top else ""
-    matches = (
-        f"FROM ({candidates}) c JOIN post_search_doc d ON d.id = c.id "
-        f"JOIN post p ON p.uri = d.uri {counts}JOIN actor a ON a.did = p.creator "
-        f"WHERE a.status = 'active'{where}"
+    table, doc_id, condition, text_args = _matching(db, query, filters)
+    # The window a page may read: the most recent `CANDIDATES` matches below the cursor.
+    window = (
+        f"SELECT {doc_id} AS id FROM {table} WHERE {condition} AND {doc_id} < ? "
+        f"ORDER BY {doc_id} DESC LIMIT {CANDIDATES}"
     )
-    args = [*candidate_args, *where_args]
+    window_args = [*text_args, below]
+    where, where_args = filters.sql()
+    joins = (
+        f"JOIN post_search_doc d ON d.id = {doc_id} JOIN post p ON p.uri = d.uri "
+        "JOIN actor a ON a.did = p.creator"
+    )
     if top:
         offset = position or 0
-        page, total = await db.fetch_many(
+        (page,) = await db.fetch_many(
             [
                 (
-                    f"SELECT d.uri {matches} ORDER BY "
+                    f"SELECT d.uri FROM ({window}) w JOIN {table} ON {doc_id} = w.id {joins} "
+                    f"LEFT JOIN record_counts n ON n.uri = d.uri "
+                    f"WHERE a.status = 'active'{where} ORDER BY "
                     "coalesce(n.likes, 0) + coalesce(n.reposts, 0) DESC, d.id DESC "
                     "LIMIT ? OFFSET ?",
-                    [*args, limit, offset],
-                ),
-                (f"SELECT count(*) {matches}", args),
+                    [*window_args, *where_args, limit + 1, offset],
+                )
             ]
         )
-        after = offset + len(page)
-        return [r[0] for r in page], str(after) if page and after < int(total[0][0]) else None
+        more = len(page) > limit
+        return [r[0] for r in page[:limit]], str(offset + limit) if more else None
+    # Latest: walk the window from the top and stop at the page's last post.
     page, bounds = await db.fetch_many(
         [
             (
-                f"SELECT d.uri, d.id {matches} ORDER BY d.id DESC LIMIT ?",
-                [*args, limit],
+                f"SELECT d.uri, {doc_id} FROM {table} {joins} WHERE {condition} "
+                f"AND {doc_id} < ? AND {doc_id} >= (SELECT min(id) FROM ({window}) w) "
+                f"AND a.status = 'active'{where} ORDER BY {doc_id} DESC LIMIT ?",
+                [*text_args, below, *window_args, *where_args, limit],
             ),
-            (f"SELECT count(*), min(id) FROM ({candidates}) c", candidate_args),
+            (f"SELECT count(*), min(id) FROM ({window}) w", window_args),
         ]
     )
     uris = [r[0] for r in page]
