@@ -1,13 +1,17 @@
-"""What every service answers besides its API: CORS for browser apps, and its upstreams."""
+"""What every service answers besides its API: CORS for browser apps, its upstreams, and a
+health answer in bounded time."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import aiohttp
 
+from strata.net.server import HEALTH_TIMEOUT, create_app
 from strata.pds.config import AppView
-from tests.services import running_pds, running_plc
+from tests.services import running_pds, running_plc, serving
 
 
 async def test_browser_apps_on_other_origins_may_call_and_read_staleness(tmp_path: Path) -> None:
@@ -56,3 +60,15 @@ async def test_a_pds_lists_its_upstreams_with_their_breaker_states(tmp_path: Pat
         ("http://127.0.0.1:10", "did:web:second.test", "closed"),
     ]
     assert [e["inUse"] for e in by_kind["appview"]] == [True, False]
+
+
+async def test_a_health_check_that_hangs_answers_503_in_time() -> None:
+    async def stuck() -> None:
+        await asyncio.sleep(30)
+
+    async with serving(create_app("svc", health=stuck)) as url, aiohttp.ClientSession() as http:
+        started = time.monotonic()
+        async with http.get(f"{url}/xrpc/_health") as response:
+            assert response.status == 503
+            assert (await response.json())["error"] == "Service Unavailable"
+        assert time.monotonic() - started < HEALTH_TIMEOUT + 1

@@ -6,10 +6,19 @@ so plain http and explicit ports are for loopback hosts in development mode only
 
 from __future__ import annotations
 
+import asyncio
+from typing import Final
 from urllib.parse import urlsplit
 
+import aiohttp
+
+from strata.core.diddoc import parse_did_document
+from strata.core.errors import CoreError
 from strata.identity.did import did_web_url
-from strata.identity.errors import InvalidIdentifier
+from strata.identity.errors import InvalidIdentifier, ResolutionFailed
+from strata.identity.fetch import BadAnswer, get_json
+
+SERVICE_DOCUMENT_BYTES: Final = 64 * 1024
 
 
 class InvalidPublicUrl(ValueError):
@@ -67,3 +76,28 @@ def service_document(
             }
         ],
     }
+
+
+async def fetch_service_did(
+    session: aiohttp.ClientSession, url: str, fragment: str, timeout: float = 5.0
+) -> str:
+    """The DID a service at `url` answers as, from the document it serves at
+    `/.well-known/did.json`, which must list the service `#fragment`; raises `ResolutionFailed`.
+
+    For a service the operator named by its URL: the URL is trusted, so the document's DID is
+    taken as it is (on loopback its host may be another name for the same machine)."""
+    where = f"{url.rstrip('/')}/.well-known/did.json"
+    try:
+        async with asyncio.timeout(timeout):
+            status, body = await get_json(session, where, SERVICE_DOCUMENT_BYTES)
+    except (aiohttp.ClientError, OSError, TimeoutError, BadAnswer) as exc:
+        raise ResolutionFailed(f"{where}: {exc or type(exc).__name__}") from exc
+    if status != 200 or not isinstance(body, dict) or not isinstance(body.get("id"), str):
+        raise ResolutionFailed(f"{where} answered {status} without a DID document")
+    try:
+        document = parse_did_document(body, body["id"])
+    except CoreError as exc:
+        raise ResolutionFailed(f"{where}: {exc}") from exc
+    if document.service_endpoint(fragment) is None:
+        raise ResolutionFailed(f"{where} lists no #{fragment} service")
+    return document.did

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
@@ -46,6 +47,8 @@ staleness marks, which a client shows as a notice."""
 SERVICE_KEY = web.AppKey("strata_service", str)
 ADMISSION_KEY = web.AppKey("strata_admission", AdmissionControl)
 DEFAULT_MAX_IN_FLIGHT = 512
+HEALTH_TIMEOUT: Final = 2.0
+"""Seconds a health check may take before the service answers 503."""
 
 
 def json_response(
@@ -158,10 +161,16 @@ def create_app(
     async def health_handler(request: web.Request) -> web.Response:
         if health is not None:
             try:
-                await health()
+                # A health answer must come quickly, whatever the check waits on.
+                async with asyncio.timeout(HEALTH_TIMEOUT):
+                    await health()
             except Exception as exc:
                 log_event(
-                    log, "health check failed", logging.WARNING, service=service, error=str(exc)
+                    log,
+                    "health check failed",
+                    logging.WARNING,
+                    service=service,
+                    error=str(exc) or type(exc).__name__,
                 )
                 return json_response(
                     {"version": __version__, "error": "Service Unavailable"}, status=503

@@ -107,7 +107,7 @@ def _configure(ctx: click.Context, data_dir: Path, given: dict[str, Any]) -> Nod
     "appviews",
     multiple=True,
     envvar="STRATA_APPVIEW",
-    metavar="URL#DID",
+    metavar="URL[#DID]",
     callback=_appviews,
     help="Also use these AppViews, after the local one (repeat the option).",
 )

@@ -49,7 +49,7 @@ class NodeConfig:
     """What a node runs and where: one machine, development mode (plain http on its hostname).
 
     `plc_urls`, `relays` and `appviews` join a wider network: directories used instead of the
-    local one, and relays and AppViews (`URL#DID`) used after the local ones."""
+    local one, and relays and AppViews (`URL` or `URL#DID`) used after the local ones."""
 
     host: str = "127.0.0.1"
     hostname: str = "localhost"
@@ -164,7 +164,7 @@ class NodeConfig:
             f"handle_domain = {value(self.handle_domain)}",
             "",
             "# Join a wider network: directories used instead of the local one, and relays",
-            "# and AppViews (URL#DID) used after the local ones, in order of preference.",
+            "# and AppViews (URL, or URL#DID) used after the local ones, in order of preference.",
             f"plc_urls = {value(self.plc_urls)}",
             f"relays = {value(self.relays)}",
             f"appviews = {value(self.appviews)}",

@@ -44,8 +44,9 @@ from strata.serve import (
     "appviews",
     multiple=True,
     envvar="STRATA_APPVIEW",
-    metavar="URL#DID",
-    help="AppViews to proxy app.bsky calls to, in order of preference.",
+    metavar="URL[#DID]",
+    help="AppViews to proxy app.bsky calls to, in order of preference; without #DID, the "
+    "DID an AppView answers as is read from its /.well-known/did.json when first needed.",
 )
 @click.option(
     "--relay",

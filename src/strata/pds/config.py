@@ -16,18 +16,22 @@ SECRETS_FILE = "secrets.json"
 
 @dataclass(frozen=True)
 class AppView:
-    """An AppView the PDS proxies `app.bsky.*` calls to: where it is and the DID it answers as."""
+    """An AppView the PDS proxies `app.bsky.*` calls to: where it is and the DID it answers as
+    (None: learned from the document it serves at `/.well-known/did.json` when first needed)."""
 
     url: str
-    did: str
+    did: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> AppView:
-        """`URL#DID`, as `--appview` takes it, for example `http://127.0.0.1:2585#did:web:x`."""
+        """`URL` or `URL#DID`, as `--appview` takes it, for example `http://127.0.0.1:2585` or
+        `http://127.0.0.1:2585#did:web:localhost%3A2585`."""
         url, sep, did = text.partition("#")
-        if not sep or not url.startswith(("http://", "https://")) or not did.startswith("did:"):
-            raise ValueError(f"an AppView is given as URL#DID, not {text!r}")
-        return cls(url.rstrip("/"), did)
+        if not url.startswith(("http://", "https://")) or (sep and not did.startswith("did:")):
+            raise ValueError(
+                f"an AppView is given as URL or URL#DID (the DID it answers as), not {text!r}"
+            )
+        return cls(url.rstrip("/"), did if sep else None)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any, Final
 
@@ -20,7 +21,10 @@ from aiohttp import web
 
 from strata.core import cbor
 from strata.core.cid import CID
+from strata.identity.errors import ResolutionFailed
+from strata.identity.service_did import fetch_service_did
 from strata.net.errors import XrpcError, invalid_request
+from strata.net.logs import log_event
 from strata.net.server import json_response
 from strata.net.upstream import STALE_ANSWERS, UpstreamPool, UpstreamUnavailable
 from strata.net.xrpc import Call, XrpcRouter
@@ -28,6 +32,8 @@ from strata.pds.auth import APP_PASS, Credentials
 from strata.pds.config import AppView
 from strata.pds.service import Pds
 from strata.resilience import TIMEOUT_HEADER, Deadline, StaleCache, parse_timeout_ms
+
+log = logging.getLogger("strata.pds.appview")
 
 PREFERENCE_NAMESPACE: Final = "app.bsky"
 FULL_ACCESS_PREFERENCES: Final = frozenset({"app.bsky.actor.defs#personalDetailsPref"})
@@ -123,6 +129,8 @@ class Proxy:
     def __init__(self, pds: Pds) -> None:
         self.pds = pds
         self.appviews = pds.config.appviews
+        self.dids = {a.url: a.did for a in self.appviews if a.did is not None}
+        """The DID each configured AppView answers as, as given or once learned."""
         self.pool = (
             UpstreamPool("appview", [a.url for a in self.appviews], timeout=PROXY_TIMEOUT)
             if self.appviews
@@ -143,8 +151,22 @@ class Proxy:
             return []
         listed = self.pool.describe("appview")
         for entry, appview in zip(listed, self.appviews, strict=True):
-            entry["did"] = appview.did
+            entry["did"] = self.dids.get(appview.url)
         return listed
+
+    async def _did_of(self, url: str) -> str:
+        """The DID of a configured AppView, learned from its document the first time it is
+        needed when the operator gave only its URL (so an AppView that is down at start
+        delays nothing)."""
+        did = self.dids.get(url)
+        if did is None:
+            try:
+                did = await fetch_service_did(self.pds.session, url, "bsky_appview")
+            except ResolutionFailed as exc:
+                raise UpstreamUnavailable(f"{url}: its DID is unknown ({exc})") from exc
+            self.dids[url] = did
+            log_event(log, "appview did learned", url=url, did=did)
+        return did
 
     async def _target(self, request: web.Request, nsid: str) -> AppView | None:
         """The service the client named; None for the configured AppViews, in order."""
@@ -161,15 +183,15 @@ class Proxy:
                     501,
                     "MethodNotImplemented",
                     f"{nsid}: this PDS has no AppView configured (start one and pass "
-                    "--appview URL#DID)",
+                    "--appview URL)",
                 )
             return None
         did, sep, service_id = header.partition("#")
         if not sep or not did.startswith("did:") or not service_id:
             raise invalid_request("atproto-proxy must be a DID and a service id: did:...#service")
-        for appview in self.appviews:
-            if appview.did == did:
-                return appview
+        for url, known in self.dids.items():
+            if known == did:
+                return AppView(url, did)
         doc = await self.pds.did_document(did)
         endpoint = doc.service_endpoint(service_id) if doc is not None else None
         if endpoint is None:
@@ -285,19 +307,17 @@ class Proxy:
         body = await request.read() if request.method == "POST" else None
         if body is not None and len(body) > MAX_PROXIED_BODY:
             raise XrpcError(413, "PayloadTooLarge", "request entity too large")
-        dids = {a.url: a.did for a in self.appviews}
-        if target is not None:
-            dids[target.url] = target.did
         headers = {h: request.headers[h] for h in FORWARDED_HEADERS if h in request.headers}
         session = self.pds.session
         budget = parse_timeout_ms(request.headers.get(TIMEOUT_HEADER)) or PROXY_TIMEOUT
         deadline = Deadline.after(time.monotonic(), min(budget, wait))
 
         async def attempt(url: str) -> Answer:
+            aud = target.did if target is not None and target.did else await self._did_of(url)
             if nsid == "app.bsky.feed.getFeed":
-                token = await self._feed_token(url, dids[url], credentials.did, request)
+                token = await self._feed_token(url, aud, credentials.did, request)
             else:
-                token = self.pds.service_jwt(credentials.did, dids[url], nsid)
+                token = self.pds.service_jwt(credentials.did, aud, nsid)
             # The AppView gets what is left of this request's time, less a margin to answer.
             left = deadline.timeout(time.monotonic(), PROXY_TIMEOUT, margin=0.1)
             async with session.request(
