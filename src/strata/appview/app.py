@@ -7,7 +7,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from strata.appview.api import actor, feed, graph, notification, repo
+from strata.appview.api import actor, feed, graph, lists, mutes, notification, repo
 from strata.appview.service import AppView
 from strata.core.lexicon import Catalog
 from strata.net.server import create_app, json_response
@@ -48,7 +48,7 @@ async def create_appview_app(appview: AppView) -> web.Application:
     app = create_app("appview", health=health, upstreams=upstreams)
     app.middlewares.append(index_staleness)
     router = XrpcRouter(Catalog.bundled())
-    for module in (actor, feed, graph, notification, repo):
+    for module in (actor, feed, graph, lists, mutes, notification, repo):
         module.register(router, context)
     router.mount(app)
 

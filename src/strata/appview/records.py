@@ -28,6 +28,10 @@ INDEXED: Final = frozenset(
         "app.bsky.graph.block",
         "app.bsky.graph.list",
         "app.bsky.graph.listitem",
+        "app.bsky.graph.listblock",
+        "app.bsky.graph.starterpack",
+        "app.bsky.feed.postgate",
+        "app.bsky.labeler.service",
     }
 )
 """Collections the AppView indexes; records of other collections are ignored."""
@@ -43,6 +47,10 @@ TABLES: Final = {
     "app.bsky.graph.block": "block",
     "app.bsky.graph.list": "list",
     "app.bsky.graph.listitem": "list_item",
+    "app.bsky.graph.listblock": "list_block",
+    "app.bsky.graph.starterpack": "starter_pack",
+    "app.bsky.feed.postgate": "postgate",
+    "app.bsky.labeler.service": "labeler",
 }
 
 
@@ -148,7 +156,7 @@ async def index_record(
     """Insert one validated record of an indexed collection, replacing what was indexed under
     its URI before (an update, or a create replayed by a relay)."""
     did, rkey = did_of(uri), uri.rsplit("/", 1)[-1]
-    if collection == "app.bsky.actor.profile" and rkey != "self":
+    if collection in ("app.bsky.actor.profile", "app.bsky.labeler.service") and rkey != "self":
         return
     changed.update((uri, did))
     row = (uri, cid, did, collection, rkey, json.dumps(record, separators=(",", ":")), indexed_at)
@@ -218,6 +226,7 @@ async def index_record(
             uri, cid, did, _text(record, "name") or "", _text(record, "purpose") or "", at,
         )  # fmt: skip
     elif collection == "app.bsky.graph.listitem":
+        changed.add(_text(record, "list") or "")
         await tx.execute(
             "INSERT INTO list_item (uri, cid, creator, list_uri, subject, sort_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -228,6 +237,28 @@ async def index_record(
             "INSERT INTO feed_generator (uri, cid, creator, feed_did, display_name, sort_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             uri, cid, did, _text(record, "did") or "", _text(record, "displayName") or "", at,
+        )  # fmt: skip
+    elif collection == "app.bsky.graph.listblock":
+        await tx.execute(
+            "INSERT INTO list_block (uri, cid, creator, subject, sort_at) VALUES (?, ?, ?, ?, ?)",
+            uri, cid, did, _text(record, "subject") or "", at,
+        )  # fmt: skip
+    elif collection == "app.bsky.graph.starterpack":
+        await tx.execute(
+            "INSERT INTO starter_pack (uri, cid, creator, list_uri, sort_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            uri, cid, did, _text(record, "list") or "", at,
+        )  # fmt: skip
+    elif collection == "app.bsky.feed.postgate":
+        changed.add(_text(record, "post") or "")
+        await tx.execute(
+            "INSERT INTO postgate (uri, cid, creator, post_uri) VALUES (?, ?, ?, ?)",
+            uri, cid, did, _text(record, "post") or "",
+        )  # fmt: skip
+    elif collection == "app.bsky.labeler.service":
+        await tx.execute(
+            "INSERT INTO labeler (uri, cid, creator, sort_at) VALUES (?, ?, ?, ?)",
+            uri, cid, did, at,
         )  # fmt: skip
     elif collection == "app.bsky.feed.threadgate":
         changed.add(_text(record, "post") or "")
@@ -292,6 +323,8 @@ RELATED: Final = {
     "repost": "subject",
     "follow": "subject",
     "threadgate": "post_uri",
+    "postgate": "post_uri",
+    "list_item": "list_uri",
 }
 """Per table, the columns naming the records and accounts whose views a row counts in."""
 

@@ -231,11 +231,14 @@ def _tables(ddl: str) -> list[str]:
     return [s.strip() for s in ddl.split(";") if s.strip()]
 
 
-def _count_statements(row: str, engine: str) -> dict[str, list[str]]:
+Counter = tuple[str, str, str, str, str]
+
+
+def _count_statements(counters: tuple[Counter, ...], row: str, engine: str) -> dict[str, list[str]]:
     """Per indexed table, the statements that keep its counters when a row is inserted
     (`row` 'new') or deleted ('old')."""
     by_table: dict[str, list[str]] = {}
-    for table, column, counts, key, counter in COUNTERS:
+    for table, column, counts, key, counter in counters:
         value = f"{row}.{column}"
         if row.lower() == "new":
             excluded = counts if engine == "postgres" else ""
@@ -251,10 +254,10 @@ def _count_statements(row: str, engine: str) -> dict[str, list[str]]:
     return by_table
 
 
-def _backfill_counts() -> list[str]:
+def _backfill_counts(counters: tuple[Counter, ...]) -> list[str]:
     """The counters of rows indexed before the counts existed."""
     statements = []
-    for table, column, counts, key, counter in COUNTERS:
+    for table, column, counts, key, counter in counters:
         statements.append(
             f"INSERT INTO {counts} ({key}, {counter}) SELECT {column}, count(*) FROM {table} "
             f"WHERE {column} IS NOT NULL GROUP BY {column} "
@@ -263,10 +266,10 @@ def _backfill_counts() -> list[str]:
     return statements
 
 
-def _sqlite_count_triggers() -> list[str]:
+def _sqlite_count_triggers(counters: tuple[Counter, ...]) -> list[str]:
     statements = []
     for event, row in (("INSERT", "new"), ("DELETE", "old")):
-        for table, body in _count_statements(row, "sqlite").items():
+        for table, body in _count_statements(counters, row, "sqlite").items():
             statements.append(
                 f"CREATE TRIGGER {table}_counts_{event.lower()} AFTER {event} ON {table} "
                 f"BEGIN {'; '.join(body)}; END"
@@ -274,9 +277,9 @@ def _sqlite_count_triggers() -> list[str]:
     return statements
 
 
-def _postgres_count_triggers() -> list[str]:
-    inserted = _count_statements("NEW", "postgres")
-    deleted = _count_statements("OLD", "postgres")
+def _postgres_count_triggers(counters: tuple[Counter, ...]) -> list[str]:
+    inserted = _count_statements(counters, "NEW", "postgres")
+    deleted = _count_statements(counters, "OLD", "postgres")
     statements = []
     for table in inserted:
         statements.append(
@@ -375,19 +378,121 @@ V2: Final = PerEngine(
     sqlite=(
         *_tables(INDEXES),
         *_tables(COUNT_TABLES),
-        *_sqlite_count_triggers(),
-        *_backfill_counts(),
+        *_sqlite_count_triggers(COUNTERS),
+        *_backfill_counts(COUNTERS),
         *SQLITE_SEARCH,
     ),
     postgres=(
         *_tables(INDEXES),
         *_tables(postgres_ddl(COUNT_TABLES)),
-        *_postgres_count_triggers(),
-        *_backfill_counts(),
+        *_postgres_count_triggers(COUNTERS),
+        *_backfill_counts(COUNTERS),
         *POSTGRES_SEARCH,
     ),
 )
 """Covering indexes for timelines, counts kept by triggers, and full-text search of posts
 and accounts."""
 
-MIGRATIONS: Final = (V1, V2)
+MODERATION_TABLES: Final = """
+CREATE TABLE list_block (
+    uri TEXT PRIMARY KEY,
+    cid TEXT NOT NULL,
+    creator TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    sort_at TEXT NOT NULL
+) STRICT;
+CREATE INDEX list_block_creator ON list_block (creator, sort_at);
+CREATE INDEX list_block_subject ON list_block (subject);
+CREATE INDEX list_item_subject ON list_item (subject, list_uri);
+CREATE INDEX list_purpose ON list (creator, purpose, sort_at);
+
+CREATE TABLE starter_pack (
+    uri TEXT PRIMARY KEY,
+    cid TEXT NOT NULL,
+    creator TEXT NOT NULL,
+    list_uri TEXT NOT NULL,
+    sort_at TEXT NOT NULL
+) STRICT;
+CREATE INDEX starter_pack_creator ON starter_pack (creator, sort_at);
+
+CREATE TABLE postgate (
+    uri TEXT PRIMARY KEY,
+    cid TEXT NOT NULL,
+    creator TEXT NOT NULL,
+    post_uri TEXT NOT NULL
+) STRICT;
+CREATE INDEX postgate_post ON postgate (post_uri);
+
+CREATE TABLE labeler (
+    uri TEXT PRIMARY KEY,
+    cid TEXT NOT NULL,
+    creator TEXT NOT NULL,
+    sort_at TEXT NOT NULL
+) STRICT;
+CREATE INDEX labeler_creator ON labeler (creator);
+
+CREATE TABLE mute (
+    muter TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    only_reposts INTEGER NOT NULL,
+    only_quoteposts INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (muter, subject)
+) STRICT;
+CREATE INDEX mute_created ON mute (muter, created_at);
+CREATE TABLE list_mute (
+    muter TEXT NOT NULL,
+    list_uri TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (muter, list_uri)
+) STRICT;
+CREATE INDEX list_mute_created ON list_mute (muter, created_at);
+CREATE TABLE thread_mute (
+    muter TEXT NOT NULL,
+    root_uri TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (muter, root_uri)
+) STRICT;
+
+CREATE TABLE label (
+    src TEXT NOT NULL,
+    uri TEXT NOT NULL,
+    val TEXT NOT NULL,
+    cid TEXT,
+    neg INTEGER NOT NULL,
+    cts TEXT NOT NULL,
+    exp TEXT,
+    sig BLOB,
+    PRIMARY KEY (src, uri, val)
+) STRICT;
+CREATE INDEX label_uri ON label (uri);
+CREATE TABLE labeler_cursor (
+    src TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+) STRICT;
+
+ALTER TABLE record_counts ADD COLUMN members INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE actor_counts ADD COLUMN starter_packs INTEGER NOT NULL DEFAULT 0
+"""
+"""Lists blocked and muted, starter packs, postgates, labelers and their labels, and the
+viewer's mutes (private: only the AppView holds them)."""
+
+MODERATION_COUNTERS: Final = (
+    ("list_item", "list_uri", "record_counts", "uri", "members"),
+    ("starter_pack", "creator", "actor_counts", "did", "starter_packs"),
+)
+
+V3: Final = PerEngine(
+    sqlite=(
+        *_tables(MODERATION_TABLES),
+        *_sqlite_count_triggers(MODERATION_COUNTERS),
+        *_backfill_counts(MODERATION_COUNTERS),
+    ),
+    postgres=(
+        *_tables(postgres_ddl(MODERATION_TABLES)),
+        *_postgres_count_triggers(MODERATION_COUNTERS),
+        *_backfill_counts(MODERATION_COUNTERS),
+    ),
+)
+
+MIGRATIONS: Final = (V1, V2, V3)

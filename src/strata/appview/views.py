@@ -16,7 +16,7 @@ from typing import Any, Final, Generic, TypeVar
 import orjson
 
 from strata.appview.cache import HotCache
-from strata.appview.records import blob_cid, did_of, quoted_uri
+from strata.appview.records import blob_cid, did_of, mentioned_dids, quoted_uri
 from strata.database import Database, Query, Row
 
 T = TypeVar("T")
@@ -27,16 +27,31 @@ THREAD_REPLIES: Final = 1_000
 
 @dataclass
 class Relations:
-    """How a viewer stands to a set of accounts."""
+    """How a viewer stands to a set of accounts: blocks (their own, or through a list they
+    block, either way), follows, and mutes (of the account, or of a list it is on)."""
 
     blocking: dict[str, str] = field(default_factory=dict)
+    blocking_by_list: dict[str, str] = field(default_factory=dict)
+    """Account -> a moderation list the viewer blocks it through."""
     blocked_by: set[str] = field(default_factory=set)
+    blocked_by_list: dict[str, str] = field(default_factory=dict)
+    """Account -> a moderation list it blocks the viewer through (also in `blocked_by`)."""
     following: dict[str, str] = field(default_factory=dict)
     followed_by: dict[str, str] = field(default_factory=dict)
+    muted: set[str] = field(default_factory=set)
+    muted_by_list: dict[str, str] = field(default_factory=dict)
+    """Account -> a list the viewer mutes it through."""
+    muted_reposts: set[str] = field(default_factory=set)
+    muted_quotes: set[str] = field(default_factory=set)
+    """Accounts only whose reposts, or quote posts, the viewer mutes."""
 
     def blocks(self, did: str) -> bool:
         """Whether either side blocks the other."""
-        return did in self.blocking or did in self.blocked_by
+        return did in self.blocking or did in self.blocking_by_list or did in self.blocked_by
+
+    def mutes(self, did: str) -> bool:
+        """Whether the viewer mutes the account, directly or through a list."""
+        return did in self.muted or did in self.muted_by_list
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +69,8 @@ class Actor:
     pinned_post: str | None
     created_at: str | None
     indexed_at: str | None
+    labeler: bool
+    """The account publishes an `app.bsky.labeler.service` record."""
     basic: dict[str, Any]
     """The profileViewBasic without viewer state."""
 
@@ -69,22 +86,59 @@ class Post:
     indexed_at: str
     reply_root: str | None
     reply_parent: str | None
-    gated: bool
-    """A threadgate names this post."""
+    threadgate: dict[str, Any] | None
+    """The threadgate record naming this post: who may reply."""
+    postgate: dict[str, Any] | None
+    """The postgate record naming this post: who may quote it, and quotes detached from it."""
     size: int
     """The record's JSON length: the cache's measure of it."""
 
 
-ACTOR_COUNTS: Final = ("followers", "follows", "posts", "lists", "feedgens")
+@dataclass(frozen=True, slots=True)
+class ListEntry:
+    """An indexed list record and how many accounts are on it."""
+
+    uri: str
+    cid: str
+    creator: str
+    record: dict[str, Any]
+    indexed_at: str
+    members: int
+
+
+ACTOR_COUNTS: Final = ("followers", "follows", "posts", "lists", "feedgens", "starter_packs")
 
 RELATIONS_QUERY: Final = (
     "SELECT 'blocking', subject, uri FROM block WHERE creator = ? AND subject = ANY(?) "
     "UNION ALL SELECT 'blocked_by', creator, uri FROM block WHERE subject = ? AND creator = ANY(?) "
     "UNION ALL SELECT 'following', subject, uri FROM follow WHERE creator = ? AND subject = ANY(?) "
     "UNION ALL SELECT 'followed_by', creator, uri FROM follow "
-    "WHERE subject = ? AND creator = ANY(?)"
+    "WHERE subject = ? AND creator = ANY(?) "
+    "UNION ALL SELECT 'blocking_by_list', i.subject, b.subject FROM list_block b "
+    "JOIN list_item i ON i.list_uri = b.subject WHERE b.creator = ? AND i.subject = ANY(?) "
+    "UNION ALL SELECT 'blocked_by_list', b.creator, b.subject FROM list_block b "
+    "JOIN list_item i ON i.list_uri = b.subject WHERE i.subject = ? AND b.creator = ANY(?) "
+    "UNION ALL SELECT CASE WHEN only_reposts = 0 AND only_quoteposts = 0 THEN 'muted' "
+    "WHEN only_reposts = 1 AND only_quoteposts = 1 THEN 'muted_reposts_and_quotes' "
+    "WHEN only_reposts = 1 THEN 'muted_reposts' ELSE 'muted_quotes' END, subject, '' "
+    "FROM mute WHERE muter = ? AND subject = ANY(?) "
+    "UNION ALL SELECT 'muted_by_list', i.subject, m.list_uri FROM list_mute m "
+    "JOIN list_item i ON i.list_uri = m.list_uri WHERE m.muter = ? AND i.subject = ANY(?)"
 )
-"""How the viewer stands to a list of accounts, in one query: viewer, list, four times."""
+"""How the viewer stands to a list of accounts, in one query: viewer, list, eight times."""
+
+LIST_QUERY: Final = (
+    "SELECT l.uri, r.cid, l.creator, r.json, r.indexed_at, coalesce(n.members, 0) FROM list l "
+    "JOIN record r ON r.uri = l.uri LEFT JOIN record_counts n ON n.uri = l.uri "
+    "WHERE l.uri = ANY(?)"
+)
+
+LIST_VIEWER_QUERY: Final = (
+    "SELECT 'muted', list_uri, '' FROM list_mute WHERE muter = ? AND list_uri = ANY(?) "
+    "UNION ALL SELECT 'blocked', subject, uri FROM list_block "
+    "WHERE creator = ? AND subject = ANY(?)"
+)
+"""Whether the viewer mutes, and blocks, each of a list of lists: viewer, list, twice."""
 
 POST_VIEWER_QUERY: Final = (
     "SELECT 'like', subject, uri FROM likes WHERE creator = ? AND subject = ANY(?) "
@@ -151,7 +205,8 @@ class Views:
         def query(missing: list[str]) -> Query:
             return (
                 "SELECT a.did, a.handle, a.pds, a.status, p.display_name, p.description, "
-                "p.avatar_cid, p.banner_cid, p.pinned_post, p.created_at, p.indexed_at "
+                "p.avatar_cid, p.banner_cid, p.pinned_post, p.created_at, p.indexed_at, "
+                "EXISTS (SELECT 1 FROM labeler b WHERE b.creator = a.did) "
                 "FROM actor a LEFT JOIN profile p ON p.did = a.did WHERE a.did = ANY(?)",
                 (missing,),
             )
@@ -169,7 +224,10 @@ class Views:
         def query(missing: list[str]) -> Query:
             return (
                 "SELECT r.uri, r.cid, r.did, r.json, p.indexed_at, p.reply_root, p.reply_parent, "
-                "EXISTS (SELECT 1 FROM threadgate t WHERE t.post_uri = p.uri) "
+                "(SELECT g.json FROM threadgate t JOIN record g ON g.uri = t.uri "
+                "WHERE t.post_uri = p.uri LIMIT 1), "
+                "(SELECT g.json FROM postgate t JOIN record g ON g.uri = t.uri "
+                "WHERE t.post_uri = p.uri LIMIT 1) "
                 "FROM post p JOIN record r ON r.uri = p.uri WHERE p.uri = ANY(?)",
                 (missing,),
             )
@@ -204,22 +262,111 @@ class Views:
         others = [d for d in dids if d != viewer] if self.viewer else []
 
         def query(missing: list[str]) -> Query:
-            return RELATIONS_QUERY, (viewer, missing) * 4
+            return RELATIONS_QUERY, (viewer, missing) * 8
 
         def parse(missing: list[str], rows: list[Row]) -> dict[str, bool]:
             found = self._relations
             for kind, did, uri in rows:
-                if kind == "blocking":
-                    found.blocking[did] = uri
-                elif kind == "blocked_by":
+                if kind == "blocked_by":
                     found.blocked_by.add(did)
-                elif kind == "following":
-                    found.following[did] = uri
+                elif kind == "blocked_by_list":
+                    found.blocked_by.add(did)
+                    found.blocked_by_list[did] = uri
+                elif kind == "muted":
+                    found.muted.add(did)
+                elif kind.startswith("muted_") and kind != "muted_by_list":
+                    if "reposts" in kind:
+                        found.muted_reposts.add(did)
+                    if "quotes" in kind:
+                        found.muted_quotes.add(did)
                 else:
-                    found.followed_by[did] = uri
+                    getattr(found, kind)[did] = uri
             return dict.fromkeys(missing, True)
 
         return Lookup("relation", others, query, parse, cached=False)
+
+    def _lists(self, uris: Iterable[str]) -> Lookup[ListEntry]:
+        def parse(missing: list[str], rows: list[Row]) -> dict[str, ListEntry]:
+            return {
+                uri: ListEntry(uri, cid, creator, orjson.loads(raw), at, int(members))
+                for uri, cid, creator, raw, at, members in rows
+            }
+
+        return Lookup("list", uris, lambda missing: (LIST_QUERY, (missing,)), parse)
+
+    def _list_viewer(self, uris: Iterable[str]) -> Lookup[dict[str, Any]]:
+        viewer = self.viewer or ""
+
+        def query(missing: list[str]) -> Query:
+            return LIST_VIEWER_QUERY, (viewer, missing, viewer, missing)
+
+        def parse(missing: list[str], rows: list[Row]) -> dict[str, dict[str, Any]]:
+            state: dict[str, dict[str, Any]] = {uri: {"muted": False} for uri in missing}
+            for kind, uri, block in rows:
+                if kind == "muted":
+                    state[uri]["muted"] = True
+                else:
+                    state[uri]["blocked"] = block
+            return state
+
+        keys = uris if self.viewer else ()
+        return Lookup("list_viewer", keys, query, parse, cached=False)
+
+    def _viewer_rows(self, kind: str, sql: str, keys: Iterable[str]) -> Lookup[bool]:
+        """Which of `keys` the viewer has a row for in `sql` (viewer, list)."""
+        viewer = self.viewer or ""
+
+        def parse(missing: list[str], rows: list[Row]) -> dict[str, bool]:
+            found = {row[0] for row in rows}
+            return {key: key in found for key in missing}
+
+        keys = keys if self.viewer else ()
+        return Lookup(kind, keys, lambda missing: (sql, (viewer, missing)), parse, cached=False)
+
+    def _thread_mutes(self, roots: Iterable[str]) -> Lookup[bool]:
+        return self._viewer_rows(
+            "thread_mute",
+            "SELECT root_uri FROM thread_mute WHERE muter = ? AND root_uri = ANY(?)",
+            roots,
+        )
+
+    def _memberships(self, lists: Iterable[str]) -> Lookup[bool]:
+        return self._viewer_rows(
+            "member_of",
+            "SELECT list_uri FROM list_item WHERE subject = ? AND list_uri = ANY(?)",
+            lists,
+        )
+
+    async def list_basics(self, uris: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """listViewBasic of indexed lists."""
+        lists, _ = await self._resolve(self._lists(uris), self._list_viewer(uris))
+        return {uri: self._list_basic(entry) for uri, entry in lists.items()}
+
+    def _list_basic(self, entry: ListEntry) -> dict[str, Any]:
+        record = entry.record
+        view: dict[str, Any] = {
+            "uri": entry.uri,
+            "cid": entry.cid,
+            "name": record.get("name", ""),
+            "purpose": record.get("purpose", ""),
+            "listItemCount": entry.members,
+            "labels": [],
+            "indexedAt": entry.indexed_at,
+        }
+        avatar = blob_cid(record.get("avatar"))
+        creator = self._known.get("actor", {}).get(entry.creator)
+        if avatar and creator is not None and creator.pds:
+            view["avatar"] = blob_url(creator.pds, entry.creator, avatar)
+        if self.viewer is not None:
+            view["viewer"] = self._known.get("list_viewer", {}).get(entry.uri, {"muted": False})
+        return view
+
+    async def _relation_lists(self) -> None:
+        """The lists the viewer's mutes and blocks of accounts go through, for their views."""
+        rel = self._relations
+        uris = {*rel.muted_by_list.values(), *rel.blocking_by_list.values()}
+        if uris:
+            await self.list_basics(uris)
 
     # Accounts
 
@@ -244,6 +391,7 @@ class Views:
             self._relation(dids),
         )
         live = [d for d in dict.fromkeys(dids) if d in actors and actors[d].status == "active"]
+        await self._relation_lists()
         pinned: dict[str, Post] = {}
         if level == "detailed":
             (pinned,) = await self._resolve(
@@ -272,24 +420,34 @@ class Views:
                     "uri": actor.pinned_post,
                     "cid": pinned[actor.pinned_post].cid,
                 }
-            followers, follows, posts, lists, feedgens = counts[actor.did]
+            followers, follows, posts, lists, feedgens, starter_packs = counts[actor.did]
             view["followersCount"] = followers
             view["followsCount"] = follows
             view["postsCount"] = posts
             view["associated"] = {
                 "lists": lists,
                 "feedgens": feedgens,
-                "starterPacks": 0,
-                "labeler": False,
+                "starterPacks": starter_packs,
+                "labeler": actor.labeler,
             }
         if self.viewer is not None:
             view["viewer"] = self._actor_viewer(actor.did, self._relations)
         return view
 
     def _actor_viewer(self, did: str, rel: Relations) -> dict[str, Any]:
-        state: dict[str, Any] = {"muted": False, "blockedBy": did in rel.blocked_by}
+        state: dict[str, Any] = {"muted": rel.mutes(did), "blockedBy": did in rel.blocked_by}
+        if not state["muted"]:
+            if did in rel.muted_reposts:
+                state["mutedOnlyReposts"] = True
+            if did in rel.muted_quotes:
+                state["mutedOnlyQuoteposts"] = True
+        lists = self._known.get("list", {})
+        if did in rel.muted_by_list and rel.muted_by_list[did] in lists:
+            state["mutedByList"] = self._list_basic(lists[rel.muted_by_list[did]])
         if did in rel.blocking:
             state["blocking"] = rel.blocking[did]
+        if did in rel.blocking_by_list and rel.blocking_by_list[did] in lists:
+            state["blockingByList"] = self._list_basic(lists[rel.blocking_by_list[did]])
         if not rel.blocks(did):
             if did in rel.following:
                 state["following"] = rel.following[did]
@@ -310,15 +468,27 @@ class Views:
         """postViews of posts by active accounts; embeds are resolved `depth` levels deep.
         `people` are other accounts the caller will show (their profiles and relations are
         read with the posts')."""
-        # A post's author is in its URI: everything a view needs is read together.
+        # The posts first (from the cache, usually), then everything their views need, read
+        # together: a post's author is in its URI.
+        entries = await self.post_entries(uris)
         accounts = [*(did_of(u) for u in uris), *people]
-        entries, actors, counts, viewer_state, _ = await self._resolve(
-            self._posts(uris),
+        roots = [e.reply_root or e.uri for e in entries.values()]
+        gate_lists = [
+            rule["list"]
+            for e in entries.values()
+            for rule in _rules(e.threadgate)
+            if rule.get("$type") == "app.bsky.feed.threadgate#listRule"
+            and isinstance(rule.get("list"), str)
+        ]
+        actors, counts, viewer_state, _, muted_threads, memberships = await self._resolve(
             self._actors(accounts),
             self._post_counts(uris),
             self._post_viewer(uris),
             self._relation(accounts),
+            self._thread_mutes(roots),
+            self._memberships(gate_lists),
         )
+        await self._relation_lists()
         live = {d for d, a in actors.items() if a.status == "active"}
         present = [u for u in dict.fromkeys(uris) if u in entries and entries[u].did in live]
         embeds: dict[str, dict[str, Any]] = {}
@@ -344,13 +514,41 @@ class Views:
             if uri in embeds:
                 view["embed"] = embeds[uri]
             if self.viewer is not None:
-                state: dict[str, Any] = {"threadMuted": False, "embeddingDisabled": False}
+                mine = entry.did == self.viewer
+                state: dict[str, Any] = {
+                    "threadMuted": muted_threads.get(entry.reply_root or uri, False),
+                    "embeddingDisabled": not mine and _quotes_disabled(entry.postgate),
+                }
                 state.update(viewer_state.get(uri, {}))
-                if entry.gated:
-                    state["replyDisabled"] = entry.did != self.viewer
+                if entry.threadgate is not None:
+                    state["replyDisabled"] = not mine and not self._may_reply(entry, memberships)
                 view["viewer"] = state
             views[uri] = view
         return views
+
+    def _may_reply(self, post: Post, memberships: dict[str, bool]) -> bool:
+        """Whether the viewer passes one of the rules of the post's threadgate (no `allow`:
+        anyone may reply; an empty one: nobody but the author)."""
+        gate = post.threadgate or {}
+        if "allow" not in gate:
+            return True
+        rel, viewer = self._relations, self.viewer
+        for rule in _rules(gate):
+            kind = rule.get("$type")
+            if kind == "app.bsky.feed.threadgate#mentionRule":
+                if viewer in mentioned_dids(post.record):
+                    return True
+            elif kind == "app.bsky.feed.threadgate#followingRule":
+                if post.did in rel.followed_by:  # the author follows the viewer
+                    return True
+            elif kind == "app.bsky.feed.threadgate#followerRule":
+                if post.did in rel.following:  # the viewer follows the author
+                    return True
+            elif kind == "app.bsky.feed.threadgate#listRule" and memberships.get(
+                rule.get("list", "")
+            ):
+                return True
+        return False
 
     async def _embeds(
         self, entries: list[Post], actors: dict[str, Actor], depth: int
@@ -374,7 +572,7 @@ class Views:
             target = quoted.get(entry.uri)
             inner = None
             if target is not None:
-                inner = self._record_embed(target, quoted_posts, quoted_feeds, rel)
+                inner = self._record_embed(entry.uri, target, quoted_posts, quoted_feeds, rel)
             view = embed_view(embed, entry.did, actors[entry.did].pds, inner)
             if view is not None:
                 views[entry.uri] = view
@@ -382,6 +580,7 @@ class Views:
 
     def _record_embed(
         self,
+        quoting: str,
         target: str,
         posts: dict[str, dict[str, Any]],
         feeds: dict[str, dict[str, Any]],
@@ -389,6 +588,10 @@ class Views:
     ) -> dict[str, Any]:
         if target in feeds:
             return {"$type": "app.bsky.feed.defs#generatorView", **feeds[target]}
+        entry = self._known.get("post", {}).get(target)
+        if entry is not None and quoting in _detached(entry.postgate):
+            # The quoted post's author detached this quote from it.
+            return {"$type": "app.bsky.embed.record#viewDetached", "uri": target, "detached": True}
         author = did_of(target)
         if rel.blocks(author):
             return {
@@ -459,9 +662,28 @@ class Views:
         return views
 
 
+def _rules(threadgate: dict[str, Any] | None) -> list[dict[str, Any]]:
+    allow = (threadgate or {}).get("allow")
+    return [rule for rule in allow if isinstance(rule, dict)] if isinstance(allow, list) else []
+
+
+def _quotes_disabled(postgate: dict[str, Any] | None) -> bool:
+    rules = (postgate or {}).get("embeddingRules")
+    return isinstance(rules, list) and any(
+        isinstance(r, dict) and r.get("$type") == "app.bsky.feed.postgate#disableRule"
+        for r in rules
+    )
+
+
+def _detached(postgate: dict[str, Any] | None) -> list[str]:
+    uris = (postgate or {}).get("detachedEmbeddingUris")
+    return [u for u in uris if isinstance(u, str)] if isinstance(uris, list) else []
+
+
 def _parse_actors(missing: list[str], rows: list[Row]) -> dict[str, Actor]:
     actors = {}
-    for did, handle, pds, status, name, description, avatar, banner, pinned, at, seen in rows:
+    for row in rows:
+        did, handle, pds, status, name, description, avatar, banner, pinned, at, seen = row[:11]
         basic: dict[str, Any] = {"did": did, "handle": handle or "handle.invalid"}
         if name:
             basic["displayName"] = name
@@ -472,15 +694,26 @@ def _parse_actors(missing: list[str], rows: list[Row]) -> dict[str, Actor]:
         basic["labels"] = []
         actors[did] = Actor(
             did, basic["handle"], pds, status, name, description, avatar, banner, pinned, at,
-            seen, basic,
+            seen, bool(row[11]), basic,
         )  # fmt: skip
     return actors
 
 
 def _parse_posts(missing: list[str], rows: list[Row]) -> dict[str, Post]:
     return {
-        uri: Post(uri, cid, did, orjson.loads(raw), at, root, parent, bool(gated), len(raw))
-        for uri, cid, did, raw, at, root, parent, gated in rows
+        uri: Post(
+            uri,
+            cid,
+            did,
+            orjson.loads(raw),
+            at,
+            root,
+            parent,
+            orjson.loads(threadgate) if threadgate else None,
+            orjson.loads(postgate) if postgate else None,
+            len(raw),
+        )
+        for uri, cid, did, raw, at, root, parent, threadgate, postgate in rows
     }
 
 
@@ -618,9 +851,12 @@ DESCENDANTS_QUERY: Final = (
 class FeedViews(Views):
     """Views that need post hydration plus reply context: feeds and threads."""
 
-    async def feed(self, items: Sequence[FeedItem]) -> list[dict[str, Any]]:
+    async def feed(
+        self, items: Sequence[FeedItem], hide_muted: bool = False
+    ) -> list[dict[str, Any]]:
         """feedViewPosts, dropping posts that are gone or whose author blocks or is blocked by
-        the viewer (or whose reposter is)."""
+        the viewer (or whose reposter is); with `hide_muted` (timelines), also the posts of
+        accounts the viewer mutes, and the reposts or quote posts it mutes for some."""
         entries = await self.post_entries(i.post_uri for i in items)
         replies = {
             uri: (entry.reply_root, entry.reply_parent)
@@ -636,6 +872,8 @@ class FeedViews(Views):
         for item in items:
             post = posts.get(item.post_uri)
             if post is None or rel.blocks(post["author"]["did"]):
+                continue
+            if hide_muted and self._muted_in_timeline(item, post, rel):
                 continue
             view: dict[str, Any] = {"post": post}
             if item.post_uri in replies:
@@ -657,6 +895,16 @@ class FeedViews(Views):
                 view["feedContext"] = item.feed_context
             out.append(view)
         return out
+
+    @staticmethod
+    def _muted_in_timeline(item: FeedItem, post: dict[str, Any], rel: Relations) -> bool:
+        author = post["author"]["did"]
+        if item.reposted_by is not None:
+            by = item.reposted_by
+            if rel.mutes(by) or by in rel.muted_reposts:
+                return True
+        quoting = quoted_uri(post["record"].get("embed")) is not None
+        return rel.mutes(author) or (quoting and author in rel.muted_quotes)
 
     @staticmethod
     def _ref_view(uri: str, posts: dict[str, dict[str, Any]], rel: Relations) -> dict[str, Any]:

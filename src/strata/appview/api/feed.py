@@ -24,6 +24,7 @@ from strata.appview.feedgen_client import feed_skeleton, generator_online
 from strata.appview.records import did_of
 from strata.appview.views import FeedItem, FeedViews, Views
 from strata.core.syntax import format_datetime, parse_datetime
+from strata.database import Database
 from strata.net.errors import XrpcError, invalid_request
 from strata.net.server import json_response
 from strata.net.xrpc import Call, XrpcRouter
@@ -64,6 +65,21 @@ def _items(rows: list[Any]) -> list[FeedItem]:
     ]
 
 
+async def items_page(
+    db: Database, select: str, args: list[Any], params: dict[str, Any]
+) -> tuple[list[FeedItem], str | None]:
+    """A page of feed items, newest first after the params' cursor: `select` is a `SELECT
+    {ITEM_COLUMNS} FROM feed_item f WHERE ...` with its `args`."""
+    limit = params.get("limit", 50)
+    before, key = read_cursor(params)
+    rows = await db.fetch(
+        f"{select} AND (f.sort_at < ? OR (f.sort_at = ? AND f.uri < ?)) "
+        "ORDER BY f.sort_at DESC, f.uri DESC LIMIT ?",
+        *args, before, before, key, limit,
+    )  # fmt: skip
+    return _items(rows), _next(rows, limit)
+
+
 def _next(rows: list[Any], limit: int, sort_index: int = 4, key_index: int = 0) -> str | None:
     if len(rows) < limit or not rows:
         return None
@@ -92,7 +108,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
             )
             if len(rows) == limit:
                 break
-        feed = await FeedViews(db, cache, call.auth).feed(_items(rows))
+        feed = await FeedViews(db, cache, call.auth).feed(_items(rows), hide_muted=True)
         return json_response(page({"feed": feed}, _next(rows, limit)))
 
     @router.query("app.bsky.feed.getAuthorFeed", auth=optional)
@@ -100,7 +116,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
         did = await resolve_actor(context, call.params["actor"])
         views = FeedViews(db, cache, call.auth)
         rel = await views.relations([did])
-        if did in rel.blocking:
+        if did in rel.blocking or did in rel.blocking_by_list:
             raise XrpcError(400, "BlockedActor", "Requester has blocked actor")
         if did in rel.blocked_by:
             raise XrpcError(400, "BlockedByActor", "Requester is blocked by actor")

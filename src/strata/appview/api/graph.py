@@ -74,14 +74,20 @@ def register(router: XrpcRouter, context: AppContext) -> None:
                 item["followedBy"] = rel.followed_by[other]
             if other in rel.blocking:
                 item["blocking"] = rel.blocking[other]
-            if other in rel.blocked_by:
-                item["blockedBy"] = await _block_uri(context, other, actor)
+            if other in rel.blocking_by_list:
+                item["blockingByList"] = rel.blocking_by_list[other]
+            if other in rel.blocked_by_list:
+                item["blockedByList"] = rel.blocked_by_list[other]
+            if other in rel.blocked_by and (block := await _block_uri(context, other, actor)):
+                item["blockedBy"] = block
             relationships.append(item)
         return json_response({"actor": actor, "relationships": relationships})
 
 
-async def _block_uri(context: AppContext, creator: str, subject: str) -> str:
+async def _block_uri(context: AppContext, creator: str, subject: str) -> str | None:
+    """The block record of `creator` against `subject`, if there is one (a block through a
+    list has none)."""
     row = await context.db.fetchrow(
         "SELECT uri FROM block WHERE creator = ? AND subject = ?", creator, subject
     )
-    return str(row[0]) if row else ""
+    return str(row[0]) if row else None

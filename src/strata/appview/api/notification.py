@@ -16,6 +16,18 @@ from strata.net.xrpc import Call, XrpcRouter
 
 NEVER = "0000-01-01T00:00:00.000Z"
 
+NOT_MUTED = (
+    "NOT EXISTS (SELECT 1 FROM mute m WHERE m.muter = n.recipient AND m.subject = n.author "
+    "AND m.only_reposts = 0 AND m.only_quoteposts = 0) "
+    "AND NOT EXISTS (SELECT 1 FROM list_mute lm JOIN list_item li ON li.list_uri = lm.list_uri "
+    "WHERE lm.muter = n.recipient AND li.subject = n.author) "
+    "AND NOT EXISTS (SELECT 1 FROM thread_mute t WHERE t.muter = n.recipient AND t.root_uri IN ("
+    "(SELECT coalesce(p.reply_root, p.uri) FROM post p WHERE p.uri = n.record_uri), "
+    "(SELECT coalesce(p.reply_root, p.uri) FROM post p WHERE p.uri = n.reason_subject)))"
+)
+"""A notification's author is not muted by its recipient (directly or through a list), nor is
+the thread it is about (the post's, or the liked or reposted post's, root)."""
+
 
 def register(router: XrpcRouter, context: AppContext) -> None:
     db, cache = context.db, context.cache
@@ -37,7 +49,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
             "SELECT n.record_uri, n.record_cid, n.author, n.reason, n.reason_subject, n.sort_at, "
             "r.json, r.indexed_at FROM notification n JOIN record r ON r.uri = n.record_uri "
             "JOIN actor a ON a.did = n.author "
-            "WHERE n.recipient = ? AND a.status = 'active' "
+            f"WHERE n.recipient = ? AND a.status = 'active' AND {NOT_MUTED} "
             f"AND (n.sort_at < ? OR (n.sort_at = ? AND n.record_uri < ?)){where} "
             "ORDER BY n.sort_at DESC, n.record_uri DESC LIMIT ?",
             call.auth, before, before, key, *reasons, limit,
@@ -74,7 +86,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
         seen = await seen_at(call.auth) or NEVER
         row = await db.fetchrow(
             "SELECT count(*) FROM notification n JOIN actor a ON a.did = n.author "
-            "WHERE n.recipient = ? AND n.sort_at > ? AND a.status = 'active'",
+            f"WHERE n.recipient = ? AND n.sort_at > ? AND a.status = 'active' AND {NOT_MUTED}",
             call.auth, seen,
         )  # fmt: skip
         return json_response({"count": int(row[0]) if row else 0})
