@@ -155,6 +155,7 @@ async def running_appview(
     relays: Sequence[str],
     port: int = 0,
     database_url: str | None = None,
+    labelers: Sequence[str] = (),
 ) -> AsyncIterator[RunningAppView]:
     """A `strata appview` served in-process in dev mode, on `port` or a free one."""
     port = port or free_port()
@@ -164,6 +165,7 @@ async def running_appview(
         public_url=f"http://localhost:{port}",
         database_url=database_url,
         dev=True,
+        labelers=tuple(labelers),
     )
     appview = AppView(config, data_dir)
     async with listening(await create_appview_app(appview), "127.0.0.1", port):

@@ -7,6 +7,7 @@ import click
 from strata import __version__
 from strata.appview.cli import appview_command
 from strata.feedgen.cli import feedgen_command
+from strata.labeler.cli import labeler_command
 from strata.migration.cli import add_rotation_key_command, export, import_backup, migrate
 from strata.node.cli import status_command, up_command
 from strata.pds.cli import pds_command
@@ -33,6 +34,7 @@ main.add_command(pds_command)
 main.add_command(relay_command)
 main.add_command(feedgen_command)
 main.add_command(appview_command)
+main.add_command(labeler_command)
 main.add_command(web_command)
 for account_tool in (migrate, export, import_backup, add_rotation_key_command):
     account.add_command(account_tool)

@@ -11,9 +11,9 @@ from aiohttp.test_utils import make_mocked_request
 from strata.core.crypto import K256Keypair
 from strata.core.diddoc import DidDocument
 from strata.core.jwt import sign_service_jwt
-from strata.feedgen.auth import ViewerAuth
 from strata.identity import IdentityNotFound, Resolved
 from strata.net.errors import XrpcError
+from strata.net.service_auth import ServiceAuth
 
 FEEDGEN = "did:web:feeds.example.com"
 VIEWER = "did:plc:bbbbbbbbbbbbbbbbbbbbbbbb"
@@ -50,7 +50,7 @@ class Directory:
 
 
 async def verify(directory: Directory, authorization: str | None) -> Any:
-    auth = ViewerAuth(directory, FEEDGEN)  # type: ignore[arg-type]
+    auth = ServiceAuth(directory, FEEDGEN, "feedgen")  # type: ignore[arg-type]
     headers = {"Authorization": authorization} if authorization else {}
     request = make_mocked_request("GET", f"/xrpc/{SKELETON}", headers=headers)
     try:

@@ -7,7 +7,9 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from strata.appview.api import actor, feed, graph, lists, mutes, notification, repo
+from strata.appview.api import actor, feed, graph, labeler, lists, mutes, notification, repo
+from strata.appview.context import ACCEPTED_KEY
+from strata.appview.labels import content_labelers
 from strata.appview.service import AppView
 from strata.core.lexicon import Catalog
 from strata.net.server import create_app, json_response
@@ -30,6 +32,9 @@ async def create_appview_app(appview: AppView) -> web.Application:
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         response = await handler(request)
+        if ACCEPTED_KEY in request:
+            labelers, redacting = request[ACCEPTED_KEY]
+            response.headers["atproto-content-labelers"] = content_labelers(labelers, redacting)
         stale = appview.index_staleness()
         fresh_answer = "strata-stale-seconds" not in response.headers
         if stale > STALE_AFTER and fresh_answer and request.path.startswith("/xrpc/app.bsky."):
@@ -43,12 +48,13 @@ async def create_appview_app(appview: AppView) -> web.Application:
         feedgens = [
             entry for pool in context.feedgens.pools.pools() for entry in pool.describe("feedgen")
         ]
-        return [*context.resolver.dids.plc.describe("directory"), *relays, *feedgens]
+        labelers = [stream.describe() for stream in appview.labeler_streams()]
+        return [*context.resolver.dids.plc.describe("directory"), *relays, *feedgens, *labelers]
 
     app = create_app("appview", health=health, upstreams=upstreams)
     app.middlewares.append(index_staleness)
     router = XrpcRouter(Catalog.bundled())
-    for module in (actor, feed, graph, lists, mutes, notification, repo):
+    for module in (actor, feed, graph, labeler, lists, mutes, notification, repo):
         module.register(router, context)
     router.mount(app)
 

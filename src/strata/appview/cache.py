@@ -29,14 +29,14 @@ SIZE = Gauge("strata_appview_cache_bytes", "Estimated size of the hot-path cache
 DEFAULT_MIB: Final = 128
 DROPS_KEPT: Final = 65_536
 """Recent drops remembered by key; a reader older than all of them may put nothing."""
-KINDS: Final = ("post", "actor", "post_counts", "actor_counts", "list")
+KINDS: Final = ("post", "actor", "post_counts", "actor_counts", "list", "labels")
 ENTRY_OVERHEAD: Final = 400
 """Bytes an entry costs beyond the text it holds (dicts, strings, the LRU's links)."""
 
 
 class HotCache:
-    """Bounded LRU maps by kind (`post`, `actor`, `post_counts`, `actor_counts`, `list`), safe
-    to use from the server's loop and the indexer's thread at once."""
+    """Bounded LRU maps by kind (`KINDS`), safe to use from the server's loop and the
+    indexer's thread at once."""
 
     def __init__(self, max_bytes: int = DEFAULT_MIB << 20) -> None:
         self.max_bytes = max_bytes

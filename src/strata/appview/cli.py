@@ -75,6 +75,15 @@ def _fallbacks(
     show_default=True,
     help="Memory for the views every timeline repeats (posts, profiles, counts).",
 )
+@click.option(
+    "--labeler",
+    "labelers",
+    multiple=True,
+    envvar="STRATA_LABELER",
+    metavar="DID",
+    help="Read this labeler's labels (checked against its key) and show them when a request "
+    "names no labelers (repeat the option).",
+)
 def appview_command(
     hostname: str,
     plc_urls: tuple[str, ...],
@@ -84,6 +93,7 @@ def appview_command(
     serve_stale_for: float,
     database_pool_size: int | None,
     cache_mib: int,
+    labelers: tuple[str, ...],
     **kwargs: Any,
 ) -> None:
     """Run an AppView: index the network from relays and serve the app.bsky API."""
@@ -98,6 +108,7 @@ def appview_command(
         serve_stale_for=serve_stale_for,
         database_pool_size=database_pool_size,
         cache_mib=cache_mib,
+        labelers=labelers,
     )
     appview = AppView(config, options.data_dir)
     click.echo(f"AppView DID: {config.did} (give PDSes --appview {config.public_url}#{config.did})")

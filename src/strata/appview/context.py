@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
 
 from strata.appview.cache import HotCache
 from strata.appview.feedgen_client import Feedgens
+from strata.appview.labels import parse_accepted
+from strata.appview.views import Views
 from strata.core.errors import InvalidSyntax
 from strata.core.jwt import JwtError, service_jwt_issuer, verify_service_jwt
 from strata.core.syntax.dates import format_millis, parse_millis
@@ -18,6 +20,7 @@ from strata.database import Database, Row
 from strata.identity import IdentityResolver
 from strata.identity.errors import IdentityError
 from strata.net.errors import XrpcError, invalid_request
+from strata.net.xrpc import Call
 
 ANY_AUDIENCE = frozenset({"app.bsky.feed.getFeed"})
 """Methods whose service token is addressed to someone else: the PDS signs `getFeed` for the
@@ -40,10 +43,30 @@ class AppContext:
     """How old a remembered skeleton may be when it is served for a failing generator."""
     cache: HotCache = field(default_factory=HotCache)
     """Views' parts that every timeline repeats; the indexer drops what it changes."""
+    labelers: tuple[str, ...] = ()
+    """The labelers whose labels views carry when a request names none."""
     feedgens: Feedgens = field(init=False)
 
     def __post_init__(self) -> None:
         self.feedgens = Feedgens(self.serve_stale_for)
+
+    def views(self, kind: type[V], call: Call[Any], viewer: str | None = None) -> V:
+        """Views for `call`'s viewer (or `viewer`), carrying the labels of the labelers the
+        request accepts (`atproto-accept-labelers`, else the AppView's own); the request
+        notes them for its `atproto-content-labelers` answer."""
+        labelers, redacting = parse_accepted(
+            call.request.headers.get("atproto-accept-labelers")
+        ) or (
+            self.labelers,
+            frozenset(),
+        )
+        call.request[ACCEPTED_KEY] = (labelers, redacting)
+        return kind(self.db, self.cache, viewer or call.auth, labelers, redacting)
+
+
+ACCEPTED_KEY = web.RequestKey("strata_accepted_labelers", tuple)
+"""The request's labelers and those it redacts with, as its views applied them."""
+V = TypeVar("V", bound=Views)
 
 
 def bearer_token(request: web.Request) -> str | None:

@@ -23,7 +23,9 @@ class GraphViews(FeedViews):
     async def lists(self, uris: Iterable[str]) -> dict[str, dict[str, Any]]:
         """listViews of indexed lists whose creator is active."""
         wanted = list(uris)
-        entries, _ = await self._resolve(self._lists(wanted), self._list_viewer(wanted))
+        entries, _, _ = await self._resolve(
+            self._lists(wanted), self._list_viewer(wanted), self._labels(wanted)
+        )
         creators = await self.profiles([e.creator for e in entries.values()], "view")
         views: dict[str, dict[str, Any]] = {}
         for uri, entry in entries.items():
@@ -54,6 +56,7 @@ class GraphViews(FeedViews):
         )
         creators = await self.profiles([r[2] for r in rows])
         lists = await self.list_basics(r[5] for r in rows)
+        await self._resolve(self._labels(r[0] for r in rows))
         records = {r[0]: orjson.loads(r[3]) for r in rows}
         samples: dict[str, list[dict[str, Any]]] = {}
         feeds: dict[str, dict[str, Any]] = {}
@@ -82,7 +85,7 @@ class GraphViews(FeedViews):
                 "cid": cid,
                 "record": record,
                 "creator": creators[creator],
-                "labels": [],
+                "labels": self._labels_on(uri),
                 "indexedAt": indexed_at,
             }
             if detailed:

@@ -22,6 +22,7 @@ import aiohttp
 from strata.appview.cache import DEFAULT_MIB, HotCache
 from strata.appview.context import AppContext
 from strata.appview.indexer import Indexer
+from strata.appview.labels import LabelSubscriber
 from strata.appview.schema import MIGRATIONS
 from strata.database import Database, migrate, open_database
 from strata.identity import IdentityResolver
@@ -52,6 +53,8 @@ class AppViewConfig:
     engine's default)."""
     cache_mib: int = DEFAULT_MIB
     """The hot-path cache's bound."""
+    labelers: tuple[str, ...] = ()
+    """Labelers (DIDs) whose labels are read and carried by default."""
 
     @property
     def did(self) -> str:
@@ -65,7 +68,8 @@ def _session() -> aiohttp.ClientSession:
 
 
 class IndexingThread:
-    """The relay subscription and the indexer, on a thread and event loop of their own."""
+    """The relay subscription, the labelers' streams and the indexer, on a thread and event
+    loop of their own."""
 
     def __init__(self, config: AppViewConfig, data_dir: Path, cache: HotCache) -> None:
         self.config = config
@@ -73,6 +77,7 @@ class IndexingThread:
         self.cache = cache
         self.indexer: Indexer | None = None
         self.subscriber: RelaySubscriber | None = None
+        self.label_subscribers: list[LabelSubscriber] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._started = threading.Event()
@@ -109,14 +114,21 @@ class IndexingThread:
             session = _session()
             resolver = IdentityResolver(session, self.config.plc_urls, dev=self.config.dev)
             self.indexer = Indexer(db, resolver, session, dev=self.config.dev, cache=self.cache)
-            self.subscriber = RelaySubscriber(
-                "appview",
-                self.config.relays,
-                session,
-                self.indexer.load_cursor,
-                self.indexer.handle_batch,
-            )
-            self.subscriber.start()
+            if self.config.relays:
+                self.subscriber = RelaySubscriber(
+                    "appview",
+                    self.config.relays,
+                    session,
+                    self.indexer.load_cursor,
+                    self.indexer.handle_batch,
+                )
+                self.subscriber.start()
+            self.label_subscribers = [
+                LabelSubscriber(labeler, db, resolver, session, self.cache)
+                for labeler in self.config.labelers
+            ]
+            for labels in self.label_subscribers:
+                labels.start()
         except BaseException as exc:
             self._error = exc
         self._started.set()
@@ -126,6 +138,8 @@ class IndexingThread:
         finally:
             if self.subscriber is not None:
                 await self.subscriber.stop()
+            for labels in self.label_subscribers:
+                await labels.stop()
             if self.indexer is not None:
                 await self.indexer.stop()
             if session is not None:
@@ -154,6 +168,9 @@ class AppView:
     def subscriber(self) -> RelaySubscriber | None:
         return self.indexing.subscriber if self.indexing is not None else None
 
+    def labeler_streams(self) -> list[LabelSubscriber]:
+        return self.indexing.label_subscribers if self.indexing is not None else []
+
     async def open(self) -> AppContext:
         """Open the database (migrating it) and the shared HTTP session."""
         self.db = await open_database(
@@ -172,6 +189,7 @@ class AppView:
             feed_fallbacks=dict(self.config.feed_fallbacks),
             serve_stale_for=self.config.serve_stale_for,
             cache=HotCache(self.config.cache_mib << 20),
+            labelers=self.config.labelers,
         )
         log_event(
             log, "index opened", backend=self.db.dialect, schema_version=version,
@@ -181,7 +199,7 @@ class AppView:
 
     async def start(self) -> None:
         assert self.context is not None
-        if self.config.relays:
+        if self.config.relays or self.config.labelers:
             self.indexing = IndexingThread(self.config, self.data_dir, self.context.cache)
             await self.indexing.start()
 

@@ -16,8 +16,10 @@ from typing import Any, Final, Generic, TypeVar
 import orjson
 
 from strata.appview.cache import HotCache
+from strata.appview.labels import label_view, self_labels
 from strata.appview.records import blob_cid, did_of, mentioned_dids, quoted_uri
 from strata.database import Database, Query, Row
+from strata.pds.sequencer import iso_now
 
 T = TypeVar("T")
 
@@ -71,6 +73,8 @@ class Actor:
     indexed_at: str | None
     labeler: bool
     """The account publishes an `app.bsky.labeler.service` record."""
+    self_labels: tuple[dict[str, Any], ...]
+    """The labels the account's profile record puts on itself."""
     basic: dict[str, Any]
     """The profileViewBasic without viewer state."""
 
@@ -163,10 +167,21 @@ class Lookup(Generic[T]):
 class Views:
     """Builds views from the index for one request."""
 
-    def __init__(self, db: Database, cache: HotCache, viewer: str | None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        cache: HotCache,
+        viewer: str | None,
+        labelers: Sequence[str] = (),
+        redacting: frozenset[str] = frozenset(),
+    ) -> None:
         self.db = db
         self.cache = cache
         self.viewer = viewer
+        self.labelers = frozenset(labelers)
+        """Whose labels the views carry (the request's `atproto-accept-labelers`)."""
+        self.redacting = redacting
+        """Labelers whose `!takedown` removes what it is on from the answer."""
         self._relations = Relations()
         self._known: dict[str, dict[str, Any]] = {}
         """What this request has looked up, by kind: asked twice, each is read once."""
@@ -206,8 +221,10 @@ class Views:
             return (
                 "SELECT a.did, a.handle, a.pds, a.status, p.display_name, p.description, "
                 "p.avatar_cid, p.banner_cid, p.pinned_post, p.created_at, p.indexed_at, "
-                "EXISTS (SELECT 1 FROM labeler b WHERE b.creator = a.did) "
-                "FROM actor a LEFT JOIN profile p ON p.did = a.did WHERE a.did = ANY(?)",
+                "EXISTS (SELECT 1 FROM labeler b WHERE b.creator = a.did), r.json, r.cid "
+                "FROM actor a LEFT JOIN profile p ON p.did = a.did LEFT JOIN record r "
+                "ON r.uri = 'at://' || a.did || '/app.bsky.actor.profile/self' "
+                "WHERE a.did = ANY(?)",
                 (missing,),
             )
 
@@ -242,6 +259,51 @@ class Views:
             )
 
         return Lookup("post_counts", uris, query, _counts(4))
+
+    def _labels(self, subjects: Iterable[str]) -> Lookup[tuple[tuple[Any, ...], ...]]:
+        """Labels from labelers on records and accounts (all of them: a request keeps those
+        of the labelers it accepts)."""
+
+        def parse(missing: list[str], rows: list[Row]) -> dict[str, tuple[tuple[Any, ...], ...]]:
+            found: dict[str, list[tuple[Any, ...]]] = {key: [] for key in missing}
+            for uri, *label in rows:
+                found[uri].append(tuple(label))
+            return {key: tuple(labels) for key, labels in found.items()}
+
+        def query(missing: list[str]) -> Query:
+            return (
+                "SELECT uri, src, val, cid, cts, exp FROM label WHERE uri = ANY(?) AND neg = 0",
+                (missing,),
+            )
+
+        return Lookup("labels", subjects, query, parse)
+
+    def _labels_on(self, *subjects: str) -> list[dict[str, Any]]:
+        """The accepted labelers' current labels on `subjects` (already looked up)."""
+        known = self._known.get("labels", {})
+        now = iso_now()
+        return [
+            label_view(src, subject, val, cid, cts)
+            for subject in subjects
+            for src, val, cid, cts, exp in known.get(subject, ())
+            if src in self.labelers and (exp is None or exp > now)
+        ]
+
+    def _taken_down(self, *subjects: str) -> bool:
+        """Whether a labeler the request redacts with has taken one of `subjects` down."""
+        known = self._known.get("labels", {})
+        return any(
+            src in self.redacting and val == "!takedown"
+            for subject in subjects
+            for src, val, *_ in known.get(subject, ())
+        )
+
+    async def record_state(
+        self, uris: Sequence[str]
+    ) -> tuple[dict[str, tuple[int, ...]], dict[str, dict[str, str]]]:
+        """The counts of records (posts, feeds, labelers), and the viewer's likes of them."""
+        counts, liked = await self._resolve(self._post_counts(uris), self._post_viewer(uris))
+        return counts, liked
 
     def _post_viewer(self, uris: Iterable[str]) -> Lookup[dict[str, str]]:
         viewer = self.viewer or ""
@@ -339,7 +401,10 @@ class Views:
 
     async def list_basics(self, uris: Iterable[str]) -> dict[str, dict[str, Any]]:
         """listViewBasic of indexed lists."""
-        lists, _ = await self._resolve(self._lists(uris), self._list_viewer(uris))
+        wanted = list(uris)
+        lists, _, _ = await self._resolve(
+            self._lists(wanted), self._list_viewer(wanted), self._labels(wanted)
+        )
         return {uri: self._list_basic(entry) for uri, entry in lists.items()}
 
     def _list_basic(self, entry: ListEntry) -> dict[str, Any]:
@@ -350,7 +415,7 @@ class Views:
             "name": record.get("name", ""),
             "purpose": record.get("purpose", ""),
             "listItemCount": entry.members,
-            "labels": [],
+            "labels": self._labels_on(entry.uri),
             "indexedAt": entry.indexed_at,
         }
         avatar = blob_cid(record.get("avatar"))
@@ -385,12 +450,13 @@ class Views:
         self, dids: Sequence[str], level: str = "basic"
     ) -> dict[str, dict[str, Any]]:
         """Views of active accounts: `basic`, `view` or `detailed` (profileViewDetailed)."""
-        actors, counts, _ = await self._resolve(
+        actors, counts, _, _ = await self._resolve(
             self._actors(dids),
             self._actor_counts(dids if level == "detailed" else ()),
             self._relation(dids),
+            self._labels(_account_subjects(dids)),
         )
-        live = [d for d in dict.fromkeys(dids) if d in actors and actors[d].status == "active"]
+        live = [d for d in dict.fromkeys(dids) if self._shown(actors.get(d))]
         await self._relation_lists()
         pinned: dict[str, Post] = {}
         if level == "detailed":
@@ -398,6 +464,15 @@ class Views:
                 self._posts(p for d in live if (p := actors[d].pinned_post) is not None)
             )
         return {did: self._profile(actors[did], level, counts, pinned) for did in live}
+
+    def _shown(self, actor: Actor | None) -> bool:
+        """Whether an account may be shown: active, and not taken down by a labeler the
+        request redacts with."""
+        return (
+            actor is not None
+            and actor.status == "active"
+            and not self._taken_down(*_account_subjects([actor.did]))
+        )
 
     def _profile(
         self,
@@ -407,6 +482,7 @@ class Views:
         pinned: dict[str, Post],
     ) -> dict[str, Any]:
         view = dict(actor.basic)
+        view["labels"] = [*actor.self_labels, *self._labels_on(*_account_subjects([actor.did]))]
         if level != "basic":
             if actor.description:
                 view["description"] = actor.description
@@ -480,17 +556,22 @@ class Views:
             if rule.get("$type") == "app.bsky.feed.threadgate#listRule"
             and isinstance(rule.get("list"), str)
         ]
-        actors, counts, viewer_state, _, muted_threads, memberships = await self._resolve(
+        actors, counts, viewer_state, _, muted_threads, memberships, _ = await self._resolve(
             self._actors(accounts),
             self._post_counts(uris),
             self._post_viewer(uris),
             self._relation(accounts),
             self._thread_mutes(roots),
             self._memberships(gate_lists),
+            self._labels([*uris, *_account_subjects(accounts)]),
         )
         await self._relation_lists()
-        live = {d for d, a in actors.items() if a.status == "active"}
-        present = [u for u in dict.fromkeys(uris) if u in entries and entries[u].did in live]
+        live = {d for d, a in actors.items() if self._shown(a)}
+        present = [
+            u
+            for u in dict.fromkeys(uris)
+            if u in entries and entries[u].did in live and not self._taken_down(u)
+        ]
         embeds: dict[str, dict[str, Any]] = {}
         if depth > 0:
             embeds = await self._embeds([entries[u] for u in present], actors, depth)
@@ -509,7 +590,10 @@ class Views:
                 "likeCount": likes,
                 "quoteCount": quotes,
                 "indexedAt": entry.indexed_at,
-                "labels": [],
+                "labels": [
+                    *self_labels(entry.record, entry.did, uri, entry.cid, entry.indexed_at),
+                    *self._labels_on(uri),
+                ],
             }
             if uri in embeds:
                 view["embed"] = embeds[uri]
@@ -609,7 +693,7 @@ class Views:
             "cid": post["cid"],
             "author": post["author"],
             "value": post["record"],
-            "labels": [],
+            "labels": post["labels"],
             "likeCount": post["likeCount"],
             "replyCount": post["replyCount"],
             "repostCount": post["repostCount"],
@@ -631,8 +715,11 @@ class Views:
         )
         creators = await self.profiles([r[2] for r in rows], "view")
         present = [r[0] for r in rows if r[2] in creators]
-        actors, counts, liked = await self._resolve(
-            self._actors(creators), self._post_counts(present), self._post_viewer(present)
+        actors, counts, liked, _ = await self._resolve(
+            self._actors(creators),
+            self._post_counts(present),
+            self._post_viewer(present),
+            self._labels(present),
         )
         views: dict[str, dict[str, Any]] = {}
         for uri, cid, did, raw, indexed_at, feed_did in rows:
@@ -646,7 +733,7 @@ class Views:
                 "creator": creators[did],
                 "displayName": record.get("displayName", ""),
                 "likeCount": counts[uri][0],
-                "labels": [],
+                "labels": self._labels_on(uri),
                 "indexedAt": indexed_at,
             }
             for key in ("description", "descriptionFacets", "acceptsInteractions", "contentMode"):
@@ -660,6 +747,11 @@ class Views:
                 view["viewer"] = {k: v for k, v in liked.get(uri, {}).items() if k == "like"}
             views[uri] = view
         return views
+
+
+def _account_subjects(dids: Iterable[str]) -> list[str]:
+    """What labels on an account are put on: its DID, and its profile record."""
+    return [s for did in dids for s in (did, f"at://{did}/app.bsky.actor.profile/self")]
 
 
 def _rules(threadgate: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -691,10 +783,13 @@ def _parse_actors(missing: list[str], rows: list[Row]) -> dict[str, Actor]:
             basic["avatar"] = blob_url(pds, did, avatar)
         if at:
             basic["createdAt"] = at
-        basic["labels"] = []
+        profile_labels: tuple[dict[str, Any], ...] = ()
+        if row[12]:
+            uri = f"at://{did}/app.bsky.actor.profile/self"
+            profile_labels = tuple(self_labels(orjson.loads(row[12]), did, uri, row[13], seen))
         actors[did] = Actor(
             did, basic["handle"], pds, status, name, description, avatar, banner, pinned, at,
-            seen, bool(row[11]), basic,
+            seen, bool(row[11]), profile_labels, basic,
         )  # fmt: skip
     return actors
 

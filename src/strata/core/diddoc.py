@@ -51,8 +51,13 @@ class DidDocument:
 
     def signing_key(self) -> PublicKey | None:
         """The `#atproto` verification key, or None when absent or unparseable."""
+        return self.verification_key("atproto")
+
+    def verification_key(self, fragment: str) -> PublicKey | None:
+        """The verification key `#fragment` (`atproto`, or `atproto_label` for a labeler), or
+        None when absent or unparseable."""
         methods = self.raw.get("verificationMethod")
-        method = _find(methods if isinstance(methods, list) else [], self.did, "atproto")
+        method = _find(methods if isinstance(methods, list) else [], self.did, fragment)
         if method is None or not isinstance(method.get("publicKeyMultibase"), str):
             return None
         try:

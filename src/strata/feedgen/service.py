@@ -12,12 +12,12 @@ from strata.core.errors import InvalidSyntax
 from strata.core.syntax import AtUri
 from strata.database import Database, migrate, open_database
 from strata.feedgen.algorithm import Algorithm
-from strata.feedgen.auth import ViewerAuth
 from strata.feedgen.config import FeedgenConfig
 from strata.feedgen.indexer import Indexer
 from strata.feedgen.schema import MIGRATIONS
 from strata.identity import IdentityResolver
 from strata.net.logs import log_event
+from strata.net.service_auth import ServiceAuth
 from strata.net.subscriber import RelaySubscriber
 
 log = logging.getLogger("strata.feedgen")
@@ -50,7 +50,7 @@ class Feedgen:
             timeout=aiohttp.ClientTimeout(total=30), headers={"User-Agent": "strata-feedgen"}
         )
         self.resolver = IdentityResolver(self.session, self.config.plc_urls, dev=self.config.dev)
-        self.auth = ViewerAuth(self.resolver, self.did)
+        self.auth = ServiceAuth(self.resolver, self.did, "feedgen")
         self.indexer = Indexer(self.db)
         if self.config.relays:
             self.subscriber = RelaySubscriber(

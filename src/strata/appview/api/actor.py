@@ -18,13 +18,13 @@ from strata.net.xrpc import Call, XrpcRouter
 
 
 def register(router: XrpcRouter, context: AppContext) -> None:
-    db, cache = context.db, context.cache
+    db = context.db
     optional = viewer_verifier(context)
 
     @router.query("app.bsky.actor.getProfile", auth=optional)
     async def get_profile(call: Call[str | None]) -> web.StreamResponse:
         did = await resolve_actor(context, call.params["actor"])
-        views = await Views(db, cache, call.auth).profiles([did], "detailed")
+        views = await context.views(Views, call).profiles([did], "detailed")
         if did not in views:
             raise invalid_request("Profile not found")
         return json_response(views[did])
@@ -36,7 +36,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
             "SELECT did FROM actor WHERE did = ANY(?) OR handle = ANY(?)",
             actors, [a.lower() for a in actors],
         )  # fmt: skip
-        views = await Views(db, cache, call.auth).profiles([r[0] for r in rows], "detailed")
+        views = await context.views(Views, call).profiles([r[0] for r in rows], "detailed")
         by_handle = {v["handle"]: v for v in views.values()}
         found = [views.get(a) or by_handle.get(a.lower()) for a in actors]
         unique = {v["did"]: v for v in found if v is not None}
@@ -47,7 +47,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
         limit = call.params.get("limit", 25)
         offset = _offset(call.params.get("cursor"))
         dids = await text_search.search_actors(db, term, limit, offset)
-        views = await Views(db, cache, call.auth).profiles(dids, level)
+        views = await context.views(Views, call).profiles(dids, level)
         return [views[d] for d in dids if d in views], offset + len(dids)
 
     @router.query("app.bsky.actor.searchActors", auth=optional)

@@ -88,7 +88,7 @@ def _next(rows: list[Any], limit: int, sort_index: int = 4, key_index: int = 0) 
 
 
 def register(router: XrpcRouter, context: AppContext) -> None:
-    db, cache = context.db, context.cache
+    db = context.db
     optional = viewer_verifier(context)
     required = viewer_verifier(context, required=True)
 
@@ -108,13 +108,13 @@ def register(router: XrpcRouter, context: AppContext) -> None:
             )
             if len(rows) == limit:
                 break
-        feed = await FeedViews(db, cache, call.auth).feed(_items(rows), hide_muted=True)
+        feed = await context.views(FeedViews, call).feed(_items(rows), hide_muted=True)
         return json_response(page({"feed": feed}, _next(rows, limit)))
 
     @router.query("app.bsky.feed.getAuthorFeed", auth=optional)
     async def get_author_feed(call: Call[str | None]) -> web.StreamResponse:
         did = await resolve_actor(context, call.params["actor"])
-        views = FeedViews(db, cache, call.auth)
+        views = context.views(FeedViews, call)
         rel = await views.relations([did])
         if did in rel.blocking or did in rel.blocking_by_list:
             raise XrpcError(400, "BlockedActor", "Requester has blocked actor")
@@ -142,7 +142,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
     @router.query("app.bsky.feed.getPostThread", auth=optional)
     async def get_post_thread(call: Call[str | None]) -> web.StreamResponse:
         uri = call.params["uri"]
-        thread = await FeedViews(db, cache, call.auth).thread(
+        thread = await context.views(FeedViews, call).thread(
             uri, call.params.get("depth", 6), call.params.get("parentHeight", 80)
         )
         if thread is None:
@@ -152,7 +152,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
     @router.query("app.bsky.feed.getPosts", auth=optional)
     async def get_posts(call: Call[str | None]) -> web.StreamResponse:
         uris = list(call.params.get("uris", []))
-        views = Views(db, cache, call.auth)
+        views = context.views(Views, call)
         posts = await views.posts(uris)
         rel = await views.relations([p["author"]["did"] for p in posts.values()])
         found = [posts[u] for u in uris if u in posts and not rel.blocks(posts[u]["author"]["did"])]
@@ -170,7 +170,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
             "ORDER BY l.sort_at DESC, l.uri DESC LIMIT ?",
             uri, before, before, key, limit,
         )  # fmt: skip
-        views = Views(db, cache, call.auth)
+        views = context.views(Views, call)
         actors = await views.profiles([r[1] for r in rows], "view")
         likes = [
             {"indexedAt": r[3], "createdAt": _created(r[4], r[2]), "actor": actors[r[1]]}
@@ -186,7 +186,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
     async def get_reposted_by(call: Call[str | None]) -> web.StreamResponse:
         uri = call.params["uri"]
         rows, cursor = await newest_first(db, "repost", "subject", uri, "creator", call.params)
-        actors = await Views(db, cache, call.auth).profiles([r[2] for r in rows], "view")
+        actors = await context.views(Views, call).profiles([r[2] for r in rows], "view")
         body: dict[str, Any] = {
             "uri": uri,
             "repostedBy": [actors[r[2]] for r in rows if r[2] in actors],
@@ -201,7 +201,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
         if did != call.auth:
             raise invalid_request("Profile not found")
         rows, cursor = await newest_first(db, "likes", "creator", did, "subject", call.params)
-        feed = await FeedViews(db, cache, call.auth).feed([FeedItem(r[2]) for r in rows])
+        feed = await context.views(FeedViews, call).feed([FeedItem(r[2]) for r in rows])
         return json_response(page({"feed": feed}, cursor))
 
     @router.query("app.bsky.feed.searchPosts", auth=optional)
@@ -230,7 +230,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
             )  # fmt: skip
         except text_search.BadQuery as exc:
             raise invalid_request(str(exc)) from None
-        views = Views(db, cache, call.auth)
+        views = context.views(Views, call)
         posts = await views.posts(uris)
         rel = await views.relations(did_of(u) for u in posts)
         found = [posts[u] for u in uris if u in posts and not rel.blocks(did_of(u))]
@@ -239,7 +239,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
     @router.query("app.bsky.feed.getFeedGenerator", auth=optional)
     async def get_feed_generator(call: Call[str | None]) -> web.StreamResponse:
         uri = call.params["feed"]
-        views = await Views(db, cache, call.auth).generators([uri])
+        views = await context.views(Views, call).generators([uri])
         if uri not in views:
             raise XrpcError(400, "UnknownFeed", "could not find feed")
         online = await generator_online(context, views[uri]["did"])
@@ -248,14 +248,14 @@ def register(router: XrpcRouter, context: AppContext) -> None:
     @router.query("app.bsky.feed.getFeedGenerators", auth=optional)
     async def get_feed_generators(call: Call[str | None]) -> web.StreamResponse:
         uris = list(call.params.get("feeds", []))
-        views = await Views(db, cache, call.auth).generators(uris)
+        views = await context.views(Views, call).generators(uris)
         return json_response({"feeds": [views[u] for u in uris if u in views]})
 
     @router.query("app.bsky.feed.getActorFeeds", auth=optional)
     async def get_actor_feeds(call: Call[str | None]) -> web.StreamResponse:
         did = await resolve_actor(context, call.params["actor"])
         rows, cursor = await newest_first(db, "feed_generator", "creator", did, "cid", call.params)
-        views = await Views(db, cache, call.auth).generators([r[0] for r in rows])
+        views = await context.views(Views, call).generators([r[0] for r in rows])
         feeds = [views[r[0]] for r in rows if r[0] in views]
         return json_response(page({"feeds": feeds}, cursor))
 
@@ -276,7 +276,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
             call.auth,
             deadline,
         )
-        feed = await FeedViews(db, cache, call.auth).feed(skeleton.items)
+        feed = await context.views(FeedViews, call).feed(skeleton.items)
         headers = {}
         if skeleton.stale_seconds:
             headers["strata-stale-seconds"] = str(int(skeleton.stale_seconds))

@@ -19,7 +19,7 @@ from strata.net.xrpc import Call, XrpcRouter
 
 
 def register(router: XrpcRouter, context: AppContext) -> None:
-    db, cache = context.db, context.cache
+    db = context.db
     optional = viewer_verifier(context)
     required = viewer_verifier(context, required=True)
 
@@ -28,11 +28,11 @@ def register(router: XrpcRouter, context: AppContext) -> None:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Accounts on the other end of `table` rows whose `mine` column is `did`, newest first."""
         rows, cursor = await newest_first(db, table, mine, did, theirs, call.params)
-        views = await Views(db, cache, call.auth).profiles([r[2] for r in rows], "view")
+        views = await context.views(Views, call).profiles([r[2] for r in rows], "view")
         return [views[r[2]] for r in rows if r[2] in views], cursor
 
     async def subject(call: Call[str | None], did: str) -> dict[str, Any]:
-        views = await Views(db, cache, call.auth).profiles([did], "view")
+        views = await context.views(Views, call).profiles([did], "view")
         return views[did]
 
     @router.query("app.bsky.graph.getFollows", auth=optional)
@@ -59,7 +59,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
         actor = await resolve_actor(context, call.params["actor"])
         others = list(dict.fromkeys(call.params.get("others", [])))
         known = {r[0] for r in await db.fetch("SELECT did FROM actor WHERE did = ANY(?)", others)}
-        rel = await Views(db, cache, actor).relations(known)
+        rel = await context.views(Views, call, actor).relations(known)
         relationships: list[dict[str, Any]] = []
         for other in others:
             if other not in known:

@@ -8,7 +8,13 @@ from typing import Any
 from aiohttp import web
 
 from strata.appview.api.feed import ITEM_COLUMNS, items_page
-from strata.appview.context import AppContext, newest_first, page, resolve_actor, viewer_verifier
+from strata.appview.context import (
+    AppContext,
+    newest_first,
+    page,
+    resolve_actor,
+    viewer_verifier,
+)
 from strata.appview.graph_views import GraphViews
 from strata.net.errors import XrpcError
 from strata.net.server import json_response
@@ -22,7 +28,7 @@ PURPOSES = {
 
 
 def register(router: XrpcRouter, context: AppContext) -> None:
-    db, cache = context.db, context.cache
+    db = context.db
     optional = viewer_verifier(context)
     required = viewer_verifier(context, required=True)
 
@@ -34,7 +40,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
 
     @router.query("app.bsky.graph.getList", auth=optional)
     async def get_list(call: Call[str | None]) -> web.StreamResponse:
-        views = GraphViews(db, cache, call.auth)
+        views = context.views(GraphViews, call)
         listed = await the_list(views, call.params["list"])
         rows, cursor = await newest_first(
             db, "list_item", "list_uri", listed["uri"], "subject", call.params
@@ -48,7 +54,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
         rows, cursor = await newest_first(db, "list", "creator", did, "purpose", call.params)
         purposes = {PURPOSES.get(p, p) for p in call.params.get("purposes", [])}
         wanted = [r[0] for r in rows if not purposes or r[2] in purposes]
-        views = await GraphViews(db, cache, call.auth).lists(wanted)
+        views = await context.views(GraphViews, call).lists(wanted)
         return json_response(page({"lists": [views[u] for u in wanted if u in views]}, cursor))
 
     @router.query("app.bsky.graph.getListBlocks", auth=required)
@@ -57,12 +63,12 @@ def register(router: XrpcRouter, context: AppContext) -> None:
             db, "list_block", "creator", call.auth, "subject", call.params
         )
         wanted = [r[2] for r in rows]
-        views = await GraphViews(db, cache, call.auth).lists(wanted)
+        views = await context.views(GraphViews, call).lists(wanted)
         return json_response(page({"lists": [views[u] for u in wanted if u in views]}, cursor))
 
     @router.query("app.bsky.feed.getListFeed", auth=optional)
     async def get_list_feed(call: Call[str | None]) -> web.StreamResponse:
-        views = GraphViews(db, cache, call.auth)
+        views = context.views(GraphViews, call)
         await the_list(views, call.params["list"])
         items, cursor = await items_page(
             db,
@@ -77,7 +83,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
     @router.query("app.bsky.graph.getStarterPack", auth=optional)
     async def get_starter_pack(call: Call[str | None]) -> web.StreamResponse:
         uri = call.params["starterPack"]
-        views = await GraphViews(db, cache, call.auth).starter_packs([uri], detailed=True)
+        views = await context.views(GraphViews, call).starter_packs([uri], detailed=True)
         if uri not in views:
             raise XrpcError(400, "NotFound", f"Starter pack not found: {uri}")
         return json_response({"starterPack": views[uri]})
@@ -85,7 +91,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
     @router.query("app.bsky.graph.getStarterPacks", auth=optional)
     async def get_starter_packs(call: Call[str | None]) -> web.StreamResponse:
         uris = list(call.params.get("uris", []))
-        views = await GraphViews(db, cache, call.auth).starter_packs(uris)
+        views = await context.views(GraphViews, call).starter_packs(uris)
         return json_response({"starterPacks": [views[u] for u in uris if u in views]})
 
     @router.query("app.bsky.graph.getActorStarterPacks", auth=optional)
@@ -93,6 +99,6 @@ def register(router: XrpcRouter, context: AppContext) -> None:
         did = await resolve_actor(context, call.params["actor"])
         rows, cursor = await newest_first(db, "starter_pack", "creator", did, "cid", call.params)
         wanted = [r[0] for r in rows]
-        views = await GraphViews(db, cache, call.auth).starter_packs(wanted)
+        views = await context.views(GraphViews, call).starter_packs(wanted)
         body = {"starterPacks": [views[u] for u in wanted if u in views]}
         return json_response(page(body, cursor))

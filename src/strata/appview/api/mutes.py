@@ -24,7 +24,7 @@ from strata.pds.sequencer import iso_now
 
 
 def register(router: XrpcRouter, context: AppContext) -> None:
-    db, cache = context.db, context.cache
+    db = context.db
     required = viewer_verifier(context, required=True)
 
     async def muted_page(call: Call[str], table: str, column: str) -> tuple[list[str], str | None]:
@@ -66,7 +66,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
     @router.query("app.bsky.graph.getMutes", auth=required)
     async def get_mutes(call: Call[str]) -> web.StreamResponse:
         dids, cursor = await muted_page(call, "mute", "subject")
-        views = await GraphViews(db, cache, call.auth).profiles(dids, "view")
+        views = await context.views(GraphViews, call).profiles(dids, "view")
         return json_response(page({"mutes": [views[d] for d in dids if d in views]}, cursor))
 
     @router.procedure("app.bsky.graph.muteActorList", auth=required)
@@ -92,7 +92,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
     @router.query("app.bsky.graph.getListMutes", auth=required)
     async def get_list_mutes(call: Call[str]) -> web.StreamResponse:
         uris, cursor = await muted_page(call, "list_mute", "list_uri")
-        views = await GraphViews(db, cache, call.auth).lists(uris)
+        views = await context.views(GraphViews, call).lists(uris)
         return json_response(page({"lists": [views[u] for u in uris if u in views]}, cursor))
 
     @router.procedure("app.bsky.graph.muteThread", auth=required)

@@ -7,7 +7,13 @@ from typing import Any
 
 from aiohttp import web
 
-from strata.appview.context import AppContext, page, page_cursor, read_cursor, viewer_verifier
+from strata.appview.context import (
+    AppContext,
+    page,
+    page_cursor,
+    read_cursor,
+    viewer_verifier,
+)
 from strata.appview.views import Views
 from strata.core.syntax import format_datetime, parse_datetime
 from strata.net.errors import invalid_request
@@ -30,7 +36,7 @@ the thread it is about (the post's, or the liked or reposted post's, root)."""
 
 
 def register(router: XrpcRouter, context: AppContext) -> None:
-    db, cache = context.db, context.cache
+    db = context.db
     required = viewer_verifier(context, required=True)
 
     async def seen_at(did: str) -> str | None:
@@ -54,7 +60,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
             "ORDER BY n.sort_at DESC, n.record_uri DESC LIMIT ?",
             call.auth, before, before, key, *reasons, limit,
         )  # fmt: skip
-        views = Views(db, cache, call.auth)
+        views = context.views(Views, call)
         authors = await views.profiles([r[2] for r in rows], "view")
         rel = await views.relations(authors)
         seen = await seen_at(call.auth) or NEVER

@@ -1,5 +1,5 @@
-"""Who is asking for a feed: the optional service token an AppView (or PDS) sends on behalf of
-the viewer, signed with the viewer's repo key."""
+"""Who is calling a service (a feed generator, a labeler): the service token an AppView or PDS
+sends on behalf of an account, signed with the account's repo key."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from strata.identity import IdentityNotFound, IdentityResolver, InvalidIdentifie
 from strata.net.errors import XrpcError, upstream_failure
 
 AUTH_FAILURES = Counter(
-    "strata_feedgen_auth_failures_total", "Service tokens the feed generator refused", ["error"]
+    "strata_service_auth_failures_total", "Service tokens refused", ["service", "error"]
 )
 
 
@@ -24,23 +24,24 @@ REFRESH_AFTER: Final = 60.0
 """Seconds after which a cached DID document is fetched again when a signature fails."""
 
 
-def _refused(error: str, message: str) -> XrpcError:
-    AUTH_FAILURES.labels(error).inc()
-    return XrpcError(401, error, message)
-
-
-class ViewerAuth:
+class ServiceAuth:
     """Verifies `Authorization: Bearer <service JWT>` addressed to `service_did`."""
 
     def __init__(
         self,
         resolver: IdentityResolver,
         service_did: str,
+        service: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.resolver = resolver
         self.service_did = service_did
+        self.service = service
         self.clock = clock
+
+    def _refused(self, error: str, message: str) -> XrpcError:
+        AUTH_FAILURES.labels(self.service, error).inc()
+        return XrpcError(401, error, message)
 
     async def viewer(self, request: web.Request, nsid: str) -> str | None:
         """The DID of the verified caller, None for an anonymous request; 401 for a token that
@@ -50,7 +51,7 @@ class ViewerAuth:
             return None
         scheme, _, token = header.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise _refused("AuthenticationRequired", "Unexpected authorization type")
+            raise self._refused("AuthenticationRequired", "Unexpected authorization type")
         token = token.strip()
         now = self.clock()
         try:
@@ -81,7 +82,7 @@ class ViewerAuth:
                 key, _ = await self._signing_key(issuer)
                 verify_service_jwt(token, key, self.service_did, None, now)
         except JwtError as exc:
-            raise _refused(exc.name, str(exc)) from exc
+            raise self._refused(exc.name, str(exc)) from exc
         return issuer
 
     async def _signing_key(self, did: str) -> tuple[PublicKey, float]:
@@ -91,7 +92,7 @@ class ViewerAuth:
         except (IdentityNotFound, InvalidIdentifier) as exc:
             raise JwtError(f"could not resolve iss did: {exc}", "BadJwtIss") from exc
         except ResolutionFailed as exc:
-            AUTH_FAILURES.labels("UpstreamFailure").inc()
+            AUTH_FAILURES.labels(self.service, "UpstreamFailure").inc()
             raise upstream_failure(f"could not resolve iss did: {exc}") from exc
         key = resolved.value.signing_key()
         if key is None:
