@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Literal
 import aiohttp
 
 from strata.pds.config import AppView
+from strata.pds.mail import outbox_code
 from tests.interop.peers import official_pds_module, require_peers
 from tests.services import (
     RunningAppView,
@@ -32,12 +32,7 @@ from tests.services import (
 
 def strata_outbox_code(pds_data_dir: Path, did: str) -> str:
     """The PLC confirmation code a Strata PDS last mailed to `did`."""
-    mails = sorted(
-        (pds_data_dir / "mail" / "outbox").glob(f"*plc_operation-{did.replace(':', '_')}*")
-    )
-    found = re.search(r"code: (\S+)", mails[-1].read_text())
-    assert found, mails[-1]
-    return found.group(1)
+    return outbox_code(pds_data_dir, did)
 
 
 Kind = Literal["strata", "strata-process", "official"]

@@ -18,10 +18,12 @@ def test_a_saved_configuration_reads_back(tmp_path: Path) -> None:
             "relay": 3584,
             "appview": 3585,
             "feedgen": 3586,
+            "labeler": 3587,
         },
         relays=("https://relay.example.com",),
         appviews=("https://api.example.com#did:web:api.example.com",),
         feeds_publisher="did:plc:abc",
+        labeler_did="did:plc:def",
     )
     path = save(tmp_path, config)
     assert path.stat().st_mode & 0o777 == 0o600

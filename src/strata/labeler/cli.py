@@ -4,22 +4,24 @@ holds the `app.bsky.labeler.service` record apps show)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
 from typing import Any, Final
 
+import aiohttp
 import click
 
 from strata.core.errors import CoreError
 from strata.core.syntax import validate_did
 from strata.labeler.app import create_labeler_app
 from strata.labeler.service import Labeler, LabelerSecrets
-from strata.pds.sequencer import iso_now
+from strata.labeler.setup import DEFAULT_VALUES, make_labeler, request_code
+from strata.net.client import XrpcClient, XrpcFailed
 from strata.serve import PLC_URLS, http_urls, options_from, run_service, service_options
-from strata.tools.account_cli import PDS_OPTION, call, request
+from strata.tools.account_cli import PDS_OPTION, request
 
 DEFAULT_URL: Final = "http://127.0.0.1:2587"
-DEFAULT_VALUES: Final = ("spam", "rude", "misleading")
 
 URL_OPTION = click.option(
     "--url", envvar="STRATA_LABELER_URL", default=DEFAULT_URL, show_default=True, metavar="URL",
@@ -116,33 +118,24 @@ def setup_command(
     plc_token: str | None, values: tuple[str, ...],
 ) -> None:  # fmt: skip
     """Make an account a labeler: its DID document names this labeler's key (#atproto_label)
-    and address (#atproto_labeler), and its repository declares the label values."""
+    and address (#atproto_labeler), and its repository declares the label values. The PDS
+    mails a code to the account first; give it with --plc-token, or at the prompt."""
     key = LabelerSecrets.load_or_create(data_dir).signing_key
-    session = call("POST", pds, "com.atproto.server.createSession",
-                   body={"identifier": identifier, "password": password})  # fmt: skip
-    auth = {"Authorization": f"Bearer {session['accessJwt']}"}
-    if plc_token is None:
-        call("POST", pds, "com.atproto.identity.requestPlcOperationSignature", headers=auth)
-        plc_token = click.prompt("The PDS emailed a confirmation code; enter it")
-    wanted = call("GET", pds, "com.atproto.identity.getRecommendedDidCredentials", headers=auth)
-    changes = {
-        "token": plc_token,
-        "verificationMethods": {**wanted["verificationMethods"], "atproto_label": key.did()},
-        "services": {
-            **wanted["services"],
-            "atproto_labeler": {"type": "AtprotoLabeler", "endpoint": labeler_url.rstrip("/")},
-        },
-    }
-    signed = call("POST", pds, "com.atproto.identity.signPlcOperation", body=changes, headers=auth)
-    call("POST", pds, "com.atproto.identity.submitPlcOperation",
-         body={"operation": signed["operation"]}, headers=auth)  # fmt: skip
-    record = {
-        "$type": "app.bsky.labeler.service",
-        "policies": {"labelValues": list(values)},
-        "createdAt": iso_now(),
-    }
-    call("POST", pds, "com.atproto.repo.putRecord", headers=auth,
-         body={"repo": session["did"], "collection": "app.bsky.labeler.service",
-               "rkey": "self", "record": record})  # fmt: skip
-    click.echo(f"{session['did']} is a labeler at {labeler_url}: run "
-               f"`strata labeler --did {session['did']} --data-dir {data_dir}`")  # fmt: skip
+
+    async def work() -> str:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            client = XrpcClient(http, pds)
+            session = await client.login(identifier, password)
+            code = plc_token
+            if code is None:
+                await request_code(client)
+                code = str(click.prompt("The PDS mailed the account a confirmation code; enter it"))
+            await make_labeler(client, key, labeler_url, values, code)
+            return session.did
+
+    try:
+        did = asyncio.run(work())
+    except (XrpcFailed, aiohttp.ClientError) as exc:
+        raise click.ClickException(f"the labeler could not be set up: {exc}") from exc
+    click.echo(f"{did} is a labeler at {labeler_url}: run "
+               f"`strata labeler --did {did} --data-dir {data_dir}`")  # fmt: skip

@@ -18,10 +18,11 @@ from strata.net.logs import configure_logging
 from strata.node import config as node_config
 from strata.node.config import ConfigError, NodeConfig, NodeSecrets
 from strata.node.demo import DEMO_PASSWORD, PEOPLE, seed_demo
-from strata.node.feeds import publish_builtin_feeds
+from strata.node.feeds import NodeAccount, publish_builtin_feeds, set_up_labeler
 from strata.node.probe import ServiceStatus, probe_all
 from strata.node.supervisor import Child, StartFailed, Supervisor
 from strata.pds.config import AppView
+from strata.pds.mail import NoCode
 from strata.serve import http_urls, relay_urls
 
 DATA_DIR = click.option(
@@ -188,8 +189,19 @@ async def _run(config: NodeConfig, data_dir: Path, secrets: NodeSecrets, demo: b
         for name in config.services:
             if name == "feedgen" and not config.feeds_publisher:
                 click.echo("publishing the built-in feeds ...")
-                did = await _publish_feeds(config, secrets)
+                did = await _node_account(
+                    "the built-in feeds could not be published",
+                    publish_builtin_feeds(config, secrets.feeds_password),
+                )
                 config = config.with_publisher(did)
+                node_config.save(data_dir, config)
+            if name == "labeler" and not config.labeler_did:
+                click.echo("making the labeler's account ...")
+                did = await _node_account(
+                    "the labeler's account could not be set up",
+                    set_up_labeler(config, secrets.labeler_password, data_dir),
+                )
+                config = config.with_labeler(did)
                 node_config.save(data_dir, config)
             click.echo(f"starting {name} ...")
             await supervisor.start(_child(config, data_dir, name))
@@ -209,12 +221,13 @@ async def _run(config: NodeConfig, data_dir: Path, secrets: NodeSecrets, demo: b
     click.echo("stopped")
 
 
-async def _publish_feeds(config: NodeConfig, secrets: NodeSecrets) -> str:
+async def _node_account(failure: str, work: NodeAccount) -> str:
+    """Set up one of the node's own accounts with `work`; returns its DID."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
         try:
-            return await publish_builtin_feeds(http, config, secrets.feeds_password)
-        except (XrpcFailed, aiohttp.ClientError) as exc:
-            raise StartFailed(f"the built-in feeds could not be published: {exc}") from exc
+            return await work(http)
+        except (XrpcFailed, NoCode, aiohttp.ClientError) as exc:
+            raise StartFailed(f"{failure}: {exc}") from exc
 
 
 @click.command("status")

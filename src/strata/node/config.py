@@ -20,7 +20,7 @@ from strata.storage import write_private
 
 CONFIG_FILE: Final = "strata.toml"
 SECRETS_FILE: Final = "node-secrets.json"
-SERVICES: Final = ("plc", "pds", "relay", "appview", "feedgen", "web")
+SERVICES: Final = ("plc", "pds", "relay", "labeler", "appview", "feedgen", "web")
 """The services of a node, in the order they start (each needs the ones before it)."""
 DEFAULT_PORTS: Final = {
     "web": 2580,
@@ -29,10 +29,13 @@ DEFAULT_PORTS: Final = {
     "relay": 2584,
     "appview": 2585,
     "feedgen": 2586,
+    "labeler": 2587,
 }
 FEEDS_ACCOUNT: Final = "feeds"
 """The account (`feeds<handle domain>`) that publishes the node's built-in feeds."""
 BUILTIN_FEEDS: Final = ("following", "hot", "lang-en")
+LABELER_ACCOUNT: Final = "moderation"
+"""The account (`moderation<handle domain>`) the node's labeler labels as."""
 
 
 class ConfigError(Exception):
@@ -60,6 +63,8 @@ class NodeConfig:
     appviews: tuple[str, ...] = ()
     feeds_publisher: str = ""
     """The DID of the account publishing the built-in feeds, once it exists."""
+    labeler_did: str = ""
+    """The DID of the account the node's labeler labels as, once it exists."""
 
     def url(self, service: str) -> str:
         """Where browsers and the other services reach `service`."""
@@ -98,6 +103,9 @@ class NodeConfig:
     def with_publisher(self, did: str) -> NodeConfig:
         return replace(self, feeds_publisher=did)
 
+    def with_labeler(self, did: str) -> NodeConfig:
+        return replace(self, labeler_did=did)
+
     def argv(self, service: str, data_dir: Path) -> list[str]:
         """The command line that runs `service` of this node as a process of its own."""
         base = [
@@ -132,7 +140,10 @@ class NodeConfig:
         if service == "relay":
             return [*base, "--dev", *plcs, "--crawl", self.url("pds")]
         if service == "appview":
-            return [*base, "--dev", "--hostname", self.hostname, *plcs, *relays]
+            labeler = ["--labeler", self.labeler_did] if self.labeler_did else []
+            return [*base, "--dev", "--hostname", self.hostname, *plcs, *relays, *labeler]
+        if service == "labeler":
+            return [*base, "--dev", *plcs, "--did", self.labeler_did]
         if service == "feedgen":
             publisher = ["--publisher", self.feeds_publisher] if self.feeds_publisher else []
             return [*base, "--dev", "--public-url", self.url("feedgen"), *plcs, *relays, *publisher]
@@ -169,8 +180,10 @@ class NodeConfig:
             f"relays = {value(self.relays)}",
             f"appviews = {value(self.appviews)}",
             "",
-            "# The account that publishes the built-in feeds (created on first start).",
+            "# The accounts that publish the built-in feeds, and that the labeler labels as",
+            "# (created on first start).",
             f"feeds_publisher = {value(self.feeds_publisher)}",
+            f"labeler_did = {value(self.labeler_did)}",
             "",
             "[ports]",
             *(f"{name} = {port}" for name, port in self.ports.items()),
@@ -199,7 +212,7 @@ class NodeConfig:
         default = cls()
         strings = {
             k: data.get(k, getattr(default, k))
-            for k in ("host", "hostname", "handle_domain", "feeds_publisher")
+            for k in ("host", "hostname", "handle_domain", "feeds_publisher", "labeler_did")
         }
         lists = {k: data.get(k, []) for k in ("plc_urls", "relays", "appviews")}
         for key, v in {**strings, **lists}.items():
@@ -216,6 +229,7 @@ class NodeConfig:
             relays=tuple(lists["relays"]),
             appviews=tuple(lists["appviews"]),
             feeds_publisher=strings["feeds_publisher"],
+            labeler_did=strings["labeler_did"],
         )
 
 
@@ -243,14 +257,16 @@ class NodeSecrets:
     """Secrets of the node itself (each service keeps its own in its data directory)."""
 
     feeds_password: str
+    labeler_password: str
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> NodeSecrets:
-        """The secrets in `data_dir`, created there with mode 0600 when missing."""
+        """The secrets in `data_dir`, created there with mode 0600 when missing (and any
+        missing from an older file added)."""
         path = data_dir / SECRETS_FILE
-        if path.exists():
-            return cls(**json.loads(path.read_text()))
-        created = cls(feeds_password=secrets.token_urlsafe(24))
-        data_dir.mkdir(parents=True, exist_ok=True)
-        write_private(path, json.dumps({"feeds_password": created.feeds_password}))
-        return created
+        known = json.loads(path.read_text()) if path.exists() else {}
+        wanted = {f.name: known.get(f.name) or secrets.token_urlsafe(24) for f in fields(cls)}
+        if wanted != known:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            write_private(path, json.dumps(wanted))
+        return cls(**wanted)

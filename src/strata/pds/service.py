@@ -32,6 +32,7 @@ from strata.pds.actor_store import ActorStore, ActorStores
 from strata.pds.auth import Authenticator, LoginLimiter, Tokens
 from strata.pds.blobs import BlobStore
 from strata.pds.config import PdsConfig, Secrets
+from strata.pds.mail import OUTBOX
 from strata.pds.plc_client import PlcClient, PlcRejected, PlcUnavailable
 from strata.pds.ratelimit import RateLimits
 from strata.pds.sequencer import Sequencer
@@ -63,7 +64,7 @@ class Pds:
         self.login_limiter = LoginLimiter()
         self.rate_limits = RateLimits(config.rate_limits, config.rate_limit_bypass_ips)
         self.catalog = Catalog.bundled()
-        self.outbox = data_dir / "mail" / "outbox"
+        self.outbox = data_dir / OUTBOX
         self._session: aiohttp.ClientSession | None = None
         self._resolver: IdentityResolver | None = None
         self._plc: PlcClient | None = None

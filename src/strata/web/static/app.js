@@ -6,6 +6,7 @@ import { h, count, since } from "./dom.js";
 import { renderPost, setupCompose, postPath } from "./post.js";
 import { renderProviders } from "./providers.js";
 import { renderDashboard } from "./dashboard.js";
+import { loadPreferences, renderList, renderModeration } from "./moderation.js";
 
 const FOLLOWING = "following";
 const SAVED_FEEDS_KEY = "strata.feeds";
@@ -103,7 +104,16 @@ class App {
       profile: () => this.show("Profile", (view) => this.profile(view, argument)),
       thread: () => this.show("Thread", (view) => this.thread(view, argument)),
       providers: () => this.show("Your providers", (view) => renderProviders(this, view)),
+      moderation: () => this.show("Moderation", (view) => renderModeration(this, view)),
+      list: () => this.show("List", (view) => renderList(this, view, argument)),
     };
+    if (signedIn && !this.moderation) {
+      try {
+        this.moderation = await loadPreferences(this.client);
+      } catch {
+        // Without preferences, labels get their defaults (warn; !hide hides).
+      }
+    }
     const show = pages[page] || pages[""];
     await show();
     if (signedIn) this.refreshUnread();
@@ -322,6 +332,10 @@ class App {
     const block = async () => {
       viewer.blocking = await this.client.toggleRecord(viewer.blocking, "app.bsky.graph.block", subject);
     };
+    const mute = async () => {
+      await this.client.post(viewer.muted ? "app.bsky.graph.unmuteActor" : "app.bsky.graph.muteActor", { actor: profile.did });
+      viewer.muted = !viewer.muted;
+    };
     const paint = () => {
       buttons.replaceChildren();
       if (me) return;
@@ -341,6 +355,7 @@ class App {
           },
         }, label);
       if (!viewer.blocking) buttons.append(action(viewer.following ? "Unfollow" : "Follow", viewer.following, follow));
+      buttons.append(action(viewer.muted ? "Unmute" : "Mute", viewer.muted, mute));
       buttons.append(action(viewer.blocking ? "Unblock" : "Block", viewer.blocking, block));
     };
     paint();
@@ -391,7 +406,14 @@ class App {
     const column = h("div", { class: "thread" });
     for (const post of parents) column.append(renderPost(this, post));
     const main = renderPost(this, thread.post, { focus: true });
-    column.append(main);
+    const root = (thread.post.record.reply && thread.post.record.reply.root.uri) || thread.post.uri;
+    let muted = Boolean(thread.post.viewer && thread.post.viewer.threadMuted);
+    const muteThread = h("button", { type: "button", class: "mute-thread", onclick: async () => {
+      await this.client.post(muted ? "app.bsky.graph.unmuteThread" : "app.bsky.graph.muteThread", { root });
+      muted = !muted;
+      muteThread.textContent = muted ? "Unmute thread" : "Mute thread";
+    } }, muted ? "Unmute thread" : "Mute thread");
+    column.append(main, muteThread);
     const replies = (node, depth) => {
       for (const reply of node.replies || []) {
         if (!reply.post) continue;

@@ -33,6 +33,45 @@ function fixed(value, digits, unit) {
   return Number.isFinite(value) ? `${value.toFixed(digits)}${unit}` : "–";
 }
 
+// The operator labels a post or an account with the node's labeler (its admin password, from
+// data/labeler/secrets.json, is asked for and sent to the labeler only).
+function labelForm() {
+  const field = (id, label, attrs = {}) => [h("label", { for: id }, label), h("input", { id, ...attrs })];
+  const status = h("p", { role: "status" });
+  const form = h(
+    "form",
+    { class: "card label-form" },
+    h("h3", {}, "Label a post or an account"),
+    ...field("label-uri", "at:// URI of a post, or an account's DID", { required: true }),
+    ...field("label-val", "Label", { required: true, placeholder: "!warn" }),
+    h("label", {}, h("input", { id: "label-neg", type: "checkbox" }), " Take the label back"),
+    ...field("label-password", "Labeler admin password", { type: "password", required: true, autocomplete: "off" }),
+    h("button", { type: "submit", class: "primary" }, "Label"),
+    status,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const value = (id) => form.querySelector(`#${id}`);
+    status.textContent = "";
+    try {
+      const services = (await (await fetch("/api/services")).json()).services;
+      const labeler = services.find((s) => s.name === "labeler");
+      if (!labeler) throw new Error("this node runs no labeler");
+      const response = await fetch(`${labeler.url}/admin/label`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Authorization: `Basic ${btoa(`admin:${value("label-password").value}`)}` },
+        body: JSON.stringify({ uri: value("label-uri").value.trim(), val: value("label-val").value.trim(), neg: value("label-neg").checked }),
+      });
+      const answer = await response.json();
+      if (!response.ok) throw new Error(answer.message || answer.error);
+      status.textContent = `${answer.neg ? "Took back" : "Labeled"} ${answer.uri}: ${answer.val}`;
+    } catch (error) {
+      status.textContent = `Could not label: ${error.message}`;
+    }
+  });
+  return form;
+}
+
 export function renderDashboard(app, view) {
   const history = new Map();
   const table = h("tbody");
@@ -50,6 +89,7 @@ export function renderDashboard(app, view) {
     ),
     h("h3", {}, "Circuit breakers"),
     breakers,
+    labelForm(),
   );
   let previous = null;
   let timer = null;

@@ -2,6 +2,7 @@
 // repost, quote, like), and the compose dialog.
 
 import { h, count, since } from "./dom.js";
+import { behindWarning, decide } from "./moderation.js";
 import { detectFacets, graphemes, renderText } from "./richtext.js";
 
 export function postPath(uri) {
@@ -101,6 +102,13 @@ function toggle(app, post, kind, label, collection) {
 // One post. `reason` is the feed item's reason (a repost), `parent` the post it replies to.
 export function renderPost(app, post, { reason, parent, focus } = {}) {
   const record = post.record || {};
+  const moderation = decide([...(post.labels || []), ...(post.author.labels || [])], app.moderation);
+  if (moderation.hide.length) {
+    return h("article", { class: "post hidden-post", "data-uri": post.uri },
+      h("p", { class: "muted" }, `A post hidden by a moderation label: ${[...new Set(moderation.hide)].join(", ")}.`));
+  }
+  let content = [h("p", { class: "text" }, renderText(record.text || "", record.facets)), embed(post.embed)];
+  if (moderation.warn.length) content = [behindWarning(moderation.warn, ...content)];
   const article = h(
     "article",
     {
@@ -123,8 +131,7 @@ export function renderPost(app, post, { reason, parent, focus } = {}) {
         "div",
         { class: "post-main" },
         authorLine(post.author, post.indexedAt),
-        h("p", { class: "text" }, renderText(record.text || "", record.facets)),
-        embed(post.embed),
+        ...content,
         h(
           "div",
           { class: "actions" },
