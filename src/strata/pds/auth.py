@@ -1,9 +1,12 @@
-"""Who is calling: session tokens, app-password scopes, the operator, and login rate limits.
+"""Who is calling: session tokens, app-password scopes, OAuth tokens, the operator, and login
+rate limits.
 
 Tokens are the reference PDS's: an HS256 access token (`typ: at+jwt`, two hours) and a refresh
 token (`typ: refresh+jwt`, 90 days, with a `jti` the database remembers). A refresh rotates
 the token; the old one keeps working for a short grace period so a client that lost the answer
-can retry. App passwords give narrower scopes than the account password.
+can retry. App passwords give narrower scopes than the account password. OAuth access tokens
+come as `Authorization: DPoP <token>` with a DPoP proof, and their scopes decide which methods
+they reach (`strata.pds.oauth.scopes`).
 """
 
 from __future__ import annotations
@@ -21,11 +24,15 @@ from strata.core.jwt import JwtError, encode_hs256, parse_jwt, verify_hs256
 from strata.net.basic_auth import decode_basic, is_admin
 from strata.net.errors import XrpcError
 from strata.pds.accounts import Account, AccountStore
+from strata.pds.oauth.errors import OAuthError
+from strata.pds.oauth.provider import AuthorizationServer, Grant
+from strata.pds.oauth.scopes import Need, ScopeRefused, check
 
 ACCESS: Final = "com.atproto.access"
 APP_PASS: Final = "com.atproto.appPass"
 APP_PASS_PRIVILEGED: Final = "com.atproto.appPassPrivileged"
 REFRESH: Final = "com.atproto.refresh"
+OAUTH: Final = "oauth"
 
 ACCESS_LIFETIME: Final = 2 * 3600
 REFRESH_LIFETIME: Final = 90 * 86400
@@ -46,10 +53,16 @@ class Credentials:
     did: str
     scope: str
     token_id: str | None = None
+    oauth_scopes: frozenset[str] = frozenset()
 
     @property
     def app_password(self) -> bool:
         return self.scope in (APP_PASS, APP_PASS_PRIVILEGED)
+
+    @property
+    def limited(self) -> bool:
+        """Whether the caller has less than a full session (an app password, OAuth)."""
+        return self.app_password or self.scope == OAUTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,14 +163,53 @@ def bearer(request: web.Request) -> str:
 
 Verifier = Callable[[web.Request, str], Awaitable[Any]]
 
+DPOP_NONCE_KEY: Final = web.RequestKey("strata_dpop_nonce", str)
+"""The DPoP nonce to send back with the answer to a request that came with an OAuth token."""
+
+
+def _default_need(scopes: tuple[str, ...]) -> Need:
+    """What an OAuth token needs for a method open to session tokens with `scopes`: the
+    account's own session only, or privileged app passwords too (identity operations), or
+    any app password (records and blobs)."""
+    if scopes == (ACCESS,):
+        return Need.NONE
+    if APP_PASS not in scopes:
+        return Need.IDENTITY
+    return Need.REPO
+
 
 class Authenticator:
     """The verifiers the PDS's methods name."""
 
-    def __init__(self, tokens: Tokens, accounts: AccountStore, admin_password: str) -> None:
+    def __init__(
+        self,
+        tokens: Tokens,
+        accounts: AccountStore,
+        admin_password: str,
+        oauth: AuthorizationServer,
+    ) -> None:
         self.tokens = tokens
         self.accounts = accounts
         self.admin_password = admin_password
+        self.oauth = oauth
+
+    def _oauth_grant(self, request: web.Request, token: str) -> Grant:
+        """The grant behind an OAuth access token; 401 with a `WWW-Authenticate` challenge
+        (and a fresh nonce) when the token or its DPoP proof is refused."""
+        nonce = self.oauth.dpop.nonces.current()
+        request[DPOP_NONCE_KEY] = nonce
+        url = self.oauth.endpoint(request.path)
+        try:
+            return self.oauth.authenticate(request.method, url, token, request.headers.get("DPoP"))
+        except OAuthError as exc:
+            error = "use_dpop_nonce" if exc.error == "use_dpop_nonce" else "invalid_token"
+            challenge = f'DPoP error="{error}", error_description="{exc.description}", algs="ES256"'
+            raise XrpcError(
+                401,
+                error,
+                exc.description,
+                headers={"WWW-Authenticate": challenge, "DPoP-Nonce": nonce},
+            ) from exc
 
     def _account_for(self, did: str, allow_deactivated: bool, allow_takendown: bool) -> Account:
         account = self.accounts.get(did)
@@ -174,10 +226,22 @@ class Authenticator:
         scopes: tuple[str, ...] = (ACCESS, APP_PASS, APP_PASS_PRIVILEGED),
         allow_deactivated: bool = False,
         allow_takendown: bool = False,
+        oauth: Need | None = None,
     ) -> Verifier:
-        """Access-token auth with one of `scopes`."""
+        """Access-token auth with one of `scopes`, or an OAuth token whose scopes grant
+        `oauth` (by default, what matches `scopes`)."""
+        need = oauth or _default_need(scopes)
 
         async def verify(request: web.Request, nsid: str) -> Credentials:
+            found = authorization(request)
+            if found is not None and found[0] == "dpop":
+                grant = self._oauth_grant(request, found[1])
+                try:
+                    check(grant.scopes, need, nsid)
+                except ScopeRefused as exc:
+                    raise XrpcError(403, exc.error, exc.message) from exc
+                self._account_for(grant.did, allow_deactivated, allow_takendown)
+                return Credentials(grant.did, OAUTH, grant.token_id, grant.scopes)
             payload = self.tokens.verify(bearer(request), "at+jwt")
             scope = payload.get("scope")
             if scope not in scopes:
@@ -190,7 +254,7 @@ class Authenticator:
 
     def optional_access(self) -> Verifier:
         """Access-token auth if a token is sent; None otherwise."""
-        strict = self.access(allow_deactivated=True)
+        strict = self.access(allow_deactivated=True, oauth=Need.ANY)
 
         async def verify(request: web.Request, nsid: str) -> Credentials | None:
             if "Authorization" not in request.headers:

@@ -8,6 +8,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from joserfc.jwk import ECKey
+
 from strata.core.crypto import K256Keypair
 from strata.storage import write_private
 
@@ -66,34 +68,33 @@ class Secrets:
     jwt_secret: bytes
     admin_password: str
     plc_rotation_key: K256Keypair
+    oauth_key: ECKey
+    """Signs OAuth access tokens (ES256)."""
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> Secrets:
-        """The secrets in `data_dir`, created there with mode 0600 when missing."""
+        """The secrets in `data_dir`, created there with mode 0600 when missing (and any
+        missing from an older file added)."""
         data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(data_dir, 0o700)
         path = data_dir / SECRETS_FILE
-        if path.exists():
-            raw = json.loads(path.read_text())
-            return cls(
-                jwt_secret=bytes.fromhex(raw["jwt_secret"]),
-                admin_password=raw["admin_password"],
-                plc_rotation_key=K256Keypair.from_private_bytes(
-                    bytes.fromhex(raw["plc_rotation_key"])
-                ),
-            )
+        raw = json.loads(path.read_text()) if path.exists() else {}
         made = cls(
-            jwt_secret=secrets.token_bytes(32),
-            admin_password=secrets.token_urlsafe(18),
-            plc_rotation_key=K256Keypair.generate(),
+            jwt_secret=bytes.fromhex(raw["jwt_secret"]) if raw else secrets.token_bytes(32),
+            admin_password=raw.get("admin_password") or secrets.token_urlsafe(18),
+            plc_rotation_key=K256Keypair.from_private_bytes(bytes.fromhex(raw["plc_rotation_key"]))
+            if raw
+            else K256Keypair.generate(),
+            oauth_key=ECKey.import_key(raw["oauth_key"])
+            if "oauth_key" in raw
+            else ECKey.generate_key("P-256"),
         )
-        body = json.dumps(
-            {
-                "jwt_secret": made.jwt_secret.hex(),
-                "admin_password": made.admin_password,
-                "plc_rotation_key": made.plc_rotation_key.private_bytes().hex(),
-            },
-            indent=2,
-        )
-        write_private(path, body)
+        body = {
+            "jwt_secret": made.jwt_secret.hex(),
+            "admin_password": made.admin_password,
+            "plc_rotation_key": made.plc_rotation_key.private_bytes().hex(),
+            "oauth_key": made.oauth_key.as_dict(private=True),
+        }
+        if body != raw:
+            write_private(path, json.dumps(body, indent=2))
         return made

@@ -33,6 +33,11 @@ from strata.pds.auth import Authenticator, LoginLimiter, Tokens
 from strata.pds.blobs import BlobStore
 from strata.pds.config import PdsConfig, Secrets
 from strata.pds.mail import OUTBOX
+from strata.pds.oauth.clients import Clients
+from strata.pds.oauth.dpop import DpopVerifier, Nonces, ReplayCache
+from strata.pds.oauth.provider import AuthorizationServer
+from strata.pds.oauth.store import OAuthStore
+from strata.pds.oauth.tokens import AccessTokens
 from strata.pds.plc_client import PlcClient, PlcRejected, PlcUnavailable
 from strata.pds.ratelimit import RateLimits
 from strata.pds.sequencer import Sequencer
@@ -60,7 +65,17 @@ class Pds:
         self.blobs = BlobStore(data_dir / "blobs")
         self.writer = RepoWriter(self.stores, self.blobs, self.sequencer)
         self.tokens = Tokens(self.secrets.jwt_secret, config.service_did)
-        self.auth = Authenticator(self.tokens, self.accounts, self.secrets.admin_password)
+        replay = ReplayCache()
+        self.oauth = AuthorizationServer(
+            OAuthStore(self.accounts.conn),
+            Clients(config.public_url, config.dev, replay),
+            DpopVerifier(Nonces(self.secrets.jwt_secret), replay),
+            AccessTokens(self.secrets.oauth_key, config.public_url, config.service_did),
+            config.public_url,
+        )
+        self.auth = Authenticator(
+            self.tokens, self.accounts, self.secrets.admin_password, self.oauth
+        )
         self.login_limiter = LoginLimiter()
         self.rate_limits = RateLimits(config.rate_limits, config.rate_limit_bypass_ips)
         self.catalog = Catalog.bundled()
@@ -95,6 +110,7 @@ class Pds:
             self._session, self.config.plc_urls, dev=self.config.dev, dev_hosts=dev_hosts
         )
         self._plc = PlcClient(self._session, self.config.plc_urls)
+        await self.oauth.clients.start()
         self.background(self.request_crawl())
         log_event(log, "pds started", url=self.config.public_url, accounts=self.accounts.count())
 
@@ -104,6 +120,7 @@ class Pds:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
+        await self.oauth.clients.close()
         self.stores.close()
         self.accounts.close()
 
@@ -289,6 +306,7 @@ class Pds:
         self.stores.destroy(did)
         self.blobs.delete_account(did)
         self.accounts.delete(did)
+        self.oauth.store.delete_account_tokens(did)
         self.sequencer.account(did, False, "deleted")
         log_event(log, "account deleted", did=did)
 

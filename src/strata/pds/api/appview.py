@@ -30,6 +30,7 @@ from strata.net.upstream import STALE_ANSWERS, UpstreamPool, UpstreamUnavailable
 from strata.net.xrpc import Call, XrpcRouter
 from strata.pds.auth import APP_PASS, Credentials
 from strata.pds.config import AppView
+from strata.pds.oauth.scopes import Need
 from strata.pds.service import Pds
 from strata.resilience import TIMEOUT_HEADER, Deadline, StaleCache, parse_timeout_ms
 
@@ -79,12 +80,12 @@ Answer = tuple[int, bytes, dict[str, str]]
 def register(router: XrpcRouter, pds: Pds) -> None:
     # As the reference: a deactivated account reads and writes its preferences (a migration
     # copies them before the account is activated).
-    preferences_access = pds.auth.access(allow_deactivated=True)
+    preferences_access = pds.auth.access(allow_deactivated=True, oauth=Need.RPC)
 
     @router.query("app.bsky.actor.getPreferences", auth=preferences_access)
     async def get_preferences(call: Call[Credentials]) -> web.Response:
         prefs = pds.stores.open(call.auth.did).preferences()
-        if call.auth.app_password:
+        if call.auth.limited:
             prefs = [p for p in prefs if p.get("$type") not in FULL_ACCESS_PREFERENCES]
         return json_response({"preferences": prefs})
 
@@ -97,7 +98,7 @@ def register(router: XrpcRouter, pds: Pds) -> None:
             kind = pref.get("$type") if isinstance(pref, dict) else None
             if not isinstance(kind, str) or not kind.startswith(PREFERENCE_NAMESPACE + "."):
                 raise invalid_request("Some preferences are not in the app.bsky namespace")
-            if kind in FULL_ACCESS_PREFERENCES and call.auth.app_password:
+            if kind in FULL_ACCESS_PREFERENCES and call.auth.limited:
                 raise invalid_request(f"Do not have authorization to set preferences: {kind}")
         pds.stores.open(call.auth.did).put_preferences(raw, PREFERENCE_NAMESPACE)
         return web.Response(status=200)
@@ -136,7 +137,7 @@ class Proxy:
             if self.appviews
             else None
         )
-        self.verify = pds.auth.access()
+        self.verify = pds.auth.access(oauth=Need.RPC)
         self.remembered: StaleCache[tuple[str, ...], Answer] = StaleCache(
             capacity=100_000,
             fresh_for=0.0,

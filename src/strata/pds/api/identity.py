@@ -11,6 +11,7 @@ from strata.net.errors import XrpcError, invalid_request
 from strata.net.server import json_response
 from strata.net.xrpc import Call, XrpcRouter
 from strata.pds.auth import ACCESS, APP_PASS_PRIVILEGED, Credentials
+from strata.pds.oauth.scopes import Need
 from strata.pds.plc_client import atproto_services
 from strata.pds.service import Pds
 
@@ -29,7 +30,7 @@ def recommended_credentials(pds: Pds, did: str) -> dict[str, Any]:
 
 
 def register(router: XrpcRouter, pds: Pds) -> None:
-    any_access = pds.auth.access(allow_deactivated=True)
+    any_access = pds.auth.access(allow_deactivated=True, oauth=Need.ANY)
     privileged = pds.auth.access(scopes=(ACCESS, APP_PASS_PRIVILEGED), allow_deactivated=True)
 
     @router.query("com.atproto.identity.resolveHandle")
@@ -46,7 +47,9 @@ def register(router: XrpcRouter, pds: Pds) -> None:
             raise XrpcError(400, "HandleNotFound", "Unable to resolve handle")
         return json_response({"did": found.value})
 
-    @router.procedure("com.atproto.identity.updateHandle", auth=pds.auth.access())
+    @router.procedure(
+        "com.atproto.identity.updateHandle", auth=pds.auth.access(oauth=Need.IDENTITY)
+    )
     async def update_handle(call: Call[Credentials]) -> web.Response:
         did = call.auth.did
         requested = str(call.body["handle"]).lower()

@@ -16,7 +16,8 @@ from strata.net.errors import XrpcError, invalid_request
 from strata.net.server import json_response
 from strata.net.xrpc import Call, XrpcRouter
 from strata.pds.accounts import Account, now_ms
-from strata.pds.auth import ACCESS, APP_PASS, APP_PASS_PRIVILEGED, Credentials, bearer
+from strata.pds.auth import ACCESS, APP_PASS, APP_PASS_PRIVILEGED, OAUTH, Credentials, bearer
+from strata.pds.oauth.scopes import EMAIL, Need, ScopeRefused, check
 from strata.pds.passwords import (
     MAX_PASSWORD_LENGTH,
     hash_password,
@@ -82,7 +83,9 @@ async def account_answer(pds: Pds, account: Account) -> dict[str, Any]:
 def register(router: XrpcRouter, pds: Pds) -> None:
     auth = pds.auth
     full_access = auth.access(scopes=(ACCESS,), allow_deactivated=True)
-    any_access = auth.access(allow_deactivated=True)
+    any_access = auth.access(allow_deactivated=True, oauth=Need.ANY)
+    service_auth = auth.access(allow_deactivated=True, oauth=Need.RPC)
+    session_access = auth.access(allow_deactivated=True, oauth=Need.NONE)
 
     @router.query("com.atproto.server.describeServer")
     async def describe_server(call: Call[None]) -> web.Response:
@@ -179,7 +182,11 @@ def register(router: XrpcRouter, pds: Pds) -> None:
 
     @router.query("com.atproto.server.getSession", auth=any_access)
     async def get_session(call: Call[Credentials]) -> web.Response:
-        return json_response(await account_answer(pds, pds.account_or_404(call.auth.did)))
+        answer = await account_answer(pds, pds.account_or_404(call.auth.did))
+        if call.auth.scope == OAUTH and EMAIL not in call.auth.oauth_scopes:
+            for private in ("email", "emailConfirmed", "emailAuthFactor"):
+                answer.pop(private, None)
+        return json_response(answer)
 
     @router.procedure("com.atproto.server.refreshSession", auth=auth.refresh)
     async def refresh_session(call: Call[Credentials]) -> web.Response:
@@ -242,7 +249,7 @@ def register(router: XrpcRouter, pds: Pds) -> None:
         pds.accounts.revoke_app_password(call.auth.did, call.body["name"])
         return web.Response(status=200)
 
-    @router.query("com.atproto.server.getServiceAuth", auth=any_access)
+    @router.query("com.atproto.server.getServiceAuth", auth=service_auth)
     async def get_service_auth(call: Call[Credentials]) -> web.Response:
         now = int(time.time())
         exp = call.params.get("exp")
@@ -258,7 +265,12 @@ def register(router: XrpcRouter, pds: Pds) -> None:
                 )
         if lxm is None and call.auth.app_password:
             raise XrpcError(400, "InvalidRequest", "App passwords must name the method (lxm)")
-        if call.auth.scope == APP_PASS and lxm in PRIVILEGED_METHODS:
+        if call.auth.scope == OAUTH:
+            try:
+                check(call.auth.oauth_scopes, Need.RPC, lxm or "*")
+            except ScopeRefused as exc:
+                raise XrpcError(403, exc.error, exc.message) from exc
+        if call.auth.scope in (APP_PASS, OAUTH) and lxm in PRIVILEGED_METHODS:
             raise XrpcError(
                 400, "InvalidRequest", f"insufficient access to request a token for {lxm}"
             )
@@ -356,7 +368,7 @@ def register(router: XrpcRouter, pds: Pds) -> None:
         ]
         return json_response({"codes": out})
 
-    @router.query("com.atproto.server.getAccountInviteCodes", auth=any_access)
+    @router.query("com.atproto.server.getAccountInviteCodes", auth=session_access)
     async def get_account_invite_codes(call: Call[Credentials]) -> web.Response:
         return json_response(
             {"codes": [invite_view(c) for c in pds.accounts.invite_codes(call.auth.did)]}

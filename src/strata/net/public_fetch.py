@@ -1,0 +1,92 @@
+"""Fetching URLs a stranger gave us (a client's metadata document, its keys) without being
+turned against the machine's own network: every address a host name resolves to must be a
+public one, and the connection goes to the addresses that were checked (a second, different
+answer from DNS cannot slip in). Redirects are not followed; answers are size-capped."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+MAX_BYTES: Final = 64 * 1024
+TIMEOUT: Final = 5.0
+
+
+class NotPublic(aiohttp.ClientError):
+    """The URL's host is, or resolves to, an address that is not public."""
+
+
+def is_public(address: str) -> bool:
+    """Whether `address` is a globally routable unicast address."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+class PublicResolver(AbstractResolver):
+    """A resolver that answers only with public addresses, and refuses hosts that have
+    none."""
+
+    def __init__(self) -> None:
+        self._inner = DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        refused = [r["host"] for r in found if not is_public(r["host"])]
+        if refused or not found:
+            raise NotPublic(f"{host} resolves to an address that is not public: {refused}")
+        return found
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def public_session() -> aiohttp.ClientSession:
+    """A session whose connections can reach public addresses only."""
+    connector = aiohttp.TCPConnector(resolver=PublicResolver(), limit=20)
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=TIMEOUT))
+
+
+class FetchFailed(Exception):
+    """The document could not be fetched or is not what was asked for."""
+
+
+def check_literal(url: str) -> None:
+    """Refuse a URL whose host is an address that is not public (connections to an address
+    literal do not go through the resolver)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        public = is_public(host)
+    except ValueError:
+        return
+    if not public:
+        raise NotPublic(f"{host} is not a public address")
+
+
+async def fetch_json(session: aiohttp.ClientSession, url: str) -> Any:
+    """The JSON document at `url` (200, at most 64 KiB, no redirects)."""
+    try:
+        async with session.get(
+            url, allow_redirects=False, headers={"Accept": "application/json"}
+        ) as response:
+            if response.status != 200:
+                raise FetchFailed(f"{url} answered {response.status}")
+            body = await response.content.read(MAX_BYTES + 1)
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+        raise FetchFailed(f"{url} could not be fetched: {exc}") from exc
+    if len(body) > MAX_BYTES:
+        raise FetchFailed(f"{url} is larger than {MAX_BYTES} bytes")
+    try:
+        return orjson.loads(body)
+    except ValueError as exc:
+        raise FetchFailed(f"{url} is not JSON") from exc
