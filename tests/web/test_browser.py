@@ -47,14 +47,34 @@ def records(node: Node, handle: str, collection: str) -> list[dict[str, Any]]:
     return list(answer["records"])
 
 
+POST = "app.bsky.feed.post"
+
+
 def post_saying(page: Any, text: str) -> Any:
     """The posts whose own text (not a quoted post's) contains `text`."""
     return page.locator("article.post").filter(has=page.locator("p.text", has_text=text))
 
 
 def home(page: Any, node: Node) -> None:
-    page.goto(f"{node.url('web')}/#/")
+    """The timeline, read anew (going to the page's own address would change nothing)."""
+    url = f"{node.url('web')}/#/"
+    if page.url == url:
+        page.reload()
+    else:
+        page.goto(url)
     page.wait_for_selector("article.post")
+
+
+def home_until_shown(page: Any, node: Node, text: str, seconds: float = 30) -> None:
+    """Reloads the timeline until a post saying `text` is on it: the AppView indexes a new
+    post a moment after the PDS took it."""
+    deadline = time.monotonic() + seconds
+    while True:
+        home(page, node)
+        if post_saying(page, text).count():
+            return
+        assert time.monotonic() < deadline, f"no post saying {text!r} reached the timeline"
+        page.wait_for_timeout(500)
 
 
 def test_sign_in_shows_the_timeline(page: Any, node: Node, screenshots: Path | None) -> None:
@@ -237,6 +257,35 @@ def test_keyboard_moves_between_posts(page: Any, node: Node) -> None:
     expect(page.locator("article.post.focus")).to_be_visible()
 
 
+def test_sign_in_with_oauth_and_post(browser: Any, node: Node) -> None:
+    """From localhost the client moves to 127.0.0.1 (a loopback client's redirect), the
+    password is typed on the PDS's own page, and the DPoP-bound token posts."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{node.url('web')}/#/login")
+        page.fill("#login-identifier", "carol.test")
+        page.click("#login-oauth")
+        expect(page.locator("main h1")).to_contain_text("Sign in to", timeout=30_000)
+        assert "/oauth/authorize" in page.url
+        expect(page.locator("#identifier")).to_have_value("carol.test")
+        page.fill("#password", DEMO_PASSWORD)
+        page.click("button[value=allow]")
+        expect(page.locator("article.post").first).to_be_visible(timeout=30_000)
+        assert page.url.startswith("http://127.0.0.1:")
+        assert "code=" not in page.url
+        text = f"Posted with an OAuth token ({time.time_ns()})"
+        page.click("#compose-button")
+        page.fill("#compose-text", text)
+        page.click("#compose-submit")
+        expect(post_saying(page, text).first).to_be_visible(timeout=30_000)
+        assert text in [r["value"]["text"] for r in records(node, "carol.test", POST)]
+        page.click("#logout")
+        expect(page.locator("#login-oauth")).to_be_visible()
+    finally:
+        context.close()
+
+
 def test_providers_page(page: Any, node: Node, screenshots: Path | None) -> None:
     # A custom feed read through the AppView puts the feed generator on the list.
     home(page, node)
@@ -315,8 +364,7 @@ def label_from_the_dashboard(page: Any, node: Node, uri: str, value: str) -> Non
 def test_labels_from_the_node_labeler_warn_and_hide(page: Any, node: Node) -> None:
     warned = post_as_bob(node, "Spoilers for the season finale ahead.")
     hidden = post_as_bob(node, "Buy followers cheap, click here.")
-    home(page, node)
-    expect(post_saying(page, "Buy followers cheap")).to_be_visible(timeout=30_000)
+    home_until_shown(page, node, "Buy followers cheap")
     label_from_the_dashboard(page, node, warned, "!warn")
     label_from_the_dashboard(page, node, hidden, "!hide")
     # The AppView takes the labels from the labeler's stream; the timeline then shows the first

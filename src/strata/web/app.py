@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 from aiohttp import web
@@ -23,6 +23,23 @@ class WebConfig:
     pds: str
     services: dict[str, str]
     feeds: tuple[str, ...] = ()
+
+
+def client_metadata(origin: str) -> dict[str, Any]:
+    """The client's OAuth metadata document when it is served from `origin` (a public one: on
+    this machine it signs in as a loopback client instead)."""
+    return {
+        "client_id": f"{origin}/oauth-client-metadata.json",
+        "client_name": "Strata",
+        "client_uri": origin,
+        "redirect_uris": [f"{origin}/"],
+        "scope": "atproto transition:generic",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+        "application_type": "web",
+        "dpop_bound_access_tokens": True,
+    }
 
 
 def create_web_app(config: WebConfig) -> web.Application:
@@ -45,6 +62,12 @@ def create_web_app(config: WebConfig) -> web.Application:
             {"pds": config.pds, "feeds": list(config.feeds), "services": config.services}
         )
 
+    async def oauth_client_metadata(request: web.Request) -> web.Response:
+        # Behind a proxy that ends TLS, the origin is the one the browser used.
+        scheme = request.headers.get("X-Forwarded-Proto", request.scheme)
+        origin = f"{scheme}://{request.host}"
+        return json_response(client_metadata(origin))
+
     async def services(request: web.Request) -> web.Response:
         statuses = await probe_all(http, config.services)
         return json_response({"services": [s.as_json() for s in statuses]})
@@ -52,5 +75,6 @@ def create_web_app(config: WebConfig) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_get("/config.json", client_config)
     app.router.add_get("/api/services", services)
+    app.router.add_get("/oauth-client-metadata.json", oauth_client_metadata)
     app.router.add_static("/static/", STATIC)
     return app

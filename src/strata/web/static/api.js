@@ -1,5 +1,8 @@
 // XRPC to the signed-in account's PDS, as the official app does: a session kept in this
-// browser, refreshed when its access token expires, and every answer's staleness reported.
+// browser (a password session, or OAuth tokens bound to this browser's DPoP key), refreshed
+// when its access token expires, and every answer's staleness reported.
+
+import { DpopKey, finishSignIn, refreshTokens, revoke } from "./oauth.js";
 
 const SESSION_KEY = "strata.session";
 
@@ -55,10 +58,29 @@ export class Client {
     });
   }
 
+  // Back from the PDS's sign-in page: keep the OAuth session. False when this page load is
+  // not an OAuth answer.
+  async completeOAuth() {
+    const session = await finishSignIn();
+    if (!session) return false;
+    this.save(session);
+    const about = await this.get("com.atproto.server.getSession");
+    this.save({ ...session, handle: about.handle, didDoc: about.didDoc || null, service: pdsEndpoint(about.didDoc) || session.service });
+    return true;
+  }
+
+  async dpopKey() {
+    if (!this.key) this.key = await DpopKey.load();
+    if (!this.key) throw new XrpcError(401, "AuthenticationRequired", "This browser lost its sign-in key; sign in again.");
+    return this.key;
+  }
+
   logout() {
     const session = this.session;
     this.save(null);
-    if (session) {
+    if (session && session.kind === "oauth") {
+      this.dpopKey().then((key) => revoke(session, key)).catch(() => {});
+    } else if (session) {
       fetch(`${session.service}/xrpc/com.atproto.server.deleteSession`, {
         method: "POST",
         headers: { Authorization: `Bearer ${session.refreshJwt}` },
@@ -68,6 +90,15 @@ export class Client {
 
   async refresh() {
     const session = this.session;
+    if (session.kind === "oauth") {
+      try {
+        this.save(await refreshTokens(session, await this.dpopKey()));
+      } catch {
+        this.save(null);
+        throw new XrpcError(401, "AuthenticationRequired", "Your session ended; sign in again.");
+      }
+      return;
+    }
     const response = await fetch(`${session.service}/xrpc/com.atproto.server.refreshSession`, {
       method: "POST",
       headers: { Authorization: `Bearer ${session.refreshJwt}` },
@@ -86,9 +117,10 @@ export class Client {
       if (value === undefined || value === null) continue;
       for (const item of [].concat(value)) url.searchParams.append(key, item);
     }
+    const oauth = !anonymous && this.session && this.session.kind === "oauth";
+    const key = oauth ? await this.dpopKey() : null;
     const send = async () => {
       const headers = {};
-      if (!anonymous && this.session) headers.Authorization = `Bearer ${this.session.accessJwt}`;
       let payload;
       if (blob) {
         headers["Content-Type"] = blob.type || "application/octet-stream";
@@ -97,6 +129,12 @@ export class Client {
         headers["Content-Type"] = "application/json";
         payload = JSON.stringify(body);
       }
+      if (oauth) {
+        const accessToken = this.session.accessToken;
+        headers.Authorization = `DPoP ${accessToken}`;
+        return key.fetch(url.href, { method, headers, body: payload, accessToken });
+      }
+      if (!anonymous && this.session) headers.Authorization = `Bearer ${this.session.accessJwt}`;
       return fetch(url, { method, headers, body: payload });
     };
     let response;
@@ -106,7 +144,8 @@ export class Client {
       throw new XrpcError(0, "Unreachable", `${new URL(base).host} cannot be reached.`);
     }
     let answer = await parse(response);
-    if (response.status === 400 && answer.error === "ExpiredToken" && !anonymous) {
+    const expired = oauth ? response.status === 401 && answer.error === "invalid_token" : response.status === 400 && answer.error === "ExpiredToken";
+    if (expired && !anonymous) {
       await this.refresh();
       response = await send();
       answer = await parse(response);

@@ -7,6 +7,7 @@ import { renderPost, setupCompose, postPath } from "./post.js";
 import { renderProviders } from "./providers.js";
 import { renderDashboard } from "./dashboard.js";
 import { loadPreferences, renderList, renderModeration } from "./moderation.js";
+import { beginSignIn } from "./oauth.js";
 
 const FOLLOWING = "following";
 const SAVED_FEEDS_KEY = "strata.feeds";
@@ -92,6 +93,13 @@ class App {
       else link.removeAttribute("aria-current");
     }
     if (page === "dashboard") return this.show("Dashboard", (view) => renderDashboard(this, view));
+    if (page === "oauth") {
+      const params = new URLSearchParams(argument);
+      return this.signInWithOAuth(params.get("service"), params.get("handle")).catch((failure) => {
+        this.oauthError = failure.message;
+        location.hash = "#/login";
+      });
+    }
     if (!signedIn && page !== "login") {
       location.hash = "#/login";
       return;
@@ -179,8 +187,35 @@ class App {
         error.textContent = `Could not sign in: ${failure.message}`;
       }
     });
+    // OAuth: the password is typed on the PDS's own page, never here.
+    const oauth = h("button", { type: "button", id: "login-oauth" }, "Sign in on your PDS's page (OAuth)");
+    oauth.addEventListener("click", async () => {
+      error.textContent = "";
+      if (!service.reportValidity()) return;
+      const handle = identifier.value.trim().replace(/^@/, "");
+      try {
+        await this.signInWithOAuth(service.value, handle);
+      } catch (failure) {
+        error.textContent = `Could not sign in: ${failure.message}`;
+      }
+    });
+    form.append(oauth);
+    if (this.oauthError) {
+      error.textContent = `Could not sign in: ${this.oauthError}`;
+      this.oauthError = null;
+    }
     view.append(form);
     identifier.focus();
+  }
+
+  async signInWithOAuth(service, handle) {
+    // A loopback client is sent back to 127.0.0.1, so on localhost sign-in starts there.
+    if (location.hostname === "localhost") {
+      const params = new URLSearchParams({ service, handle });
+      location.assign(`${location.protocol}//127.0.0.1:${location.port}/#/oauth/${params}`);
+      return;
+    }
+    await beginSignIn(service, handle);
   }
 
   // --- home and feeds ----------------------------------------------------------------------
@@ -484,6 +519,12 @@ async function start() {
   const config = await (await fetch("/config.json")).json();
   const app = new App(config);
   window.strata = app;
+  try {
+    await app.client.completeOAuth();
+  } catch (failure) {
+    app.oauthError = failure.message;
+    location.hash = "#/login";
+  }
   await app.route();
 }
 
