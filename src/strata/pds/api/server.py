@@ -17,6 +17,7 @@ from strata.net.server import json_response
 from strata.net.xrpc import Call, XrpcRouter
 from strata.pds import mail_templates
 from strata.pds.accounts import Account, now_ms
+from strata.pds.api.email import mail_limits
 from strata.pds.auth import ACCESS, APP_PASS, APP_PASS_PRIVILEGED, OAUTH, Credentials, bearer
 from strata.pds.oauth.scopes import EMAIL, Need, ScopeRefused, check
 from strata.pds.passwords import (
@@ -318,6 +319,7 @@ def register(router: XrpcRouter, pds: Pds) -> None:
 
     @router.procedure("com.atproto.server.requestAccountDelete", auth=full_access)
     async def request_account_delete(call: Call[Credentials]) -> web.Response:
+        pds.rate_limits.charge(call.request, mail_limits("requestAccountDelete"), call.auth.did)
         account = pds.account_or_404(call.auth.did)
         await pds.mail_code(account, "delete_account", mail_templates.delete_account)
         return web.Response(status=200)
