@@ -41,6 +41,7 @@ from strata.pds.api.email import supported_email
 from strata.pds.cli import pds_command
 from strata.pds.mail import OUTBOX, SmtpServer, outbox_code
 from strata.pds.service import Pds
+from tests.pds.oauth_client import loopback_client_id, network_with_account
 from tests.services import free_port, running_pds, running_plc
 
 PASSWORD = "correct horse battery"
@@ -542,6 +543,30 @@ async def test_account_without_an_address(tmp_path: Path) -> None:
             assert (reply.status, reply.error) == (400, "InvalidRequest"), (nsid, reply)
             assert reply.json["message"] == "account does not have an email address"
         assert env.tokens() == 0
+
+
+async def test_oauth_tokens_do_not_manage_the_email(tmp_path: Path) -> None:
+    # As the reference: no transitional scope grants `account:email?action=manage`, and the
+    # methods of a full session refuse OAuth altogether.
+    async with network_with_account(tmp_path, "alice.test", "alice@example.com", PASSWORD) as net:
+        scope = "atproto transition:generic transition:email"
+        client = net.client(client_id=loopback_client_id(scope))
+        access = (await client.sign_in_fully("alice.test", PASSWORD, scope=scope)).access
+        for nsid, body, error in [
+            ("com.atproto.server.requestEmailConfirmation", None, "ScopeMissingError"),
+            (
+                "com.atproto.server.confirmEmail",
+                {"email": "alice@example.com", "token": "AAAAA-BBBBB"},
+                "ScopeMissingError",
+            ),
+            ("com.atproto.server.requestEmailUpdate", None, "Forbidden"),
+            ("com.atproto.server.updateEmail", {"email": "eve@example.com"}, "Forbidden"),
+            ("com.atproto.server.requestAccountDelete", None, "Forbidden"),
+        ]:
+            answer = await client.call("POST", nsid, access, body)
+            assert (answer.status, answer.json["error"]) == (403, error), (nsid, answer)
+        assert net.pds.pds.accounts.get(net.did).email == "alice@example.com"  # type: ignore[union-attr]
+        assert not (net.pds.pds.data_dir / OUTBOX).exists()
 
 
 async def test_mail_requests_are_rate_limited(tmp_path: Path) -> None:

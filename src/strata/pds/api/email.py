@@ -2,9 +2,10 @@
 it, and resetting a forgotten password with a code mailed to it.
 
 Each code is a one-time token (`XXXXX-XXXXX`, 15 minutes) mailed by `Pds.mail_code`. As in
-the reference PDS, confirming works with any session (app passwords included), changing the
-address needs a session of the account's own password, and the password reset needs none; the
-methods that send mail have rate limits of their own.
+the reference PDS, confirming works with any session (app passwords included) but with no OAuth
+token (the transitional scopes do not grant managing the email), changing the address needs a
+session of the account's own password, and the password reset needs none; the methods that send
+mail have rate limits of their own.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from strata.net.server import json_response
 from strata.net.xrpc import Call, XrpcRouter
 from strata.pds import mail_templates
 from strata.pds.auth import ACCESS, Credentials
+from strata.pds.oauth.scopes import Need
 from strata.pds.passwords import MAX_PASSWORD_LENGTH, hash_password
 from strata.pds.ratelimit import Limit
 from strata.pds.service import Pds
@@ -78,17 +80,17 @@ def token_refused(reason: str) -> XrpcError:
 
 
 def register(router: XrpcRouter, pds: Pds) -> None:
-    any_access = pds.auth.access(allow_deactivated=True)
+    any_session = pds.auth.access(allow_deactivated=True, oauth=Need.ACCOUNT)
     full_access = pds.auth.access(scopes=(ACCESS,), allow_deactivated=True)
 
-    @router.procedure("com.atproto.server.requestEmailConfirmation", auth=any_access)
+    @router.procedure("com.atproto.server.requestEmailConfirmation", auth=any_session)
     async def request_email_confirmation(call: Call[Credentials]) -> web.Response:
         did = call.auth.did
         pds.rate_limits.charge(call.request, mail_limits("requestEmailConfirmation"), did)
         await pds.mail_code(pds.account_or_404(did), CONFIRM_EMAIL, mail_templates.confirm_email)
         return web.Response(status=200)
 
-    @router.procedure("com.atproto.server.confirmEmail", auth=any_access)
+    @router.procedure("com.atproto.server.confirmEmail", auth=any_session)
     async def confirm_email(call: Call[Credentials]) -> web.Response:
         did = call.auth.did
         account = pds.account_or_404(did)
