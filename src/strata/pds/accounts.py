@@ -425,7 +425,7 @@ class AccountStore:
                 "UPDATE account SET invites_disabled = ? WHERE did = ?", (int(disabled), did)
             )
 
-    # Email tokens (PLC operation signature, account deletion)
+    # Email tokens (confirmations, password reset, PLC operation signature, account deletion)
 
     def new_email_token(self, purpose: str, did: str) -> str:
         """A fresh one-time token for `purpose`, replacing any earlier one."""
@@ -440,8 +440,9 @@ class AccountStore:
             )
         return token
 
-    def take_email_token(self, purpose: str, did: str, token: str) -> str | None:
-        """Consume a token; None if it matches, else the reason it is refused."""
+    def check_email_token(self, purpose: str, did: str, token: str) -> str | None:
+        """None if `token` is the live token of `did` for `purpose`, else why it is refused;
+        the token stays."""
         row = self.conn.execute(
             "SELECT token, requested_at FROM email_token WHERE purpose = ? AND did = ?",
             (purpose, did),
@@ -450,6 +451,45 @@ class AccountStore:
             return "Token is invalid"
         if now_ms() - row[1] > EMAIL_TOKEN_LIFETIME_MS:
             return "Token is expired"
-        with self.transaction() as conn:
-            conn.execute("DELETE FROM email_token WHERE purpose = ? AND did = ?", (purpose, did))
         return None
+
+    def take_email_token(self, purpose: str, did: str, token: str) -> str | None:
+        """Consume a token; None if it matches, else the reason it is refused."""
+        refused = self.check_email_token(purpose, did, token)
+        if refused is None:
+            with self.transaction() as conn:
+                conn.execute(
+                    "DELETE FROM email_token WHERE purpose = ? AND did = ?", (purpose, did)
+                )
+        return refused
+
+    def email_token_did(self, purpose: str, token: str) -> str | None:
+        """The account a token for `purpose` was mailed to, live or expired."""
+        row = self.conn.execute(
+            "SELECT did FROM email_token WHERE purpose = ? AND token = ?",
+            (purpose, token.upper()),
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def confirm_email(self, did: str, purpose: str) -> None:
+        """Mark the account's email as confirmed and consume the token for `purpose`."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE account SET email_confirmed_at = ? WHERE did = ?", (now_ms(), did))
+            conn.execute("DELETE FROM email_token WHERE purpose = ? AND did = ?", (purpose, did))
+
+    def set_email(self, did: str, email: str) -> None:
+        """Change the account's email (unconfirmed again); every token mailed to the old one
+        is void."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE account SET email = ?, email_confirmed_at = NULL WHERE did = ?",
+                (email.lower(), did),
+            )
+            conn.execute("DELETE FROM email_token WHERE did = ?", (did,))
+
+    def reset_password(self, did: str, password_hash: str, purpose: str) -> None:
+        """Set a new password, consume the token for `purpose` and end every session."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE account SET password_hash = ? WHERE did = ?", (password_hash, did))
+            conn.execute("DELETE FROM email_token WHERE purpose = ? AND did = ?", (purpose, did))
+            conn.execute("DELETE FROM refresh_token WHERE did = ?", (did,))

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from strata.net.server import create_app, json_response, run_alongside
 from strata.net.xrpc import XrpcRouter
-from strata.pds.api import admin, appview, identity, repo, server, sync
+from strata.pds.api import admin, appview, email, identity, repo, server, sync
 from strata.pds.api.appview import Proxy
 from strata.pds.auth import DPOP_NONCE_KEY
 from strata.pds.oauth import routes as oauth_routes
@@ -36,7 +36,7 @@ def create_pds_app(pds: Pds) -> web.Application:
     app.middlewares.append(pds.rate_limits.middleware)
     app[PDS_KEY] = pds
     router = XrpcRouter(pds.catalog)
-    for module in (server, repo, sync, identity, appview, admin):
+    for module in (server, email, repo, sync, identity, appview, admin):
         module.register(router, pds)
     router.mount(app, fallback=proxy)
     oauth_routes.install(app, pds)

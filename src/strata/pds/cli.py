@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
 
 from strata.pds.app import create_pds_app
 from strata.pds.config import AppView, PdsConfig
+from strata.pds.mail import SmtpServer
 from strata.pds.service import Pds
 from strata.serve import (
     PLC_URLS,
@@ -87,6 +89,30 @@ from strata.serve import (
     help="Client addresses the rate limits do not apply to (a trusted proxy, a load test).",
 )
 @SERVE_STALE_FOR
+@click.option(
+    "--smtp-url",
+    envvar="STRATA_SMTP_URL",
+    default=None,
+    metavar="URL",
+    help="Send mail through this SMTP server: smtp://user:password@host:port (STARTTLS when "
+    "the server offers it) or smtps://... (TLS from the start). Without it, mail is left in "
+    "mail/outbox/ in the data directory.",
+)
+@click.option(
+    "--smtp-ca-file",
+    envvar="STRATA_SMTP_CA_FILE",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Check the SMTP server's certificate against these CA certificates only (PEM) "
+    "instead of the system's, for a server with a private CA.",
+)
+@click.option(
+    "--email-from",
+    envvar="STRATA_EMAIL_FROM",
+    default=None,
+    metavar="ADDRESS",
+    help="The sender of the PDS's mail.  [default: noreply@<hostname>]",
+)
 def pds_command(
     hostname: str,
     plc_urls: tuple[str, ...],
@@ -98,6 +124,9 @@ def pds_command(
     rate_limits: bool,
     rate_limit_bypass_ips: tuple[str, ...],
     serve_stale_for: float,
+    smtp_url: str | None,
+    smtp_ca_file: Path | None,
+    email_from: str | None,
     **kwargs: Any,
 ) -> None:
     """Run a PDS: accounts, their repositories and blobs, and their firehose."""
@@ -106,6 +135,11 @@ def pds_command(
         parsed_appviews = tuple(AppView.parse(a) for a in appviews)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--appview") from exc
+    if smtp_url is not None:
+        try:
+            SmtpServer.parse(smtp_url)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--smtp-url") from exc
     config = PdsConfig(
         hostname=hostname,
         public_url=public_url(options, hostname),
@@ -119,6 +153,9 @@ def pds_command(
         rate_limits=rate_limits,
         rate_limit_bypass_ips=rate_limit_bypass_ips,
         serve_stale_for=serve_stale_for,
+        smtp_url=smtp_url,
+        smtp_ca_file=smtp_ca_file,
+        email_from=email_from or "",
     )
     pds = Pds(config, options.data_dir)
     run_service("pds", options, lambda: create_pds_app(pds))

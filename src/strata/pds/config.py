@@ -54,11 +54,19 @@ class PdsConfig:
     serve_stale_for: float = 6 * 3600.0
     """How old a remembered AppView answer may be when it is served because no AppView
     answers."""
+    smtp_url: str | None = None
+    """The SMTP server mail goes through; None: mail is left in the data directory's outbox."""
+    smtp_ca_file: Path | None = None
+    """The only CA certificates the SMTP server's TLS certificate is checked against (None:
+    the system's)."""
+    email_from: str = ""
     service_did: str = field(default="")
 
     def __post_init__(self) -> None:
         if not self.service_did:
             object.__setattr__(self, "service_did", f"did:web:{self.hostname}")
+        if not self.email_from:
+            object.__setattr__(self, "email_from", f"noreply@{self.hostname}")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 - every client address: 3,000 requests per 5 minutes (`getRepo`, a bulk sync path, apart);
 - every account's repository writes: 5,000 points per hour and 35,000 per day, where a create
-  costs 3, an update 2 and a delete 1.
+  costs 3, an update 2 and a delete 1;
+- methods with limits of their own (those that send mail), per account or per address.
 
 Each limit is a token bucket (the full amount as a burst, refilled evenly over its window).
 Answers carry `RateLimit-Limit`, `-Remaining`, `-Reset` (epoch seconds) and `-Policy`
@@ -78,6 +79,7 @@ class RateLimits:
         self.clock = clock
         self.addresses = Buckets(PER_ADDRESS)
         self.writes = [Buckets(WRITES_PER_HOUR), Buckets(WRITES_PER_DAY)]
+        self.methods: dict[Limit, Buckets] = {}
 
     def _bypassed(self, request: web.Request) -> bool:
         if not self.enabled or request.remote in self.bypass_ips:
@@ -111,6 +113,17 @@ class RateLimits:
         points = sum(WRITE_POINTS[action] for action in actions)
         for buckets in self.writes:
             self._charge(request, buckets, did, points)
+
+    def charge(self, request: web.Request, limits: Iterable[Limit], key: str) -> None:
+        """Count one call of a method with limits of its own against `key` (an account's DID
+        or a client address); 429 when over one."""
+        if self._bypassed(request):
+            return
+        for limit in limits:
+            buckets = self.methods.get(limit)
+            if buckets is None:
+                buckets = self.methods[limit] = Buckets(limit)
+            self._charge(request, buckets, key, 1)
 
     @web.middleware
     async def middleware(

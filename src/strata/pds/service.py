@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,7 +33,8 @@ from strata.pds.actor_store import ActorStore, ActorStores
 from strata.pds.auth import Authenticator, LoginLimiter, Tokens
 from strata.pds.blobs import BlobStore
 from strata.pds.config import PdsConfig, Secrets
-from strata.pds.mail import OUTBOX
+from strata.pds.mail import MailError, create_mailer
+from strata.pds.mail_templates import Mail
 from strata.pds.oauth.clients import Clients
 from strata.pds.oauth.dpop import DpopVerifier, Nonces, ReplayCache
 from strata.pds.oauth.provider import AuthorizationServer
@@ -79,7 +81,9 @@ class Pds:
         self.login_limiter = LoginLimiter()
         self.rate_limits = RateLimits(config.rate_limits, config.rate_limit_bypass_ips)
         self.catalog = Catalog.bundled()
-        self.outbox = data_dir / OUTBOX
+        self.mailer = create_mailer(
+            config.smtp_url, config.email_from, config.hostname, data_dir, config.smtp_ca_file
+        )
         self._session: aiohttp.ClientSession | None = None
         self._resolver: IdentityResolver | None = None
         self._plc: PlcClient | None = None
@@ -351,9 +355,20 @@ class Pds:
         """A token signed by the account's repo key, for calling another service as it."""
         return sign_service_jwt(self.stores.open(did).keypair(), did, aud, lxm, time.time(), exp)
 
-    def send_mail(self, did: str, purpose: str, body: str) -> None:
-        """Leave a message for the account in the outbox folder (the operator delivers it)."""
-        self.outbox.mkdir(parents=True, exist_ok=True)
-        path = self.outbox / f"{int(time.time() * 1000)}-{purpose}-{did.replace(':', '_')}.txt"
-        path.write_text(body)
-        log_event(log, "mail written", did=did, purpose=purpose, file=path.name)
+    async def mail_code(
+        self, account: Account, purpose: str, compose: Callable[[str], Mail]
+    ) -> None:
+        """Mail the account a new one-time code for `purpose`, in the words of `compose(code)`:
+        400 when the account has no email address, 500 when the mail could not be delivered
+        (the failure is logged and counted)."""
+        if not account.email:
+            raise invalid_request("account does not have an email address")
+        mail = compose(self.accounts.new_email_token(purpose, account.did))
+        try:
+            await self.mailer.send(
+                account.email, mail.subject, mail.text, did=account.did, purpose=purpose
+            )
+        except MailError as exc:
+            raise XrpcError(
+                500, "InternalServerError", "The email could not be sent; try again later"
+            ) from exc

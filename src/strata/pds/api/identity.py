@@ -10,6 +10,7 @@ from strata.identity.errors import IdentityError
 from strata.net.errors import XrpcError, invalid_request
 from strata.net.server import json_response
 from strata.net.xrpc import Call, XrpcRouter
+from strata.pds import mail_templates
 from strata.pds.auth import ACCESS, APP_PASS_PRIVILEGED, Credentials
 from strata.pds.oauth.scopes import Need
 from strata.pds.plc_client import atproto_services
@@ -67,13 +68,8 @@ def register(router: XrpcRouter, pds: Pds) -> None:
 
     @router.procedure("com.atproto.identity.requestPlcOperationSignature", auth=privileged)
     async def request_signature(call: Call[Credentials]) -> web.Response:
-        token = pds.accounts.new_email_token(PLC_TOKEN_PURPOSE, call.auth.did)
-        pds.send_mail(
-            call.auth.did,
-            PLC_TOKEN_PURPOSE,
-            "A request was made to change your account's identity (PLC operation).\n"
-            f"If it was you, confirm with this code: {token}\n",
-        )
+        account = pds.account_or_404(call.auth.did)
+        await pds.mail_code(account, PLC_TOKEN_PURPOSE, mail_templates.plc_operation)
         return web.Response(status=200)
 
     @router.procedure("com.atproto.identity.signPlcOperation", auth=privileged)

@@ -15,7 +15,9 @@ from strata.core.syntax.dates import format_millis, parse_millis
 from strata.net.errors import XrpcError, invalid_request
 from strata.net.server import json_response
 from strata.net.xrpc import Call, XrpcRouter
+from strata.pds import mail_templates
 from strata.pds.accounts import Account, now_ms
+from strata.pds.api.email import mail_limits
 from strata.pds.auth import ACCESS, APP_PASS, APP_PASS_PRIVILEGED, OAUTH, Credentials, bearer
 from strata.pds.oauth.scopes import EMAIL, Need, ScopeRefused, check
 from strata.pds.passwords import (
@@ -317,12 +319,9 @@ def register(router: XrpcRouter, pds: Pds) -> None:
 
     @router.procedure("com.atproto.server.requestAccountDelete", auth=full_access)
     async def request_account_delete(call: Call[Credentials]) -> web.Response:
-        token = pds.accounts.new_email_token("delete_account", call.auth.did)
-        pds.send_mail(
-            call.auth.did,
-            "delete_account",
-            f"To delete your account, use this confirmation code: {token}\n",
-        )
+        pds.rate_limits.charge(call.request, mail_limits("requestAccountDelete"), call.auth.did)
+        account = pds.account_or_404(call.auth.did)
+        await pds.mail_code(account, "delete_account", mail_templates.delete_account)
         return web.Response(status=200)
 
     @router.procedure("com.atproto.server.deleteAccount")
