@@ -10,7 +10,12 @@ from pathlib import Path
 
 
 def connect_sqlite(path: Path) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), WAL, `synchronous=FULL`."""
+    """A connection in autocommit mode (transactions are explicit), WAL, `synchronous=FULL`.
+
+    A new database file is made owner-only (its journal files take the same mode): it holds
+    accounts, keys and private state."""
+    if str(path) != ":memory:" and not Path(path).exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode = WAL")
     # FULL: a transaction is on disk before whatever it holds is acknowledged.

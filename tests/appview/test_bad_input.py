@@ -174,6 +174,18 @@ async def test_a_feed_generator_that_misbehaves(tmp_path: Path) -> None:
         answer = await eventually(ready, what="the feed served")
         assert [i["post"]["uri"] for i in answer["feed"]] == [post["uri"]]
         assert answer["cursor"] == "next"
+
+        # A generator answering with far more than asked: only the page asked for is hydrated.
+        asked: list[str | None] = []
+
+        async def flood(request: web.Request) -> web.Response:
+            asked.append(request.query.get("limit"))
+            return web.json_response({"feed": [{"post": post["uri"]}] * 2000})
+
+        state["handler"] = flood
+        body = await view(alice, "app.bsky.feed.getFeed", feed=feed["uri"], limit=3)
+        assert len(body["feed"]) == 3 and asked == ["3"]
+        del state["handler"]
         for limit, (mode, status, error) in enumerate(
             (
                 ("garbage", 502, "UpstreamFailure"),

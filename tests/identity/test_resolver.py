@@ -228,3 +228,13 @@ async def test_did_web_on_loopback_only_in_dev_mode() -> None:
     with pytest.raises(InvalidIdentifier):
         did_web_url("did:web:127.0.0.1", dev=False)
     json.dumps(docs)
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["93.184.216.34", "10.0.0.1", "169.254.169.254", "2130706433", "%5B2001%3Adb8%3A%3A1%5D"],
+)
+def test_did_web_names_a_host_not_an_address(host: str) -> None:
+    for dev in (False, True):
+        with pytest.raises(InvalidIdentifier, match=r"not an IP address"):
+            did_web_url(f"did:web:{host}", dev=dev)

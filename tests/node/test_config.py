@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from strata.node.cli import up_command
 from strata.node.config import ConfigError, NodeConfig, load, save
 
 
@@ -70,3 +72,20 @@ def test_external_directories_replace_the_local_one(tmp_path: Path) -> None:
     assert [appview[i + 1] for i, a in enumerate(appview) if a == "--plc-url"] == [
         "https://plc.directory"
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["--host", "0.0.0.0"], "--host 0.0.0.0 is not a loopback address"),
+        (["--hostname", "node.example.com"], "--hostname node.example.com is not a name"),
+    ],
+)
+def test_up_refuses_to_expose_a_development_network(
+    tmp_path: Path, args: list[str], complaint: str
+) -> None:
+    result = CliRunner().invoke(up_command, [*args, "--data-dir", str(tmp_path / "node")])
+    assert result.exit_code == 2
+    assert complaint in result.output
+    assert "without --dev" in result.output
+    assert not (tmp_path / "node" / "strata.toml").exists()

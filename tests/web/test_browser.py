@@ -321,7 +321,7 @@ def test_dashboard(page: Any, node: Node, screenshots: Path | None) -> None:
         page.screenshot(path=str(screenshots / "dashboard.png"), full_page=True)
 
 
-def post_as_bob(node: Node, text: str) -> str:
+def post_as_bob(node: Node, text: str, **fields: Any) -> str:
     """A new post by the demo's bob, straight to his PDS; its at:// URI."""
 
     def call(nsid: str, body: dict[str, Any], token: str | None = None) -> Any:
@@ -342,6 +342,7 @@ def post_as_bob(node: Node, text: str) -> str:
         "$type": "app.bsky.feed.post",
         "text": text,
         "createdAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        **fields,
     }
     created = call(
         "com.atproto.repo.createRecord",
@@ -386,6 +387,24 @@ def test_labels_from_the_node_labeler_warn_and_hide(page: Any, node: Node) -> No
     warning.locator("summary").click()
     expect(text).to_have_text("Spoilers for the season finale ahead.")
     expect(post_saying(page, "Buy followers cheap")).to_have_count(0)
+
+
+def test_links_that_would_run_script_are_not_links(page: Any, node: Node) -> None:
+    text = "A card and a link that both say javascript:"
+    embed = {
+        "$type": "app.bsky.embed.external",
+        "external": {"uri": "javascript:alert(1)", "title": "Free prize", "description": ""},
+    }
+    facet = {
+        "index": {"byteStart": 0, "byteEnd": 6},
+        "features": [{"$type": "app.bsky.richtext.facet#link", "uri": "javascript:alert(2)"}],
+    }
+    post_as_bob(node, text, embed=embed, facets=[facet])
+    home_until_shown(page, node, text)
+    post = post_saying(page, text)
+    expect(post.locator("a.external")).to_contain_text("Free prize")
+    assert post.locator("a.external").get_attribute("href") is None
+    assert post.locator("p.text a").count() == 0
 
 
 def test_mute_from_a_profile_and_unmute_on_the_moderation_page(page: Any, node: Node) -> None:

@@ -32,6 +32,8 @@ class AppContext:
     db: Database
     resolver: IdentityResolver
     session: aiohttp.ClientSession
+    """For feed generators, which DID documents name: public addresses only, but in
+    development."""
     did: str
     """The AppView's own DID: the audience of the service tokens it accepts."""
     skeleton_timeout: float = 10.0

@@ -23,6 +23,7 @@ from strata.appview.views import FeedItem
 from strata.core.errors import InvalidSyntax
 from strata.core.syntax import AtUri
 from strata.identity.errors import IdentityError, ResolutionFailed
+from strata.net.bounded import read_at_most
 from strata.net.errors import XrpcError
 from strata.net.logs import log_event
 from strata.net.upstream import STALE_ANSWERS, UpstreamRegistry, UpstreamUnavailable
@@ -108,6 +109,7 @@ async def generator_online(context: AppContext, feed_did: str) -> bool:
         async with context.session.get(
             f"{endpoint}/xrpc/app.bsky.feed.describeFeedGenerator",
             timeout=aiohttp.ClientTimeout(total=3.0),
+            allow_redirects=False,
         ) as response:
             return response.status == 200
     except (XrpcError, aiohttp.ClientError, OSError, TimeoutError):
@@ -132,8 +134,9 @@ async def fetch_skeleton(
             params=params,
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=left),
+            allow_redirects=False,
         ) as response:
-            raw = await response.content.read(MAX_SKELETON_BYTES + 1)
+            raw = await read_at_most(response.content, MAX_SKELETON_BYTES)
             return _answer(feed_did, response.status, raw)
 
     try:

@@ -38,6 +38,9 @@ from strata.resilience import Backoff
 log = logging.getLogger("strata.appview.indexer")
 
 BACKFILL_ATTEMPTS: Final = 5
+MAX_WAITING_BYTES: Final = 8 << 20
+"""Of one account's commits held while its repository is fetched; past it they are dropped
+and the repository fetched again afterwards (the later copy holds them)."""
 BACKFILL_CONCURRENCY: Final = 4
 
 EVENTS = Counter("strata_appview_events_total", "Firehose events indexed", ["type"])
@@ -75,6 +78,9 @@ class Indexer:
         self.states: dict[str, ActorState] = {}
         self.waiting: dict[str, list[dict[str, Any]]] = {}
         """Commits of accounts being fetched whole, applied after the fetch."""
+        self.waiting_bytes: dict[str, int] = {}
+        self.overflowed: set[str] = set()
+        """Accounts whose held commits went past `MAX_WAITING_BYTES`: fetched again."""
         self.tasks: set[asyncio.Task[None]] = set()
         self.limit = asyncio.Semaphore(BACKFILL_CONCURRENCY)
 
@@ -154,6 +160,19 @@ class Indexer:
             if state is None or (isinstance(rev, str) and rev != state.rev):
                 self._want_fetch(did, fetch)
 
+    def _hold(self, did: str, body: dict[str, Any]) -> None:
+        """Keep a commit for after the account's fetch, within `MAX_WAITING_BYTES`."""
+        if did in self.overflowed:
+            return
+        size = self.waiting_bytes.get(did, 0) + len(body.get("blocks") or b"") + 256
+        if size > MAX_WAITING_BYTES:
+            self.waiting[did].clear()
+            self.waiting_bytes.pop(did, None)
+            self.overflowed.add(did)
+            return
+        self.waiting_bytes[did] = size
+        self.waiting[did].append(body)
+
     def _want_fetch(self, did: str, fetch: list[str]) -> None:
         if did not in self.waiting:
             self.waiting[did] = []
@@ -181,7 +200,7 @@ class Indexer:
         if not isinstance(rev, str):
             return
         if did in self.waiting:
-            self.waiting[did].append(body)
+            self._hold(did, body)
             return
         state = await self._state(tx, did)
         if state is None and since is None:
@@ -192,7 +211,7 @@ class Indexer:
             if state is not None and state.rev is not None and rev <= state.rev:
                 return  # already indexed (a replay after moving between relays)
             self._want_fetch(did, fetch)
-            self.waiting[did].append(body)
+            self._hold(did, body)
             return
         if state.rev is not None and rev <= state.rev:
             return
@@ -333,9 +352,16 @@ class Indexer:
             BACKFILLS.labels("failed").inc()
             await self._refresh_identity(did)
         finally:
-            pending = self.waiting.pop(did, [])
-            if pending:
-                await self._replay(did, pending)
+            self.waiting_bytes.pop(did, None)
+            if did in self.overflowed:
+                # Commits were dropped while waiting: only a fetch made after them has them.
+                self.overflowed.discard(did)
+                self.waiting[did] = []
+                self._spawn(self._backfill(did), f"backfill {did}")
+            else:
+                pending = self.waiting.pop(did, [])
+                if pending:
+                    await self._replay(did, pending)
 
     async def backfill(self, did: str) -> None:
         """Index an account's whole repository from its PDS, replacing what was indexed."""

@@ -28,6 +28,7 @@ from strata.database import Database, migrate, open_database
 from strata.identity import IdentityResolver
 from strata.identity.service_did import service_did, service_document
 from strata.net.logs import log_event
+from strata.net.public_fetch import public_session
 from strata.net.subscriber import RelaySubscriber
 
 log = logging.getLogger("strata.appview")
@@ -65,6 +66,13 @@ def _session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=30), headers={"User-Agent": "strata-appview"}
     )
+
+
+def _outward_session(session: aiohttp.ClientSession, dev: bool) -> aiohttp.ClientSession:
+    """The session for hosts that strangers name (PDSes, feed generators, did:web documents):
+    public addresses only, but in development. PLC directories, relays and labelers are the
+    operator's and keep `session`."""
+    return session if dev else public_session(30, limit=100)
 
 
 class IndexingThread:
@@ -107,13 +115,17 @@ class IndexingThread:
         self._stopping = asyncio.Event()
         db: Database | None = None
         session: aiohttp.ClientSession | None = None
+        outward: aiohttp.ClientSession | None = None
         try:
             db = await open_database(
                 self.config.database_url, self.data_dir / "appview.sqlite", INDEXER_CONNECTIONS
             )
             session = _session()
-            resolver = IdentityResolver(session, self.config.plc_urls, dev=self.config.dev)
-            self.indexer = Indexer(db, resolver, session, dev=self.config.dev, cache=self.cache)
+            outward = _outward_session(session, self.config.dev)
+            resolver = IdentityResolver(
+                session, self.config.plc_urls, dev=self.config.dev, web_session=outward
+            )
+            self.indexer = Indexer(db, resolver, outward, dev=self.config.dev, cache=self.cache)
             if self.config.relays:
                 self.subscriber = RelaySubscriber(
                     "appview",
@@ -142,6 +154,8 @@ class IndexingThread:
                 await labels.stop()
             if self.indexer is not None:
                 await self.indexer.stop()
+            if outward is not None and outward is not session:
+                await outward.close()
             if session is not None:
                 await session.close()
             if db is not None:
@@ -159,6 +173,7 @@ class AppView:
         self.context: AppContext | None = None
         self.indexing: IndexingThread | None = None
         self.session: aiohttp.ClientSession | None = None
+        self.outward: aiohttp.ClientSession | None = None
 
     @property
     def indexer(self) -> Indexer | None:
@@ -180,11 +195,14 @@ class AppView:
         )
         version = await migrate(self.db, MIGRATIONS, "appview")
         self.session = _session()
-        resolver = IdentityResolver(self.session, self.config.plc_urls, dev=self.config.dev)
+        self.outward = _outward_session(self.session, self.config.dev)
+        resolver = IdentityResolver(
+            self.session, self.config.plc_urls, dev=self.config.dev, web_session=self.outward
+        )
         self.context = AppContext(
             self.db,
             resolver,
-            self.session,
+            self.outward,
             self.config.did,
             feed_fallbacks=dict(self.config.feed_fallbacks),
             serve_stale_for=self.config.serve_stale_for,
@@ -206,6 +224,8 @@ class AppView:
     async def stop(self) -> None:
         if self.indexing is not None:
             await self.indexing.stop()
+        if self.outward is not None and self.outward is not self.session:
+            await self.outward.close()
         if self.session is not None:
             await self.session.close()
         if self.db is not None:

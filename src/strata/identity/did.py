@@ -31,6 +31,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host.replace(".", "").isdigit()  # `2130706433`, `127.1`: still addresses
+    return True
+
+
 def did_web_url(did: str, dev: bool) -> str:
     """The URL of a did:web document. Only host-level did:web is part of atproto.
 
@@ -40,9 +48,15 @@ def did_web_url(did: str, dev: bool) -> str:
     if ":" in ident:
         raise InvalidIdentifier(f"path-based did:web is not supported in atproto: {did}")
     authority = unquote(ident)
-    host, _, port = authority.partition(":")
+    if authority.startswith("["):
+        host, _, rest = authority[1:].partition("]")
+        port = rest.removeprefix(":")
+    else:
+        host, _, port = authority.partition(":")
     if not host or "/" in authority or "@" in authority:
         raise InvalidIdentifier(f"invalid did:web host: {did}")
+    if _is_address(host) and not (dev and _is_loopback(host)):
+        raise InvalidIdentifier(f"did:web names a host, not an IP address: {did}")
     if _is_loopback(host) or port:
         if not dev:
             raise InvalidIdentifier(
@@ -63,8 +77,12 @@ class DidResolver:
         dev: bool = False,
         timeout: float = 3.0,
         hedge_after: float = 0.25,
+        web_session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.session = session
+        # did:web hosts are named by strangers: the caller may give a session that reaches
+        # public addresses only, while the PLC directories are the operator's.
+        self.web_session = web_session or session
         self.dev = dev
         self.timeout = timeout
         self.plc = UpstreamPool("plc", plc_urls, timeout=timeout, hedge_after=hedge_after)
@@ -113,7 +131,7 @@ class DidResolver:
         url = did_web_url(did, self.dev)
         try:
             async with asyncio.timeout(self.timeout):
-                status, body = await get_json(self.session, url, MAX_DOCUMENT_BYTES)
+                status, body = await get_json(self.web_session, url, MAX_DOCUMENT_BYTES)
         except (aiohttp.ClientError, OSError, TimeoutError, BadAnswer) as exc:
             raise ResolutionFailed(f"{url}: {type(exc).__name__}: {exc}") from exc
         if status in (404, 410):

@@ -7,6 +7,8 @@ from typing import Any
 
 import aiohttp
 
+from strata.net.bounded import read_at_most
+
 
 class BadAnswer(Exception):
     """The source answered, but not with something usable (status, size, or format)."""
@@ -16,7 +18,7 @@ async def read_limited(response: aiohttp.ClientResponse, max_bytes: int) -> byte
     """The response body, or `BadAnswer` when it is larger than `max_bytes`."""
     if response.content_length is not None and response.content_length > max_bytes:
         raise BadAnswer(f"answer of {response.content_length} bytes exceeds {max_bytes}")
-    body = await response.content.read(max_bytes + 1)
+    body = await read_at_most(response.content, max_bytes)
     if len(body) > max_bytes:
         raise BadAnswer(f"answer exceeds {max_bytes} bytes")
     return body

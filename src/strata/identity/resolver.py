@@ -135,12 +135,20 @@ class IdentityResolver:
         negative_for: float = 60.0,
         capacity: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
+        web_session: aiohttp.ClientSession | None = None,
     ) -> None:
+        """`web_session`, when given, fetches what strangers name (did:web documents, handles'
+        well-known files) instead of `session`, which stays for the PLC directories."""
         self.dids = DidResolver(
-            session, plc_urls, dev=dev, timeout=timeout, hedge_after=hedge_after
+            session,
+            plc_urls,
+            dev=dev,
+            timeout=timeout,
+            hedge_after=hedge_after,
+            web_session=web_session,
         )
         self.handles = HandleResolver(
-            session, dns=dns, dev=dev, dev_hosts=dev_hosts, timeout=timeout
+            web_session or session, dns=dns, dev=dev, dev_hosts=dev_hosts, timeout=timeout
         )
         self._docs: _CachedLookup[DidDocument] = _CachedLookup(
             "did", StaleCache(capacity, fresh_for, serve_stale_for, negative_for), clock

@@ -15,6 +15,8 @@ import orjson
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
+from strata.net.bounded import read_at_most
+
 MAX_BYTES: Final = 64 * 1024
 TIMEOUT: Final = 5.0
 
@@ -51,10 +53,10 @@ class PublicResolver(AbstractResolver):
         await self._inner.close()
 
 
-def public_session() -> aiohttp.ClientSession:
+def public_session(timeout: float = TIMEOUT, limit: int = 20) -> aiohttp.ClientSession:
     """A session whose connections can reach public addresses only."""
-    connector = aiohttp.TCPConnector(resolver=PublicResolver(), limit=20)
-    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=TIMEOUT))
+    connector = aiohttp.TCPConnector(resolver=PublicResolver(), limit=limit)
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout))
 
 
 class FetchFailed(Exception):
@@ -68,7 +70,9 @@ def check_literal(url: str) -> None:
     try:
         public = is_public(host)
     except ValueError:
-        return
+        # `2130706433`, `127.1`, `0x7f.1`: other spellings of an address, which some
+        # resolvers accept.
+        public = not all(part.isdigit() or part.startswith("0x") for part in host.split("."))
     if not public:
         raise NotPublic(f"{host} is not a public address")
 
@@ -81,7 +85,7 @@ async def fetch_json(session: aiohttp.ClientSession, url: str) -> Any:
         ) as response:
             if response.status != 200:
                 raise FetchFailed(f"{url} answered {response.status}")
-            body = await response.content.read(MAX_BYTES + 1)
+            body = await read_at_most(response.content, MAX_BYTES)
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
         raise FetchFailed(f"{url} could not be fetched: {exc}") from exc
     if len(body) > MAX_BYTES:

@@ -152,6 +152,13 @@ def up_command(
         "appviews": appviews,
     }
     config = _configure(ctx, data_dir, given)
+    exposed = config.exposure()
+    if exposed is not None:
+        raise click.UsageError(
+            f"{exposed}. strata up runs a development network (plain http, relaxed checks) "
+            "that must stay on this machine. To serve others, run each service on its own "
+            "(strata pds, strata relay, ...) without --dev, behind a proxy that ends TLS."
+        )
     path = node_config.save(data_dir, config)
     secrets = NodeSecrets.load_or_create(data_dir)
     click.echo(f"configuration: {path}")

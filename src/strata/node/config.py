@@ -8,6 +8,7 @@ restarting is how an operator changes them.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import secrets
 import sys
@@ -42,6 +43,15 @@ class ConfigError(Exception):
     """The configuration file cannot be read; the message says what to change."""
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def did_web(hostname: str, port: int) -> str:
     """The did:web of a service on a development host (the port is part of the DID)."""
     return f"did:web:{hostname}%3A{port}"
@@ -65,6 +75,16 @@ class NodeConfig:
     """The DID of the account publishing the built-in feeds, once it exists."""
     labeler_did: str = ""
     """The DID of the account the node's labeler labels as, once it exists."""
+
+    def exposure(self) -> str | None:
+        """Why this configuration would expose the node's development services (plain http,
+        relaxed identity checks, loopback fetches allowed) beyond this machine; None when it
+        stays on loopback."""
+        if not _is_loopback(self.host):
+            return f"--host {self.host} is not a loopback address"
+        if not _is_loopback(self.hostname):
+            return f"--hostname {self.hostname} is not a name of this machine (localhost)"
+        return None
 
     def url(self, service: str) -> str:
         """Where browsers and the other services reach `service`."""

@@ -306,6 +306,11 @@ class ActorStore:
         assert row is not None
         return row
 
+    def forget_upload(self, temp_key: str) -> None:
+        """Forget an upload that expired before any record referenced it."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM blob WHERE temp_key = ?", (temp_key,))
+
     def blob_referenced(self, cid: str) -> bool:
         """Whether a record links this blob (an imported record whose blob arrives later)."""
         row = self.conn.execute("SELECT 1 FROM record_blob WHERE blob_cid = ?", (cid,)).fetchone()

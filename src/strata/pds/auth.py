@@ -296,8 +296,13 @@ class Authenticator:
         return Admin()
 
 
+SWEEP_ABOVE: Final = 10_000
+
+
 class LoginLimiter:
-    """Sliding-window limits on sign-in: attempts per account, failures per client address."""
+    """Sliding-window limits on sign-in: attempts per account and client address (as the
+    reference keys them: a stranger elsewhere cannot lock an account's owner out), failures
+    per client address."""
 
     def __init__(
         self,
@@ -310,17 +315,29 @@ class LoginLimiter:
         self.failures_per_ip = failures_per_ip
         self.window = window
         self.clock = clock
-        self._attempts: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._attempts: defaultdict[tuple[str, str], deque[float]] = defaultdict(deque)
         self._failures: defaultdict[str, deque[float]] = defaultdict(deque)
 
     def _trim(self, events: deque[float], now: float) -> None:
         while events and events[0] <= now - self.window:
             events.popleft()
 
+    def _sweep(self, now: float) -> None:
+        """Forget keys with nothing in the window, so that a flood of identifiers or
+        addresses does not grow memory without bound."""
+        old = now - self.window
+        if len(self._attempts) > SWEEP_ABOVE:
+            for pair in [k for k, v in self._attempts.items() if not v or v[-1] <= old]:
+                del self._attempts[pair]
+        if len(self._failures) > SWEEP_ABOVE:
+            for ip in [k for k, v in self._failures.items() if not v or v[-1] <= old]:
+                del self._failures[ip]
+
     def check(self, identifier: str, ip: str) -> None:
         """Count an attempt; 429 when either limit is reached."""
         now = self.clock()
-        attempts, failures = self._attempts[identifier.lower()], self._failures[ip]
+        self._sweep(now)
+        attempts, failures = self._attempts[identifier.lower(), ip], self._failures[ip]
         self._trim(attempts, now)
         self._trim(failures, now)
         for events, limit in ((attempts, self.per_account), (failures, self.failures_per_ip)):

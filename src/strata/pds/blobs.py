@@ -2,7 +2,8 @@
 
 An upload lands in a temporary file; it becomes permanent, under the account's folder, when a
 committed record first references it. Files are written to a temporary name and renamed, so a
-crash never leaves a half-written blob under its CID.
+crash never leaves a half-written blob under its CID. An upload no record has referenced after
+`UPLOAD_TTL` seconds is deleted.
 """
 
 from __future__ import annotations
@@ -14,8 +15,13 @@ import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from strata.core.cid import CID
+
+UPLOAD_TTL: Final = 6 * 3600.0
+"""How long an upload waits for a record to reference it (the official app posts at once; a
+video service writes back within minutes)."""
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -63,11 +69,14 @@ class BlobStore:
         return self.root / "accounts" / did / cid
 
     async def receive(
-        self, chunks: AsyncIterator[bytes], declared_mime: str | None, max_bytes: int
+        self, did: str, chunks: AsyncIterator[bytes], declared_mime: str | None, max_bytes: int
     ) -> Upload:
-        """Stream an upload to a temporary file; raises `BlobTooLarge` past `max_bytes`."""
-        key = secrets.token_hex(16)
+        """Stream an upload by `did` to a temporary file; raises `BlobTooLarge` past
+        `max_bytes`."""
+        # Under the account's own folder, so that an expired upload can be forgotten by it.
+        key = f"{did}/{secrets.token_hex(16)}"
         path = self.tmp / key
+        path.parent.mkdir(exist_ok=True)
         digest = hashlib.sha256()
         size = 0
         head = b""
@@ -96,14 +105,33 @@ class BlobStore:
             return
         if not source.exists():
             raise FileNotFoundError(f"uploaded blob {cid} is no longer in the temporary folder")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.parent.exists():
+            target.parent.mkdir(parents=True)
+            _fsync_directory(target.parent.parent)
         with source.open("rb") as handle:
             os.fsync(handle.fileno())
         os.replace(source, target)
+        # The rename is durable only once the directory holding the new name is.
+        _fsync_directory(target.parent)
 
     def discard_upload(self, temp_key: str) -> None:
         """Drop an upload that duplicates a blob the account already holds."""
         (self.tmp / temp_key).unlink(missing_ok=True)
+
+    def expired_uploads(self, before: float) -> list[tuple[str | None, str]]:
+        """The uploads last written before `before` (epoch seconds): (the uploader's DID, or
+        None for an upload from before uploads were kept per account; the temporary key)."""
+        found: list[tuple[str | None, str]] = []
+        for entry in self.tmp.iterdir():
+            if entry.is_dir():
+                found += [
+                    (entry.name, f"{entry.name}/{upload.name}")
+                    for upload in entry.iterdir()
+                    if upload.stat().st_mtime < before
+                ]
+            elif entry.stat().st_mtime < before:
+                found.append((None, entry.name))
+        return found
 
     def path(self, did: str, cid: str) -> Path | None:
         """The file of a permanent blob, if present."""
@@ -115,3 +143,11 @@ class BlobStore:
 
     def delete_account(self, did: str) -> None:
         shutil.rmtree(self.root / "accounts" / did, ignore_errors=True)
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -7,8 +7,11 @@ transaction; blobs the records reference show up in `listMissingBlobs` until upl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from strata.core import cbor
 from strata.core.car import read_car
+from strata.core.cid import CID
 from strata.core.errors import CoreError
 from strata.core.repo import Repository, repo_blocks
 from strata.net.errors import invalid_request
@@ -17,8 +20,19 @@ from strata.pds.service import Pds, log
 from strata.pds.writer import find_blobs
 
 
-def import_repo(pds: Pds, did: str, data: bytes) -> None:
-    """Check and store the repository in `data`; announce it with a `#sync` event."""
+@dataclass(frozen=True)
+class ParsedRepo:
+    """A repository read from a CAR and checked, ready to store."""
+
+    root: CID
+    rev: str
+    blocks: dict[CID, bytes]
+    records: list[tuple[str, CID, object]]
+
+
+def parse_repo(did: str, data: bytes) -> ParsedRepo:
+    """Read and check the repository in `data` (CPU-bound: callers run it off the event
+    loop); 400 when it is not a complete repository of `did`."""
     try:
         root, blocks = read_car(data)
         repo = Repository.load(blocks, root)
@@ -28,16 +42,20 @@ def import_repo(pds: Pds, did: str, data: bytes) -> None:
         records = [(path, cid, cbor.decode(reachable[cid])) for path, cid in repo.records()]
     except CoreError as exc:
         raise invalid_request(f"Could not import repository: {exc}") from exc
+    return ParsedRepo(root, repo.rev, reachable, records)
+
+
+def import_repo(pds: Pds, did: str, parsed: ParsedRepo) -> None:
+    """Store a parsed repository as the account's; announce it with a `#sync` event."""
     store = pds.stores.open(did)
-    rev = repo.rev
     with store.transaction() as conn:
         store.clear_repo(conn)
-        store.blocks.pending.update(reachable)
-        for path, cid, value in records:
+        store.blocks.pending.update(parsed.blocks)
+        for path, cid, value in parsed.records:
             collection, rkey = path.split("/", 1)
-            store.index_record(conn, collection, rkey, cid, rev)
+            store.index_record(conn, collection, rkey, cid, parsed.rev)
             for ref in find_blobs(value):
                 store.link_blob(conn, str(ref.cid), path)
-        store.save_commit(conn, Repository.load(store.blocks, root), ())
-    pds.sequencer.sync(did, root, reachable[root], rev)
-    log_event(log, "repository imported", did=did, rev=rev, records=len(records))
+        store.save_commit(conn, Repository.load(store.blocks, parsed.root), ())
+    pds.sequencer.sync(did, parsed.root, parsed.blocks[parsed.root], parsed.rev)
+    log_event(log, "repository imported", did=did, rev=parsed.rev, records=len(parsed.records))

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -28,10 +28,11 @@ from strata.identity import IdentityResolver
 from strata.identity.errors import IdentityError
 from strata.net.errors import XrpcError, invalid_request
 from strata.net.logs import log_event
+from strata.net.public_fetch import public_session
 from strata.pds.accounts import Account, AccountStore
 from strata.pds.actor_store import ActorStore, ActorStores
 from strata.pds.auth import Authenticator, LoginLimiter, Tokens
-from strata.pds.blobs import BlobStore
+from strata.pds.blobs import UPLOAD_TTL, BlobStore
 from strata.pds.config import PdsConfig, Secrets
 from strata.pds.mail import MailError, create_mailer
 from strata.pds.mail_templates import Mail
@@ -47,6 +48,8 @@ from strata.pds.writer import RepoWriter
 from strata.resilience import Backoff
 
 log = logging.getLogger("strata.pds")
+
+UPLOAD_SWEEP_INTERVAL: Final = 600.0
 
 CRAWL_ATTEMPTS = 5
 
@@ -85,6 +88,7 @@ class Pds:
             config.smtp_url, config.email_from, config.hostname, data_dir, config.smtp_ca_file
         )
         self._session: aiohttp.ClientSession | None = None
+        self._outward: aiohttp.ClientSession | None = None
         self._resolver: IdentityResolver | None = None
         self._plc: PlcClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -106,16 +110,22 @@ class Pds:
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        self._outward = self._session if self.config.dev else public_session(10, limit=100)
         dev_hosts = {}
         if self.config.dev:
             host = self.config.public_url.split("://", 1)[1]
             dev_hosts = {domain: host for domain in self.config.handle_domains}
         self._resolver = IdentityResolver(
-            self._session, self.config.plc_urls, dev=self.config.dev, dev_hosts=dev_hosts
+            self._session,
+            self.config.plc_urls,
+            dev=self.config.dev,
+            dev_hosts=dev_hosts,
+            web_session=self._outward,
         )
         self._plc = PlcClient(self._session, self.config.plc_urls)
         await self.oauth.clients.start()
         self.background(self.request_crawl())
+        self.background(self._sweep_uploads_every(UPLOAD_SWEEP_INTERVAL))
         log_event(log, "pds started", url=self.config.public_url, accounts=self.accounts.count())
 
     async def stop(self) -> None:
@@ -124,6 +134,8 @@ class Pds:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
+        if self._outward is not None:
+            await self._outward.close()
         await self.oauth.clients.close()
         self.stores.close()
         self.accounts.close()
@@ -140,6 +152,13 @@ class Pds:
         return self._session
 
     @property
+    def outward_session(self) -> aiohttp.ClientSession:
+        """The session for services that strangers name (in DID documents, handles): it
+        reaches public addresses only, but in development."""
+        assert self._outward is not None, "Pds.start() has not run"
+        return self._outward
+
+    @property
     def resolver(self) -> IdentityResolver:
         assert self._resolver is not None, "Pds.start() has not run"
         return self._resolver
@@ -148,6 +167,22 @@ class Pds:
     def plc(self) -> PlcClient:
         assert self._plc is not None, "Pds.start() has not run"
         return self._plc
+
+    def sweep_uploads(self, older_than: float = UPLOAD_TTL) -> int:
+        """Delete the uploads no record referenced within `older_than` seconds; how many."""
+        expired = self.blobs.expired_uploads(time.time() - older_than)
+        for did, key in expired:
+            if did is not None and self.accounts.get(did) is not None:
+                self.stores.open(did).forget_upload(key)
+            self.blobs.discard_upload(key)
+        if expired:
+            log_event(log, "expired uploads deleted", count=len(expired))
+        return len(expired)
+
+    async def _sweep_uploads_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            self.sweep_uploads()
 
     async def request_crawl(self) -> None:
         """Ask every configured relay to subscribe to this PDS. A relay checks that the PDS

@@ -24,6 +24,7 @@ from strata.core.plc import (
     parse_operation,
     validate_plc_did,
 )
+from strata.net.bounded import read_at_most
 from strata.net.errors import XrpcError, invalid_request, not_found, upstream_failure
 from strata.net.logs import log_event
 from strata.net.server import create_app, json_response
@@ -112,7 +113,7 @@ async def get_last(request: web.Request) -> web.Response:
 async def _read_operation(request: web.Request) -> Any:
     if request.content_length is not None and request.content_length > MAX_OP_REQUEST_BYTES:
         raise XrpcError(413, "PayloadTooLarge", "Operation request body too large")
-    body = await request.content.read(MAX_OP_REQUEST_BYTES + 1)
+    body = await read_at_most(request.content, MAX_OP_REQUEST_BYTES)
     if len(body) > MAX_OP_REQUEST_BYTES:
         raise XrpcError(413, "PayloadTooLarge", "Operation request body too large")
     try:

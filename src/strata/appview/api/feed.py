@@ -267,16 +267,19 @@ def register(router: XrpcRouter, context: AppContext) -> None:
             raise XrpcError(400, "UnknownFeed", "could not find feed")
         budget = parse_timeout_ms(call.request.headers.get(TIMEOUT_HEADER))
         deadline = Deadline.after(time.monotonic(), budget or context.skeleton_timeout)
+        limit: int = call.params.get("limit", 50)
+        params = {k: v for k, v in call.request.query.items() if k in ("feed", "cursor")}
         skeleton, fallback = await feed_skeleton(
             context,
             uri,
             row[0],
-            {k: v for k, v in call.request.query.items() if k in ("feed", "limit", "cursor")},
+            {**params, "limit": str(limit)},
             call.request.headers.get("Authorization"),
             call.auth,
             deadline,
         )
-        feed = await context.views(FeedViews, call).feed(skeleton.items)
+        # A generator may answer with more than was asked: only a page is hydrated.
+        feed = await context.views(FeedViews, call).feed(skeleton.items[:limit])
         headers = {}
         if skeleton.stale_seconds:
             headers["strata-stale-seconds"] = str(int(skeleton.stale_seconds))

@@ -3,9 +3,12 @@
 A proxied call goes to the service the client names in its `atproto-proxy` header
 (`did#service`), or else to the configured AppViews in order, carrying a service token that the
 account signs for the method (`lxm`). Reads fail over to the next AppView; writes go to one
-AppView, never to two. The last good answer to each account's feed, timeline, profile and
-thread reads is remembered: when no AppView can answer, it is served with a
-`strata-stale-seconds` header saying how old it is, up to `serve_stale_for` old.
+AppView, never to two. A service named in the header that is not a configured AppView is
+reached at its endpoint's origin only, without following redirects, and (but in development)
+only at public addresses, so that a DID document cannot point the PDS at its own network.
+Answers are read up to a size cap, never whole. The last good answer to each account's feed,
+timeline, profile and thread reads is remembered: when no AppView can answer, it is served
+with a `strata-stale-seconds` header saying how old it is, up to `serve_stale_for` old.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import logging
 import time
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -23,8 +27,10 @@ from strata.core import cbor
 from strata.core.cid import CID
 from strata.identity.errors import ResolutionFailed
 from strata.identity.service_did import fetch_service_did
+from strata.net.bounded import read_at_most
 from strata.net.errors import XrpcError, invalid_request
 from strata.net.logs import log_event
+from strata.net.public_fetch import NotPublic, check_literal
 from strata.net.server import json_response
 from strata.net.upstream import STALE_ANSWERS, UpstreamPool, UpstreamUnavailable
 from strata.net.xrpc import Call, XrpcRouter
@@ -50,6 +56,7 @@ RETURNED_HEADERS: Final = (
     "strata-degraded",
 )
 MAX_PROXIED_BODY: Final = 10 << 20
+MAX_PROXIED_ANSWER: Final = 16 << 20
 PROXY_TIMEOUT: Final = 10.0
 REMEMBERED_READS: Final = frozenset(
     {
@@ -75,6 +82,19 @@ REMEMBERED_BYTES: Final = 64 << 20
 REMEMBERED_ANSWER_MAX: Final = 1 << 20
 
 Answer = tuple[int, bytes, dict[str, str]]
+
+
+def service_origin(endpoint: str) -> str:
+    """The origin (`scheme://host[:port]`) of a service endpoint from a DID document: the
+    proxied path is always `/xrpc/<nsid>`, whatever path the document gives."""
+    try:
+        parts = urlsplit(endpoint)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise invalid_request(f"invalid proxy service endpoint: {endpoint!r}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+        raise invalid_request(f"invalid proxy service endpoint: {endpoint!r}")
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def register(router: XrpcRouter, pds: Pds) -> None:
@@ -197,7 +217,13 @@ class Proxy:
         endpoint = doc.service_endpoint(service_id) if doc is not None else None
         if endpoint is None:
             raise invalid_request(f"could not resolve proxy did service url: {header}")
-        return AppView(endpoint.rstrip("/"), did)
+        origin = service_origin(endpoint)
+        if not self.pds.config.dev:
+            try:
+                check_literal(origin)
+            except NotPublic as exc:
+                raise invalid_request(f"proxy service endpoint is not public: {header}") from exc
+        return AppView(origin, did)
 
     async def __call__(self, request: web.Request, nsid: str) -> web.StreamResponse:
         if not nsid.startswith(PROXIED_PREFIXES) and "atproto-proxy" not in request.headers:
@@ -280,13 +306,16 @@ class Proxy:
                         )
         return view
 
-    async def _feed_token(self, url: str, aud: str, did: str, request: web.Request) -> str:
+    async def _feed_token(
+        self, session: aiohttp.ClientSession, url: str, aud: str, did: str, request: web.Request
+    ) -> str:
         """`getFeed` carries a token for the feed's generator, which the AppView passes on to
         it: the AppView names the generator (`getFeedGenerator`), as the reference PDS asks."""
         nsid = "app.bsky.feed.getFeedGenerator"
-        async with self.pds.session.get(
+        async with session.get(
             f"{url}/xrpc/{nsid}",
             params={"feed": request.query.get("feed", "")},
+            allow_redirects=False,
             headers={"Authorization": f"Bearer {self.pds.service_jwt(did, aud, nsid)}"},
         ) as response:
             body = await response.json(content_type=None) if response.status == 200 else None
@@ -309,14 +338,15 @@ class Proxy:
         if body is not None and len(body) > MAX_PROXIED_BODY:
             raise XrpcError(413, "PayloadTooLarge", "request entity too large")
         headers = {h: request.headers[h] for h in FORWARDED_HEADERS if h in request.headers}
-        session = self.pds.session
+        configured = target is None or target.url in self.dids
+        session = self.pds.session if configured else self.pds.outward_session
         budget = parse_timeout_ms(request.headers.get(TIMEOUT_HEADER)) or PROXY_TIMEOUT
         deadline = Deadline.after(time.monotonic(), min(budget, wait))
 
         async def attempt(url: str) -> Answer:
             aud = target.did if target is not None and target.did else await self._did_of(url)
             if nsid == "app.bsky.feed.getFeed":
-                token = await self._feed_token(url, aud, credentials.did, request)
+                token = await self._feed_token(session, url, aud, credentials.did, request)
             else:
                 token = self.pds.service_jwt(credentials.did, aud, nsid)
             # The AppView gets what is left of this request's time, less a margin to answer.
@@ -331,8 +361,13 @@ class Proxy:
                     "Authorization": f"Bearer {token}",
                     TIMEOUT_HEADER: str(int(left * 1000)),
                 },
+                allow_redirects=False,
             ) as response:
-                content = await response.read()
+                content = await read_at_most(response.content, MAX_PROXIED_ANSWER)
+                if len(content) > MAX_PROXIED_ANSWER:
+                    raise XrpcError(
+                        502, "UpstreamFailure", f"{nsid}: the answer is larger than allowed"
+                    )
                 if response.status == 503 and request.method == "GET":
                     raise AppViewBusy(url, response.headers.get("Retry-After", "1"))
                 if (
@@ -352,6 +387,8 @@ class Proxy:
             return await self.pool.call(
                 attempt, idempotent=request.method == "GET", deadline=deadline
             )
+        except NotPublic as exc:
+            raise invalid_request(f"proxy service endpoint is not public: {exc}") from exc
         except (
             UpstreamUnavailable,
             AppViewBusy,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,9 +15,9 @@ from strata.net.errors import XrpcError, invalid_request
 from strata.net.server import json_response
 from strata.net.xrpc import Call, XrpcRouter
 from strata.pds.accounts import Account
-from strata.pds.auth import Credentials
+from strata.pds.auth import ACCESS, Credentials
 from strata.pds.blobs import BlobTooLarge
-from strata.pds.importer import import_repo
+from strata.pds.importer import import_repo, parse_repo
 from strata.pds.service import Pds
 from strata.pds.writer import (
     UNSET,
@@ -46,6 +47,15 @@ def resolve_local(pds: Pds, repo: str) -> Account:
     """The local account named by a DID or handle; 400 when there is none."""
     account = pds.accounts.lookup(repo)
     if account is None:
+        raise invalid_request(f"Could not find repo: {repo}")
+    return account
+
+
+def readable_repo(pds: Pds, repo: str) -> Account:
+    """The local account named by `repo` whose records anyone may read: a deactivated or
+    taken-down repository is not found, as with the reference PDS."""
+    account = resolve_local(pds, repo)
+    if not account.active:
         raise invalid_request(f"Could not find repo: {repo}")
     return account
 
@@ -185,14 +195,14 @@ def register(router: XrpcRouter, pds: Pds) -> None:
         store = pds.stores.open(account.did)
         cid = store.record_cid(collection, rkey)
         wanted = call.params.get("cid")
-        if cid is None or (wanted is not None and wanted != cid) or account.takedown_ref:
+        if cid is None or (wanted is not None and wanted != cid) or not account.active:
             raise XrpcError(400, "RecordNotFound", f"Could not locate record: {uri}")
         value = cbor.decode_to_json(store.blocks[CID.from_str(cid)])
         return json_response({"uri": uri, "cid": cid, "value": value})
 
     @router.query("com.atproto.repo.listRecords")
     async def list_records(call: Call[None]) -> web.Response:
-        account = resolve_local(pds, call.params["repo"])
+        account = readable_repo(pds, call.params["repo"])
         collection = call.params["collection"]
         limit = call.params.get("limit", 50)
         store = pds.stores.open(account.did)
@@ -214,7 +224,7 @@ def register(router: XrpcRouter, pds: Pds) -> None:
 
     @router.query("com.atproto.repo.describeRepo")
     async def describe_repo(call: Call[None]) -> web.Response:
-        account = resolve_local(pds, call.params["repo"])
+        account = readable_repo(pds, call.params["repo"])
         doc = await pds.did_document_json(account.did)
         handle = account.handle or "handle.invalid"
         return json_response(
@@ -235,13 +245,15 @@ def register(router: XrpcRouter, pds: Pds) -> None:
         limit = pds.config.blob_max_bytes
         if length is not None and length > limit:
             raise XrpcError(413, "PayloadTooLarge", "request entity too large")
+        # An upload fills the disk as a write does: it costs what a record's creation costs.
+        pds.rate_limits.charge_writes(call.request, call.auth.did, ["create"])
 
         async def chunks() -> AsyncIterator[bytes]:
             async for chunk in call.request.content.iter_chunked(1 << 16):
                 yield chunk
 
         try:
-            upload = await pds.blobs.receive(chunks(), declared, limit)
+            upload = await pds.blobs.receive(call.auth.did, chunks(), declared, limit)
         except BlobTooLarge as exc:
             raise XrpcError(413, "PayloadTooLarge", "request entity too large") from exc
         store = pds.stores.open(call.auth.did)
@@ -276,12 +288,17 @@ def register(router: XrpcRouter, pds: Pds) -> None:
             out["cursor"] = rows[-1][0]
         return json_response(out)
 
-    @router.procedure("com.atproto.repo.importRepo", auth=deactivated_ok, raw_input=True)
+    # As the reference: a full session (not an app password), which may be deactivated (a
+    # migration imports before it activates).
+    full_access = pds.auth.access(scopes=(ACCESS,), allow_deactivated=True)
+
+    @router.procedure("com.atproto.repo.importRepo", auth=full_access, raw_input=True)
     async def import_repo_handler(call: Call[Credentials]) -> web.Response:
         if call.request.content_type != "application/vnd.ipld.car":
             raise invalid_request(
                 f"Wrong request encoding (Content-Type): {call.request.content_type}"
             )
         data = await call.request.read()
-        import_repo(pds, call.auth.did, data)
+        parsed = await asyncio.to_thread(parse_repo, call.auth.did, data)
+        import_repo(pds, call.auth.did, parsed)
         return web.Response(status=200)

@@ -16,6 +16,12 @@ export function h(tag, attrs = {}, ...children) {
   return node;
 }
 
+// `uri` when it is a web address (http or https), else null: a record's link must never run
+// script (`javascript:`) or open a local file.
+export function webLink(uri) {
+  return typeof uri === "string" && /^https?:\/\//i.test(uri) ? uri : null;
+}
+
 // A number as people read it: 1234 -> "1.2k".
 export function count(n) {
   if (!n) return "0";

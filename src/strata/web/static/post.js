@@ -1,7 +1,7 @@
 // A post as the timeline, feeds, profiles and threads show it, with its actions (reply,
 // repost, quote, like), and the compose dialog.
 
-import { h, count, since } from "./dom.js";
+import { h, count, since, webLink } from "./dom.js";
 import { behindWarning, decide } from "./moderation.js";
 import { detectFacets, graphemes, renderText } from "./richtext.js";
 
@@ -30,7 +30,7 @@ function images(view) {
     "div",
     { class: `images n${view.images.length}` },
     view.images.map((image) =>
-      h("a", { href: image.fullsize, target: "_blank", rel: "noopener" },
+      h("a", { href: webLink(image.fullsize), target: "_blank", rel: "noopener" },
         h("img", { src: image.thumb, alt: image.alt || "", loading: "lazy" })),
     ),
   );
@@ -57,7 +57,12 @@ function embed(view) {
     case "app.bsky.embed.external#view":
       return h(
         "a",
-        { class: "external", href: view.external.uri, target: "_blank", rel: "noopener noreferrer" },
+        {
+          class: "external",
+          href: webLink(view.external.uri),
+          target: "_blank",
+          rel: "noopener noreferrer",
+        },
         h("strong", {}, view.external.title || view.external.uri),
         h("span", {}, view.external.description || ""),
       );

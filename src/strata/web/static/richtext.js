@@ -1,6 +1,8 @@
 // Rich text: the facets of a new post (mentions and links, with UTF-8 byte offsets as the
 // lexicon asks), and a post's text rendered with its facets as links.
 
+import { webLink } from "./dom.js";
+
 const MENTION = /(^|[\s(])@([a-zA-Z0-9][a-zA-Z0-9.-]*[a-zA-Z0-9])/g;
 const LINK = /(^|[\s(])(https?:\/\/[^\s)]+[^\s).,;:!?'"])/g;
 const encoder = new TextEncoder();
@@ -55,8 +57,7 @@ export function renderText(text, facets) {
     const feature = (facet.features || [])[0] || {};
     let href = null;
     if (feature.$type === "app.bsky.richtext.facet#mention") href = `#/profile/${feature.did}`;
-    else if (feature.$type === "app.bsky.richtext.facet#link" && /^https?:/.test(feature.uri))
-      href = feature.uri;
+    else if (feature.$type === "app.bsky.richtext.facet#link") href = webLink(feature.uri);
     else if (feature.$type === "app.bsky.richtext.facet#tag") href = null;
     if (!href) continue;
     out.append(decoder.decode(bytes.slice(at, byteStart)));
