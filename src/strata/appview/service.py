@@ -28,7 +28,7 @@ from strata.database import Database, migrate, open_database
 from strata.identity import IdentityResolver
 from strata.identity.service_did import service_did, service_document
 from strata.net.logs import log_event
-from strata.net.public_fetch import public_session
+from strata.net.public_fetch import outward_session
 from strata.net.subscriber import RelaySubscriber
 
 log = logging.getLogger("strata.appview")
@@ -66,13 +66,6 @@ def _session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=30), headers={"User-Agent": "strata-appview"}
     )
-
-
-def _outward_session(session: aiohttp.ClientSession, dev: bool) -> aiohttp.ClientSession:
-    """The session for hosts that strangers name (PDSes, feed generators, did:web documents):
-    public addresses only, but in development. PLC directories, relays and labelers are the
-    operator's and keep `session`."""
-    return session if dev else public_session(30, limit=100)
 
 
 class IndexingThread:
@@ -121,7 +114,7 @@ class IndexingThread:
                 self.config.database_url, self.data_dir / "appview.sqlite", INDEXER_CONNECTIONS
             )
             session = _session()
-            outward = _outward_session(session, self.config.dev)
+            outward = outward_session(session, self.config.dev)
             resolver = IdentityResolver(
                 session, self.config.plc_urls, dev=self.config.dev, web_session=outward
             )
@@ -195,7 +188,7 @@ class AppView:
         )
         version = await migrate(self.db, MIGRATIONS, "appview")
         self.session = _session()
-        self.outward = _outward_session(self.session, self.config.dev)
+        self.outward = outward_session(self.session, self.config.dev)
         resolver = IdentityResolver(
             self.session, self.config.plc_urls, dev=self.config.dev, web_session=self.outward
         )

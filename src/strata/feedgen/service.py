@@ -17,6 +17,7 @@ from strata.feedgen.indexer import Indexer
 from strata.feedgen.schema import MIGRATIONS
 from strata.identity import IdentityResolver
 from strata.net.logs import log_event
+from strata.net.public_fetch import outward_session
 from strata.net.service_auth import ServiceAuth
 from strata.net.subscriber import RelaySubscriber
 
@@ -49,7 +50,12 @@ class Feedgen:
         self.session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=30), headers={"User-Agent": "strata-feedgen"}
         )
-        self.resolver = IdentityResolver(self.session, self.config.plc_urls, dev=self.config.dev)
+        # Callers' tokens name their issuers: their did:web documents are fetched from public
+        # addresses only.
+        self.outward = outward_session(self.session, self.config.dev)
+        self.resolver = IdentityResolver(
+            self.session, self.config.plc_urls, dev=self.config.dev, web_session=self.outward
+        )
         self.auth = ServiceAuth(self.resolver, self.did, "feedgen")
         self.indexer = Indexer(self.db)
         if self.config.relays:
@@ -74,6 +80,8 @@ class Feedgen:
     async def stop(self) -> None:
         if self.subscriber is not None:
             await self.subscriber.stop()
+        if self.outward is not self.session:
+            await self.outward.close()
         await self.session.close()
         await self.db.close()
 

@@ -20,6 +20,7 @@ from strata.labeler.service import Labeler
 from strata.net.basic_auth import is_admin
 from strata.net.errors import XrpcError, invalid_request
 from strata.net.firehose import serve_event_stream
+from strata.net.public_fetch import outward_session
 from strata.net.server import create_app, json_response, run_alongside
 from strata.net.service_auth import ServiceAuth
 from strata.net.xrpc import Call, XrpcRouter
@@ -54,14 +55,19 @@ def create_labeler_app(labeler: Labeler, plc_urls: tuple[str, ...], dev: bool) -
     app = create_app("labeler", health=health)
     router = XrpcRouter(Catalog.bundled())
     session: aiohttp.ClientSession | None = None
+    outward: aiohttp.ClientSession | None = None
     auth: ServiceAuth | None = None
 
     async def start() -> None:
-        nonlocal session, auth
+        nonlocal session, outward, auth
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        auth = ServiceAuth(IdentityResolver(session, plc_urls, dev=dev), labeler.did, "labeler")
+        outward = outward_session(session, dev, timeout=10)
+        resolver = IdentityResolver(session, plc_urls, dev=dev, web_session=outward)
+        auth = ServiceAuth(resolver, labeler.did, "labeler")
 
     async def stop() -> None:
+        if outward is not None and outward is not session:
+            await outward.close()
         if session is not None:
             await session.close()
         labeler.store.close()

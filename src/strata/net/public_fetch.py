@@ -59,6 +59,15 @@ def public_session(timeout: float = TIMEOUT, limit: int = 20) -> aiohttp.ClientS
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout))
 
 
+def outward_session(
+    shared: aiohttp.ClientSession, dev: bool, timeout: float = 30.0
+) -> aiohttp.ClientSession:
+    """The session for hosts that strangers name (in DID documents, handles, tokens): `shared`
+    in development, where everything is on loopback, else a public-only one (which the caller
+    closes when it is not `shared`)."""
+    return shared if dev else public_session(timeout, limit=100)
+
+
 class FetchFailed(Exception):
     """The document could not be fetched or is not what was asked for."""
 

@@ -28,7 +28,7 @@ from strata.identity import IdentityResolver
 from strata.identity.errors import IdentityError
 from strata.net.errors import XrpcError, invalid_request
 from strata.net.logs import log_event
-from strata.net.public_fetch import public_session
+from strata.net.public_fetch import outward_session
 from strata.pds.accounts import Account, AccountStore
 from strata.pds.actor_store import ActorStore, ActorStores
 from strata.pds.auth import Authenticator, LoginLimiter, Tokens
@@ -110,7 +110,7 @@ class Pds:
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        self._outward = self._session if self.config.dev else public_session(10, limit=100)
+        self._outward = outward_session(self._session, self.config.dev, timeout=10)
         dev_hosts = {}
         if self.config.dev:
             host = self.config.public_url.split("://", 1)[1]
@@ -134,7 +134,7 @@ class Pds:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
-        if self._outward is not None:
+        if self._outward is not None and self._outward is not self._session:
             await self._outward.close()
         await self.oauth.clients.close()
         self.stores.close()
