@@ -17,14 +17,17 @@
    takes them. This runs before 2, on the same relay process.
 4. Replay: one consumer subscribes with `cursor=0` and reads every event the relay stored (from
    its SQLite file, which the operating system has in its page cache by then).
+5. Chained relays: a second `strata relay` process follows the first (`--upstream`), and the
+   same number of consumers read the second one while the source sends the next batch of
+   commits at the same rate: lag through two relays, beside the one-relay figure of 2.
 
 Every connection is to 127.0.0.1 (the relay names loopback hosts `localhost`, which resolves to
 127.0.0.1 here). The synthetic PDSes are trusted (`--trusted`), which lifts their event rates and
 account caps as the reference relay does. The corpus is `--corpus DIR`, by default the folder
 `corpus` beside $STRATA_CONFORMANCE_DIR.
 
-Run: `python bench/relay.py [--scale S] [--json]` (`--scale 0.1` for a quick run). Progress goes
-to stderr; the table, and with `--json` a JSON document after it, to stdout.
+Run: `python bench/relay.py [--scale S] [--sections 12345] [--json]` (`--scale 0.1` for a quick
+run). Progress goes to stderr; the table, and with `--json` a JSON document after it, to stdout.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ RECORDED_PDS = "localhost:2583"
 """The PDS the corpus's DID documents name (the official one, as it was recorded)."""
 LAG_RATE = 2000
 LAG_SECONDS = 20.0
-LAG_CONSUMERS = 50
+LAG_CONSUMERS = 100
 LAG_ACCOUNTS = 200
 MEMORY_ACCOUNTS = 100_000
 MEMORY_HOSTS = 4
@@ -679,9 +682,15 @@ class Prepared:
 
 
 async def prepare(
-    sizes: Sizes, directory: Directory, lag_pds: Pds, memory_pdses: list[Pds], memory: bool
+    sizes: Sizes,
+    directory: Directory,
+    lag_pds: Pds,
+    memory_pdses: list[Pds],
+    memory: bool,
+    batches: int,
 ) -> Prepared:
-    """Accounts, their DIDs in the directory, and every frame the sources will send."""
+    """Accounts, their DIDs in the directory, and every frame the sources will send (`batches`
+    lag batches, one per lag measure)."""
     start = time.perf_counter()
     rotation = K256Keypair.generate()
     accounts, ops = new_accounts(LAG_ACCOUNTS, lag_pds.endpoint, "lag", rotation)
@@ -702,7 +711,7 @@ async def prepare(
         account.repo = result.repo
         firehose.add(commit_frame(account.did, result, firehose.seq + 1))
     warm = firehose.seq
-    for i in range(sizes.lag_frames):
+    for i in range(sizes.lag_frames * batches):
         account = accounts[i % len(accounts)]
         assert account.repo is not None
         result = account.repo.apply_writes([post(i)], account.key)
@@ -760,15 +769,19 @@ async def warm_up(
 async def measure_lag(
     http: aiohttp.ClientSession,
     url: str,
-    proc: subprocess.Popen[bytes],
-    prepared: Prepared,
+    procs: list[subprocess.Popen[bytes]],
+    firehose: Firehose,
+    count: int,
     work: Path,
 ) -> dict[str, Any]:
-    firehose = prepared.lag_pds.firehose
+    """Lag from the source to consumers of the relay at `url` (the last of `procs`, the relays
+    the frames pass through) for the next `count` frames the source has built."""
+    proc = procs[-1]
+    first = firehose.published
     before = await metrics(http, url)
-    out = work / "consumers.bin"
+    out = work / f"consumers-{first}.bin"
     ws_url = url.replace("http://", "ws://", 1) + "/xrpc/com.atproto.sync.subscribeRepos"
-    consumers = await start_consumers(ws_url, LAG_CONSUMERS, prepared.lag_frames, out)
+    consumers = await start_consumers(ws_url, LAG_CONSUMERS, count, out)
     assert consumers.stdin is not None and consumers.stdout is not None
 
     async def subscribed() -> bool:
@@ -777,17 +790,20 @@ async def measure_lag(
 
     await wait_for("the consumers to subscribe", subscribed, 30, proc)
     await asyncio.sleep(0.5)
-    note(f"  {LAG_CONSUMERS} consumers subscribed; sending {prepared.lag_frames:,} commits ...")
-    total = prepared.warm_frames + prepared.lag_frames
-    cpu_before = cpu_seconds(proc.pid), cpu_seconds(consumers.pid)
+    note(f"  {LAG_CONSUMERS} consumers subscribed; sending {count:,} commits ...")
+    total = first + count
+    cpu_before = [cpu_seconds(p.pid) for p in procs], cpu_seconds(consumers.pid)
     start = time.perf_counter()
     while firehose.published < total:
-        due = prepared.warm_frames + int((time.perf_counter() - start) * LAG_RATE) + 1
+        due = first + int((time.perf_counter() - start) * LAG_RATE) + 1
         if due > firehose.published:
             firehose.publish(min(due, total) - firehose.published)
         await asyncio.sleep(BURST_INTERVAL)
     send_seconds = time.perf_counter() - start
-    relay_cpu = (cpu_seconds(proc.pid) - cpu_before[0]) / send_seconds
+    relay_cpu = [
+        (cpu_seconds(p.pid) - used) / send_seconds
+        for p, used in zip(procs, cpu_before[0], strict=True)
+    ]
     consumers_cpu = (cpu_seconds(consumers.pid) - cpu_before[1]) / send_seconds
     ended = False
     with contextlib.suppress(TimeoutError):
@@ -804,7 +820,7 @@ async def measure_lag(
     after = await metrics(http, url)
 
     summary, arrivals = read_consumer_results(out)
-    sent = firehose.sent_at[prepared.warm_frames : total]
+    sent = firehose.sent_at[first:total]
     lags: list[float] = []
     for values in arrivals:
         lags.extend(a - s for a, s in zip(values, sent, strict=False))
@@ -812,15 +828,15 @@ async def measure_lag(
     delivered = [entry["messages"] for entry in summary]
     errors = sorted({e for entry in summary for e in entry["errors"]})
     return {
-        "sent": prepared.lag_frames,
+        "sent": count,
         "send_seconds": send_seconds,
-        "send_rate": prepared.lag_frames / send_seconds,
+        "send_rate": count / send_seconds,
         "relay_cpu": relay_cpu,
         "consumers_cpu": consumers_cpu,
         "consumers": LAG_CONSUMERS,
         "delivered_total": sum(delivered),
         "delivered_min": min(delivered),
-        "complete_consumers": sum(d == prepared.lag_frames for d in delivered),
+        "complete_consumers": sum(d == count for d in delivered),
         "all_before_deadline": ended,
         "consumer_errors": errors,
         "p50_ms": percentile(lags, 0.50) * 1000 if lags else None,
@@ -906,6 +922,47 @@ async def measure_replay(
     }
 
 
+async def measure_chain(
+    stack: contextlib.AsyncExitStack,
+    http: aiohttp.ClientSession,
+    first: tuple[str, subprocess.Popen[bytes]],
+    plc_url: str,
+    prepared: Prepared,
+    sizes: Sizes,
+    work: Path,
+) -> dict[str, Any]:
+    """A second relay following the first; consumers read the second. Its first commit from
+    each account (one per account, sent before the measure) makes it look the DIDs up, as
+    warm-up does for the first relay."""
+    url, proc = first
+    args = ("--dev", "--plc-url", plc_url, "--upstream", url)
+    second_url, second = await stack.enter_async_context(
+        strata_service("relay", work / "relay-b", *args)
+    )
+
+    async def following() -> bool:
+        samples = await metrics(http, url)
+        return metric_sum(samples, "strata_firehose_consumers") >= 1
+
+    await wait_for("the second relay to follow the first", following, 30, second)
+    await asyncio.sleep(0.5)
+    firehose = prepared.lag_pds.firehose
+    firehose.publish(prepared.lag_accounts)
+
+    async def caught_up() -> bool:
+        ahead = metric_sum(await metrics(http, url), "strata_relay_last_seq")
+        behind = metric_sum(await metrics(http, second_url), "strata_relay_last_seq")
+        return behind >= prepared.lag_accounts and ahead >= prepared.warm_frames
+
+    await wait_for("the second relay to learn the accounts", caught_up, 60, second)
+    lag = await measure_lag(
+        http, second_url, [proc, second], firehose, sizes.lag_frames - prepared.lag_accounts, work
+    )
+    final = await metrics(http, second_url)
+    lag["second_rejected"] = metric_by_label(final, "strata_relay_events_rejected_total")
+    return lag
+
+
 async def measure_relay(sizes: Sizes, work: Path, sections: str) -> dict[str, Any]:
     results: dict[str, Any] = {}
     lag_pds = Pds(0)
@@ -917,7 +974,8 @@ async def measure_relay(sizes: Sizes, work: Path, sections: str) -> dict[str, An
             )
         plc_url, directory = await stack.enter_async_context(plc_directory(work / "plc"))
         note("preparing accounts and frames ...")
-        prepared = await prepare(sizes, directory, lag_pds, memory_pdses, "3" in sections)
+        batches = ("2" in sections) + ("5" in sections)
+        prepared = await prepare(sizes, directory, lag_pds, memory_pdses, "3" in sections, batches)
         results["prepare"] = {
             "seconds": prepared.generate_seconds,
             "plc_ops_per_s": prepared.plc_ops_per_s,
@@ -939,10 +997,17 @@ async def measure_relay(sizes: Sizes, work: Path, sections: str) -> dict[str, An
             results["memory"] = await measure_memory(http, url, proc, prepared)
         if "2" in sections:
             note("2. end-to-end lag ...")
-            results["lag"] = await measure_lag(http, url, proc, prepared, work)
+            results["lag"] = await measure_lag(
+                http, url, [proc], lag_pds.firehose, sizes.lag_frames, work
+            )
         if "4" in sections:
             note("4. replay from disk ...")
             results["replay"] = await measure_replay(http, url, proc)
+        if "5" in sections:
+            note("5. lag through two chained relays ...")
+            results["chain"] = await measure_chain(
+                stack, http, (url, proc), plc_url, prepared, sizes, work
+            )
         final = await metrics(http, url)
         results["relay_rejected"] = metric_by_label(final, "strata_relay_events_rejected_total")
         results["relay_upstream_failures"] = metric_sum(
@@ -1076,6 +1141,32 @@ def build_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 "",
             )
         )
+    chain = results.get("relay", {}).get("chain")
+    if chain:
+        one = lag["p99_ms"] if lag else None
+        ratio = chain["p99_ms"] / one if one and chain["p99_ms"] is not None else None
+        met = chain["p99_ms"] is not None and chain["p99_ms"] < 500
+        rows.append(
+            (
+                f"5. lag p99 through two chained relays, {LAG_RATE:,} events/s, "
+                f"{chain['consumers']} consumers",
+                fmt(chain["p99_ms"], "{:,.1f} ms"),
+                f"{fmt(one, '{:,.1f} ms')} through one relay (2)",
+                fmt(ratio, "{:.2f}"),
+                f"< 500 ms: {'met' if met else 'NOT met'}",
+            )
+        )
+        rows.append(("   lag p50", fmt(chain["p50_ms"], "{:,.1f} ms"), "", "", ""))
+        expected = chain["sent"] * chain["consumers"]
+        rows.append(
+            (
+                "   frames delivered / sent x consumers",
+                f"{chain['delivered_total']:,} / {expected:,}",
+                "",
+                "",
+                "all: " + ("met" if chain["delivered_total"] == expected else "NOT met"),
+            )
+        )
     return rows
 
 
@@ -1115,11 +1206,20 @@ def print_notes(results: dict[str, Any]) -> None:
                 f" (fewest {lag['delivered_min']:,}); sent in {lag['send_seconds']:.1f} s;"
                 f" slow consumers closed {lag['slow_consumers_closed']:.0f};"
                 f" throttle waits {lag['throttle_waits']:.0f}; CPU while sending: relay"
-                f" {lag['relay_cpu']:.0%} of a core, consumers {lag['consumers_cpu']:.0%};"
+                f" {lag['relay_cpu'][0]:.0%} of a core, consumers {lag['consumers_cpu']:.0%};"
                 f" frames arriving before they were sent (misaligned): {lag['negative']}"
             )
             for error in lag["consumer_errors"]:
                 print(f"2: consumer error: {error}")
+        chain = relay.get("chain")
+        if chain:
+            cpu = " and ".join(f"{c:.0%}" for c in chain["relay_cpu"])
+            print(
+                f"5: {chain['complete_consumers']} of {chain['consumers']} consumers got every"
+                f" frame (fewest {chain['delivered_min']:,}); relays' CPU {cpu} of a core,"
+                f" consumers {chain['consumers_cpu']:.0%}; second relay rejected"
+                f" {chain['second_rejected'] or 'none'}"
+            )
         memory = relay.get("memory")
         if memory:
             print(
@@ -1154,7 +1254,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies the sizes")
     parser.add_argument("--corpus", type=Path, default=None, help="the recorded corpus folder")
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
-    parser.add_argument("--sections", default="1234", help="which measures to run (e.g. 12)")
+    parser.add_argument("--sections", default="12345", help="which measures to run (e.g. 12)")
     parser.add_argument("--consume", help=argparse.SUPPRESS)
     parser.add_argument("--consumers", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--expect", type=int, default=0, help=argparse.SUPPRESS)
@@ -1175,7 +1275,7 @@ def main() -> None:
                 parser.error("no corpus: pass --corpus DIR or set STRATA_CONFORMANCE_DIR")
             note("1. verified ingest of the recorded frames ...")
             results["ingest"] = run_ingest(corpus, work)
-        if set(args.sections) & set("234"):
+        if set(args.sections) & set("2345"):
             results["relay"] = asyncio.run(measure_relay(sizes, work, args.sections))
     results["seconds"] = time.perf_counter() - began
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from strata.relay.upstream import host_limits
+from strata.relay.store import Host
+from strata.relay.upstream import host_limits, limits_for
 from strata.resilience import Limits, SlidingWindow
 
 
@@ -46,3 +47,8 @@ def test_host_limits_follow_the_reference_relay() -> None:
     assert caps(host_limits(100, trusted=False)) == [50, 2_600, 21_000]
     assert caps(host_limits(50_000, trusted=False)) == [100, 52_500, 520_000]
     assert caps(host_limits(100, trusted=True)) == [5_000, 50_000_000, 500_000_000]
+    # A relay the operator follows carries every host's events: it gets the trusted tier.
+    relay = Host(1, "relay.example", False, "relay", "active", 100, False, False, 0, 0)
+    pds = Host(2, "pds.example", False, "pds", "active", 100, False, False, 0, 0)
+    assert caps(limits_for(relay)) == [5_000, 50_000_000, 500_000_000]
+    assert caps(limits_for(pds)) == [50, 2_600, 21_000]

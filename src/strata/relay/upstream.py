@@ -40,6 +40,12 @@ THROTTLED = Counter(
 OVERSIZED = Counter("strata_relay_oversized_frames_total", "Upstream frames over the size limit")
 
 
+def limits_for(host: Host) -> Limits:
+    """A host's event limits: relays the operator follows carry many hosts' events, so they
+    get the trusted tier."""
+    return host_limits(host.account_limit, host.trusted or host.kind == "relay")
+
+
 def host_limits(account_limit: int, trusted: bool) -> Limits:
     """The reference relay's event limits: per second, hour and day, growing with the host's
     account limit; trusted hosts get the high fixed tier."""
@@ -82,7 +88,7 @@ class UpstreamStream:
         self.on_status = on_status
         self.on_event = on_event
         self.clock = clock
-        self.limits = host_limits(host.account_limit, host.trusted)
+        self.limits = limits_for(host)
         self.backoff = Backoff(base=1.0, cap=60.0)
         self.connected = False
         self.failures = 0
@@ -98,7 +104,7 @@ class UpstreamStream:
 
     def set_limits(self) -> None:
         """Apply changed account limits or trust."""
-        self.limits = host_limits(self.host.account_limit, self.host.trusted)
+        self.limits = limits_for(self.host)
 
     def _set_status(self, status: str) -> None:
         if self.host.status != status and self.host.status != "banned":
