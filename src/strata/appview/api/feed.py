@@ -204,6 +204,27 @@ def register(router: XrpcRouter, context: AppContext) -> None:
         feed = await context.views(FeedViews, call).feed([FeedItem(r[2]) for r in rows])
         return json_response(page({"feed": feed}, cursor))
 
+    @router.query("app.bsky.feed.getQuotes", auth=optional)
+    async def get_quotes(call: Call[str | None]) -> web.StreamResponse:
+        uri = call.params["uri"]
+        rows, cursor = await newest_first(db, "post", "quote_uri", uri, "creator", call.params)
+        views = context.views(Views, call)
+        posts = await views.posts([r[0] for r in rows])
+        # Left out: quotes whose author and the viewer, or the quoted post's author, block
+        # one another.
+        author = did_of(uri)
+        rel = await views.relations(r[2] for r in rows)
+        blocks = await views.blocks_among([author, *(r[2] for r in rows)])
+        found = [
+            posts[r[0]]
+            for r in rows
+            if r[0] in posts and not rel.blocks(r[2]) and frozenset((author, r[2])) not in blocks
+        ]
+        body: dict[str, Any] = {"uri": uri, "posts": found}
+        if call.params.get("cid"):
+            body["cid"] = call.params["cid"]
+        return json_response(page(body, cursor))
+
     @router.query("app.bsky.feed.searchPosts", auth=optional)
     async def search_posts(call: Call[str | None]) -> web.StreamResponse:
         params = call.params
