@@ -116,6 +116,16 @@ async def test_discovery(tmp_path: Path, database_url: str | None) -> None:
             assert [f["displayName"] for f in searched["feeds"]] == expected, query
         suggested = await view(carol, "app.bsky.unspecced.getSuggestedFeeds", limit=1)
         assert [f["uri"] for f in suggested["feeds"]] == [dogs["uri"]]
+        first = await view(carol, "app.bsky.feed.getSuggestedFeeds", limit=1)
+        second = await view(carol, "app.bsky.feed.getSuggestedFeeds", cursor=first["cursor"])
+        assert [f["uri"] for f in first["feeds"] + second["feeds"]] == [dogs["uri"], cats["uri"]]
+        assert "cursor" not in second
+        # Feeds by an account that blocks the reader are left out.
+        await write(network, bob, "app.bsky.graph.block", {"subject": erin.did})
+        for nsid in ("app.bsky.feed.getSuggestedFeeds", "app.bsky.unspecced.getSuggestedFeeds",
+                     "app.bsky.unspecced.getPopularFeedGenerators"):  # fmt: skip
+            shown = await view(erin, nsid)
+            assert [f["uri"] for f in shown["feeds"]] == [cats["uri"]], nsid
 
         trending = await view(carol, "app.bsky.unspecced.getTrendingTopics")
         assert trending == {"topics": [], "suggested": []}

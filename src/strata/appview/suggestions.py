@@ -1,5 +1,5 @@
-"""Whom to suggest following, and who among an account's followers the viewer knows, from the
-follow and like graph of the index.
+"""Whom to suggest following, which feeds, and who among an account's followers the viewer
+knows, from the follow and like graph of the index.
 
 Each query reads a bounded sample of the graph (the most recent `SAMPLE` follows or likes of
 one account), so an account following or followed by millions costs the same as any other.
@@ -56,6 +56,19 @@ KNOWN_FOLLOWERS: Final = (
 )
 """Followers of each of a list of accounts whom the viewer follows, the latest first (read
 from the viewer's follows, however many followers the accounts have)."""
+
+
+POPULAR_FEEDS: Final = (
+    "SELECT g.uri FROM feed_generator g LEFT JOIN record_counts c ON c.uri = g.uri "
+    "ORDER BY coalesce(c.likes, 0) DESC, g.uri LIMIT ? OFFSET ?"
+)
+
+
+async def popular_feeds(db: Database, limit: int, offset: int) -> tuple[list[str], str | None]:
+    """A page of feed generators, the most liked first (the reference suggests feeds its
+    operator picked; Strata has no such list), and the next page's cursor when it is full."""
+    uris = [str(r[0]) for r in await db.fetch(POPULAR_FEEDS, limit, offset)]
+    return uris, str(offset + len(uris)) if len(uris) == limit else None
 
 
 async def follows_of_follows(db: Database, viewer: str, limit: int, offset: int) -> list[str]:

@@ -768,6 +768,13 @@ class Views:
             views[uri] = view
         return views
 
+    async def shown_generators(self, uris: Sequence[str]) -> list[dict[str, Any]]:
+        """generatorViews in the order of `uris`, leaving out feeds whose creator blocks the
+        viewer or is blocked."""
+        found = await self.generators(uris)
+        rel = await self.relations(view["creator"]["did"] for view in found.values())
+        return [found[uri] for uri in uris if uri in found and not rel.blocks(did_of(uri))]
+
 
 def _account_subjects(dids: Iterable[str]) -> list[str]:
     """What labels on an account are put on: its DID, and its profile record."""

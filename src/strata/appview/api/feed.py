@@ -17,11 +17,13 @@ from strata.appview.context import (
     page,
     page_cursor,
     read_cursor,
+    read_offset,
     resolve_actor,
     viewer_verifier,
 )
 from strata.appview.feedgen_client import feed_skeleton, generator_online
 from strata.appview.records import did_of
+from strata.appview.suggestions import popular_feeds
 from strata.appview.views import FeedItem, FeedViews, Views
 from strata.core.syntax import format_datetime, parse_datetime
 from strata.database import Database
@@ -271,6 +273,13 @@ def register(router: XrpcRouter, context: AppContext) -> None:
         uris = list(call.params.get("feeds", []))
         views = await context.views(Views, call).generators(uris)
         return json_response({"feeds": [views[u] for u in uris if u in views]})
+
+    @router.query("app.bsky.feed.getSuggestedFeeds", auth=optional)
+    async def get_suggested_feeds(call: Call[str | None]) -> web.StreamResponse:
+        limit = call.params.get("limit", 50)
+        uris, cursor = await popular_feeds(db, limit, read_offset(call.params))
+        feeds = await context.views(Views, call).shown_generators(uris)
+        return json_response(page({"feeds": feeds}, cursor))
 
     @router.query("app.bsky.feed.getActorFeeds", auth=optional)
     async def get_actor_feeds(call: Call[str | None]) -> web.StreamResponse:

@@ -15,7 +15,7 @@ from strata.appview.context import (
     read_offset,
     viewer_verifier,
 )
-from strata.appview.records import did_of
+from strata.appview.suggestions import popular_feeds
 from strata.appview.threads import ThreadViews
 from strata.appview.views import Views
 from strata.core.syntax import AtUri
@@ -26,12 +26,6 @@ from strata.net.xrpc import Call, XrpcRouter
 CONFIG: Final = {"checkEmailConfirmed": False, "topicsEnabled": False}
 """What the reference AppView answers to `getConfig` by default: the app need not ask for a
 confirmed email first, and there are no topics (Strata keeps no trend data)."""
-
-POPULAR_QUERY: Final = (
-    "SELECT g.uri FROM feed_generator g LEFT JOIN record_counts c ON c.uri = g.uri "
-    "ORDER BY coalesce(c.likes, 0) DESC, g.uri LIMIT ? OFFSET ?"
-)
-"""Feed generators, the most liked first."""
 
 
 async def anchor_uri(db: Database, uri: str) -> str:
@@ -85,17 +79,10 @@ def register(router: XrpcRouter, context: AppContext) -> None:
     async def get_trending_topics(call: Call[str | None]) -> web.StreamResponse:
         return json_response({"topics": [], "suggested": []})
 
-    async def generator_views(call: Call[str | None], uris: list[str]) -> list[dict[str, Any]]:
-        """generatorViews, leaving out feeds whose creator blocks the viewer or is blocked."""
-        views = context.views(Views, call)
-        found = await views.generators(uris)
-        rel = await views.relations(did_of(u) for u in found)
-        return [found[u] for u in uris if u in found and not rel.blocks(did_of(u))]
-
     @router.query("app.bsky.unspecced.getSuggestedFeeds", auth=optional)
     async def get_suggested_feeds(call: Call[str | None]) -> web.StreamResponse:
-        rows = await db.fetch(POPULAR_QUERY, call.params.get("limit", 10), 0)
-        return json_response({"feeds": await generator_views(call, [r[0] for r in rows])})
+        uris, _ = await popular_feeds(db, call.params.get("limit", 10), 0)
+        return json_response({"feeds": await context.views(Views, call).shown_generators(uris)})
 
     @router.query("app.bsky.unspecced.getPopularFeedGenerators", auth=optional)
     async def get_popular_feed_generators(call: Call[str | None]) -> web.StreamResponse:
@@ -110,11 +97,10 @@ def register(router: XrpcRouter, context: AppContext) -> None:
                 "ORDER BY sort_at DESC, uri DESC LIMIT ?",
                 _like_pattern(query.lower()), before, before, key, limit,
             )  # fmt: skip
+            uris = [str(r[0]) for r in rows]
             full = len(rows) == limit
             cursor = page_cursor(rows[-1][1], rows[-1][0]) if full else None
         else:
-            offset = read_offset(call.params)
-            rows = await db.fetch(POPULAR_QUERY, limit, offset)
-            cursor = str(offset + len(rows)) if len(rows) == limit else None
-        feeds = await generator_views(call, [r[0] for r in rows])
+            uris, cursor = await popular_feeds(db, limit, read_offset(call.params))
+        feeds = await context.views(Views, call).shown_generators(uris)
         return json_response(page({"feeds": feeds}, cursor))
