@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -37,15 +37,19 @@ class Network:
 
 @contextlib.asynccontextmanager
 async def appview_network(
-    tmp_path: Path, database_url: str | None = None, feedgen_port: int | None = None
+    tmp_path: Path,
+    database_url: str | None = None,
+    feedgen_port: int | None = None,
+    **pds_options: Any,
 ) -> AsyncIterator[Network]:
-    """The network, with the relay following both PDSes and the AppView reading the relay."""
+    """The network, with the relay following both PDSes (configured with `pds_options`
+    besides the AppView) and the AppView reading the relay."""
     appview_port = free_port()
     appview = AppView(f"http://127.0.0.1:{appview_port}", f"did:web:localhost%3A{appview_port}")
     async with (
         running_plc(tmp_path / "plc") as plc,
-        running_pds(tmp_path / "pds1", plc.url, appviews=(appview,)) as pds1,
-        running_pds(tmp_path / "pds2", plc.url, appviews=(appview,)) as pds2,
+        running_pds(tmp_path / "pds1", plc.url, appviews=(appview,), **pds_options) as pds1,
+        running_pds(tmp_path / "pds2", plc.url, appviews=(appview,), **pds_options) as pds2,
         running_relay(tmp_path / "relay", plc.url, crawl=(pds1.url, pds2.url)) as relay,
         running_appview(
             tmp_path / "appview", plc.url, (relay.url,), appview_port, database_url

@@ -832,7 +832,7 @@ async def test_json_body_over_the_general_limit(tmp_path: Path) -> None:
 
 
 async def test_blob_over_the_limit(tmp_path: Path) -> None:
-    async with pds_env(tmp_path, blob_max_bytes=1000) as env:
+    async with pds_env(tmp_path, blob_upload_limit=1000) as env:
         did = env.alice.did
 
         async def list_blobs() -> list[str]:

@@ -7,7 +7,18 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from strata.appview.api import actor, feed, graph, labeler, lists, mutes, notification, repo
+from strata.appview.api import (
+    actor,
+    bookmark,
+    feed,
+    graph,
+    labeler,
+    lists,
+    mutes,
+    notification,
+    repo,
+    unspecced,
+)
 from strata.appview.context import ACCEPTED_KEY
 from strata.appview.labels import content_labelers
 from strata.appview.service import AppView
@@ -15,6 +26,10 @@ from strata.core.lexicon import Catalog
 from strata.net.server import create_app, json_response
 from strata.net.xrpc import XrpcRouter
 
+API: Final = (
+    actor, bookmark, feed, graph, labeler, lists, mutes, notification, repo, unspecced
+)  # fmt: skip
+"""The modules of XRPC methods, one per namespace."""
 STALE_AFTER: Final = 15.0
 """Seconds without a relay after which answers say how stale the index may be."""
 
@@ -54,7 +69,7 @@ async def create_appview_app(appview: AppView) -> web.Application:
     app = create_app("appview", health=health, upstreams=upstreams)
     app.middlewares.append(index_staleness)
     router = XrpcRouter(Catalog.bundled())
-    for module in (actor, feed, graph, labeler, lists, mutes, notification, repo):
+    for module in API:
         module.register(router, context)
     router.mount(app)
 

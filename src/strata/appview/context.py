@@ -135,6 +135,23 @@ def read_cursor(params: dict[str, Any]) -> tuple[str, str]:
         raise invalid_request("Malformed cursor") from None
 
 
+async def write(db: Database, sql: str, *args: Any) -> None:
+    """One statement, in a transaction of its own (the viewer's private state: mutes,
+    bookmarks, preferences)."""
+    async with db.transaction() as tx:
+        await tx.execute(sql, *args)
+
+
+def read_offset(params: dict[str, Any]) -> int:
+    """How many results a page skips, from its cursor (for answers ranked, not in time order)."""
+    cursor = params.get("cursor")
+    if not cursor:
+        return 0
+    if not cursor.isdigit() or len(cursor) > 9:
+        raise invalid_request("Malformed cursor")
+    return int(cursor)
+
+
 async def newest_first(
     db: Database, table: str, column: str, value: str, other: str, params: dict[str, Any]
 ) -> tuple[list[Row], str | None]:

@@ -8,6 +8,7 @@ from typing import Any, Final
 
 import orjson
 
+from strata.appview.suggestions import known_followers
 from strata.appview.views import FeedViews
 from strata.database import Row
 
@@ -15,6 +16,8 @@ SAMPLE_SIZE: Final = 12
 """Members a starter pack's view shows."""
 PACK_FEEDS: Final = 3
 """Feeds a starter pack's view shows."""
+KNOWN_SHOWN: Final = 5
+"""Known followers a profile's viewer state names (it counts them all)."""
 
 
 class GraphViews(FeedViews):
@@ -38,6 +41,22 @@ class GraphViews(FeedViews):
                     view[key] = entry.record[key]
             views[uri] = view
         return views
+
+    async def known_followers(self, profiles: dict[str, dict[str, Any]]) -> None:
+        """Add to each profile's viewer state the followers of the account whom the viewer
+        follows (`knownFollowers`: how many, and the first few), as the reference's
+        suggestions show them ("followed by ...")."""
+        if self.viewer is None or not profiles:
+            return
+        known = await known_followers(self.db, self.viewer, list(profiles))
+        shown = await self.profiles(list({d for dids in known.values() for d in dids}))
+        rel = self._relations
+        for did, view in profiles.items():
+            followers = [shown[d] for d in known[did] if d in shown and not rel.blocks(d)]
+            view["viewer"]["knownFollowers"] = {
+                "count": len(known[did]),
+                "followers": followers[:KNOWN_SHOWN],
+            }
 
     async def members(self, rows: Sequence[Row]) -> list[dict[str, Any]]:
         """listItemViews of `(list item uri, subject)` rows whose subject is active."""

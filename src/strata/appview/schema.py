@@ -495,4 +495,42 @@ V3: Final = PerEngine(
     ),
 )
 
-MIGRATIONS: Final = (V1, V2, V3)
+VIEWER_TABLES: Final = """
+CREATE TABLE bookmark (
+    creator TEXT NOT NULL,
+    subject_uri TEXT NOT NULL,
+    subject_cid TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (creator, subject_uri)
+) STRICT;
+CREATE INDEX bookmark_created ON bookmark (creator, created_at, subject_uri);
+ALTER TABLE record_counts ADD COLUMN bookmarks INTEGER NOT NULL DEFAULT 0;
+
+CREATE TABLE notification_preferences (
+    did TEXT PRIMARY KEY,
+    json TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE push_registration (
+    did TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    app_id TEXT NOT NULL,
+    token TEXT NOT NULL,
+    service_did TEXT NOT NULL,
+    age_restricted INTEGER NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (did, platform, app_id, token)
+) STRICT
+"""
+"""What each viewer keeps in the AppView alone, as the reference keeps it apart from records:
+bookmarks (counted per post), notification preferences and push registrations."""
+
+VIEWER_COUNTERS: Final = (("bookmark", "subject_uri", "record_counts", "uri", "bookmarks"),)
+
+V4: Final = PerEngine(
+    sqlite=(*_tables(VIEWER_TABLES), *_sqlite_count_triggers(VIEWER_COUNTERS)),
+    postgres=(*_tables(postgres_ddl(VIEWER_TABLES)), *_postgres_count_triggers(VIEWER_COUNTERS)),
+)
+
+MIGRATIONS: Final = (V1, V2, V3, V4)

@@ -229,7 +229,12 @@ class AppView:
         return self.subscriber.staleness() if self.subscriber is not None else 0.0
 
     def did_document(self) -> dict[str, Any]:
-        """The did:web document: where clients and PDSes reach this AppView."""
+        """The did:web document: where clients and PDSes reach this AppView, also as the
+        notification service that push registrations (`registerPush`) are sent to."""
         return service_document(
-            self.config.did, "bsky_appview", "BskyAppView", self.config.public_url
+            self.config.did,
+            "bsky_appview",
+            "BskyAppView",
+            self.config.public_url,
+            ("bsky_notif", "BskyNotificationService"),
         )

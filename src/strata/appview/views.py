@@ -146,9 +146,20 @@ LIST_VIEWER_QUERY: Final = (
 
 POST_VIEWER_QUERY: Final = (
     "SELECT 'like', subject, uri FROM likes WHERE creator = ? AND subject = ANY(?) "
-    "UNION ALL SELECT 'repost', subject, uri FROM repost WHERE creator = ? AND subject = ANY(?)"
+    "UNION ALL SELECT 'repost', subject, uri FROM repost WHERE creator = ? AND subject = ANY(?) "
+    "UNION ALL SELECT 'bookmarked', subject_uri, '' FROM bookmark "
+    "WHERE creator = ? AND subject_uri = ANY(?)"
 )
-"""The viewer's likes and reposts of a list of records: viewer, list, twice."""
+"""The viewer's likes, reposts and bookmarks of a list of records: viewer, list, three times."""
+
+BLOCKS_AMONG_QUERY: Final = (
+    "SELECT creator, subject FROM block WHERE creator = ANY(?) AND subject = ANY(?) "
+    "UNION ALL SELECT b.creator, i.subject FROM list_block b "
+    "JOIN list_item i ON i.list_uri = b.subject WHERE b.creator = ANY(?) AND i.subject = ANY(?)"
+)
+"""Blocks (also through a list) between accounts of a set: the set, four times."""
+
+POST_COUNTS: Final = ("likes", "reposts", "replies", "quotes", "bookmarks")
 
 
 @dataclass(frozen=True)
@@ -253,12 +264,10 @@ class Views:
 
     def _post_counts(self, uris: Iterable[str]) -> Lookup[tuple[int, ...]]:
         def query(missing: list[str]) -> Query:
-            return (
-                "SELECT uri, likes, reposts, replies, quotes FROM record_counts WHERE uri = ANY(?)",
-                (missing,),
-            )
+            sql = f"SELECT uri, {', '.join(POST_COUNTS)} FROM record_counts WHERE uri = ANY(?)"
+            return sql, (missing,)
 
-        return Lookup("post_counts", uris, query, _counts(4))
+        return Lookup("post_counts", uris, query, _counts(len(POST_COUNTS)))
 
     def _labels(self, subjects: Iterable[str]) -> Lookup[tuple[tuple[Any, ...], ...]]:
         """Labels from labelers on records and accounts (all of them: a request keeps those
@@ -301,7 +310,8 @@ class Views:
     async def record_state(
         self, uris: Sequence[str]
     ) -> tuple[dict[str, tuple[int, ...]], dict[str, dict[str, str]]]:
-        """The counts of records (posts, feeds, labelers), and the viewer's likes of them."""
+        """The counts of records (posts, feeds, labelers: `POST_COUNTS`), and the viewer's
+        likes of them."""
         counts, liked = await self._resolve(self._post_counts(uris), self._post_viewer(uris))
         return counts, liked
 
@@ -309,7 +319,7 @@ class Views:
         viewer = self.viewer or ""
 
         def query(missing: list[str]) -> Query:
-            return POST_VIEWER_QUERY, (viewer, missing, viewer, missing)
+            return POST_VIEWER_QUERY, (viewer, missing) * 3
 
         def parse(missing: list[str], rows: list[Row]) -> dict[str, dict[str, str]]:
             state: dict[str, dict[str, str]] = {uri: {} for uri in missing}
@@ -440,6 +450,13 @@ class Views:
         request: each is looked up once)."""
         await self._resolve(self._relation(dids))
         return self._relations
+
+    async def blocks_among(self, dids: Iterable[str]) -> set[frozenset[str]]:
+        """The pairs of `dids` in which one blocks the other (whoever the viewer is): a reply
+        and its parent, a quote and the quoted post, are not shown across them."""
+        wanted = list(dict.fromkeys(dids))
+        rows = await self.db.fetch(BLOCKS_AMONG_QUERY, *(wanted,) * 4)
+        return {frozenset((one, other)) for one, other in rows if one != other}
 
     async def actors(self, dids: Iterable[str]) -> dict[str, Actor]:
         """Indexed accounts (of any status), with their profile records."""
@@ -579,12 +596,13 @@ class Views:
         views: dict[str, dict[str, Any]] = {}
         for uri in present:
             entry = entries[uri]
-            likes, reposts, replies, quotes = counts.get(uri, (0, 0, 0, 0))
+            likes, reposts, replies, quotes, bookmarks = counts.get(uri, (0,) * len(POST_COUNTS))
             view: dict[str, Any] = {
                 "uri": uri,
                 "cid": entry.cid,
                 "author": author_views[entry.did],
                 "record": entry.record,
+                "bookmarkCount": bookmarks,
                 "replyCount": replies,
                 "repostCount": reposts,
                 "likeCount": likes,
@@ -599,11 +617,13 @@ class Views:
                 view["embed"] = embeds[uri]
             if self.viewer is not None:
                 mine = entry.did == self.viewer
+                own = viewer_state.get(uri, {})
                 state: dict[str, Any] = {
+                    "bookmarked": "bookmarked" in own,
                     "threadMuted": muted_threads.get(entry.reply_root or uri, False),
                     "embeddingDisabled": not mine and _quotes_disabled(entry.postgate),
                 }
-                state.update(viewer_state.get(uri, {}))
+                state.update({k: v for k, v in own.items() if k != "bookmarked"})
                 if entry.threadgate is not None:
                     state["replyDisabled"] = not mine and not self._may_reply(entry, memberships)
                 view["viewer"] = state
@@ -747,6 +767,13 @@ class Views:
                 view["viewer"] = {k: v for k, v in liked.get(uri, {}).items() if k == "like"}
             views[uri] = view
         return views
+
+    async def shown_generators(self, uris: Sequence[str]) -> list[dict[str, Any]]:
+        """generatorViews in the order of `uris`, leaving out feeds whose creator blocks the
+        viewer or is blocked."""
+        found = await self.generators(uris)
+        rel = await self.relations(view["creator"]["did"] for view in found.values())
+        return [found[uri] for uri in uris if uri in found and not rel.blocks(did_of(uri))]
 
 
 def _account_subjects(dids: Iterable[str]) -> list[str]:
@@ -924,6 +951,14 @@ def _missing(uri: str, rel: Relations) -> dict[str, Any]:
     return {"$type": "app.bsky.feed.defs#notFoundPost", "uri": uri, "notFound": True}
 
 
+def maybe_post(uri: str, posts: dict[str, dict[str, Any]], rel: Relations) -> dict[str, Any]:
+    """A post's view by its `$type`: the post, or that it is blocked or not found."""
+    post = posts.get(uri)
+    if post is None or rel.blocks(post["author"]["did"]):
+        return _missing(uri, rel)
+    return {"$type": "app.bsky.feed.defs#postView", **post}
+
+
 ANCESTORS_QUERY: Final = (
     "WITH RECURSIVE up (uri, parent, height) AS ("
     "SELECT uri, reply_parent, 0 FROM post WHERE uri = ? "
@@ -974,8 +1009,8 @@ class FeedViews(Views):
             if item.post_uri in replies:
                 root, parent = replies[item.post_uri]
                 view["reply"] = {
-                    "root": self._ref_view(root or parent, posts, rel),
-                    "parent": self._ref_view(parent, posts, rel),
+                    "root": maybe_post(root or parent, posts, rel),
+                    "parent": maybe_post(parent, posts, rel),
                 }
             if item.repost_uri and item.reposted_by:
                 if item.reposted_by not in reposters or rel.blocks(item.reposted_by):
@@ -1000,13 +1035,6 @@ class FeedViews(Views):
                 return True
         quoting = quoted_uri(post["record"].get("embed")) is not None
         return rel.mutes(author) or (quoting and author in rel.muted_quotes)
-
-    @staticmethod
-    def _ref_view(uri: str, posts: dict[str, dict[str, Any]], rel: Relations) -> dict[str, Any]:
-        post = posts.get(uri)
-        if post is None or rel.blocks(post["author"]["did"]):
-            return _missing(uri, rel)
-        return {"$type": "app.bsky.feed.defs#postView", **post}
 
     async def thread(self, uri: str, depth: int, parent_height: int) -> dict[str, Any] | None:
         """A threadViewPost around `uri`: its parents up to `parent_height`, its replies down to

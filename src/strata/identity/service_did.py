@@ -62,18 +62,16 @@ def service_did(public_url: str, dev: bool) -> str:
 
 
 def service_document(
-    did: str, fragment: str, service_type: str, public_url: str
+    did: str, fragment: str, service_type: str, public_url: str, *more: tuple[str, str]
 ) -> dict[str, object]:
-    """The document served at `/.well-known/did.json`: one service, `#fragment`, at the URL."""
+    """The document served at `/.well-known/did.json`: the service `#fragment` at the URL, and
+    any `more` (fragment, type) services at the same URL."""
     return {
         "@context": ["https://www.w3.org/ns/did/v1"],
         "id": did,
         "service": [
-            {
-                "id": f"#{fragment}",
-                "type": service_type,
-                "serviceEndpoint": public_url.rstrip("/"),
-            }
+            {"id": f"#{name}", "type": kind, "serviceEndpoint": public_url.rstrip("/")}
+            for name, kind in ((fragment, service_type), *more)
         ],
     }
 

@@ -20,7 +20,8 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from strata.core.jwt import JwtError, encode_hs256, parse_jwt, verify_hs256
+from strata.core.crypto import PublicKey
+from strata.core.jwt import JwtError, encode_hs256, parse_jwt, verify_hs256, verify_service_jwt
 from strata.net.basic_auth import decode_basic, is_admin
 from strata.net.errors import XrpcError
 from strata.pds.accounts import Account, AccountStore
@@ -33,6 +34,8 @@ APP_PASS: Final = "com.atproto.appPass"
 APP_PASS_PRIVILEGED: Final = "com.atproto.appPassPrivileged"
 REFRESH: Final = "com.atproto.refresh"
 OAUTH: Final = "oauth"
+SERVICE: Final = "service"
+"""Credentials from a service token the account signed for this PDS and one method."""
 
 ACCESS_LIFETIME: Final = 2 * 3600
 REFRESH_LIFETIME: Final = 90 * 86400
@@ -187,11 +190,14 @@ class Authenticator:
         accounts: AccountStore,
         admin_password: str,
         oauth: AuthorizationServer,
+        signing_key: Callable[[str], PublicKey],
     ) -> None:
         self.tokens = tokens
         self.accounts = accounts
         self.admin_password = admin_password
         self.oauth = oauth
+        self.signing_key = signing_key
+        """The repository signing key of an account hosted here."""
 
     def _oauth_grant(self, request: web.Request, token: str) -> Grant:
         """The grant behind an OAuth access token; 401 with a `WWW-Authenticate` challenge
@@ -252,6 +258,33 @@ class Authenticator:
 
         return verify
 
+    def access_or_service(self, allow_deactivated: bool = False) -> Verifier:
+        """Access-token auth, or a service token that an account hosted here signed for this
+        PDS and this method, as a service acting for the account presents it (a video service
+        uploading the processed video, with a token from `getServiceAuth`). As the
+        reference, a bearer token naming a method (`lxm`) is taken for a service token."""
+        access = self.access(allow_deactivated=allow_deactivated)
+
+        async def verify(request: web.Request, nsid: str) -> Credentials:
+            found = authorization(request)
+            if found is None or found[0] != "bearer" or not _names_method(found[1]):
+                credentials: Credentials = await access(request, nsid)
+                return credentials
+            token = found[1]
+            try:
+                issuer = parse_jwt(token).payload.get("iss")
+                if not isinstance(issuer, str) or not issuer.startswith("did:") or "#" in issuer:
+                    raise JwtError("jwt iss is not the DID of an account", "BadJwtIss")
+                self._account_for(issuer, allow_deactivated, allow_takendown=False)
+                # The account is hosted here: its key is this PDS's own, with no lookup.
+                key = self.signing_key(issuer)
+                verify_service_jwt(token, key, self.tokens.service_did, nsid, time.time())
+            except JwtError as exc:
+                raise XrpcError(401, exc.name, str(exc)) from exc
+            return Credentials(issuer, SERVICE)
+
+        return verify
+
     def optional_access(self) -> Verifier:
         """Access-token auth if a token is sent; None otherwise."""
         strict = self.access(allow_deactivated=True, oauth=Need.ANY)
@@ -294,6 +327,14 @@ class Authenticator:
         if not is_admin(found[1], self.admin_password):
             raise auth_required("Invalid admin credentials", "AuthenticationRequired")
         return Admin()
+
+
+def _names_method(token: str) -> bool:
+    """Whether a bearer token names the method it is for (`lxm`), as service tokens do."""
+    try:
+        return parse_jwt(token).payload.get("lxm") is not None
+    except JwtError:
+        return False
 
 
 SWEEP_ABOVE: Final = 10_000

@@ -66,12 +66,22 @@ from strata.serve import (
     help="New accounts need an invite code.",
 )
 @click.option(
+    "--blob-upload-limit",
+    # The option's earlier name still works, for existing command lines and environments.
     "--blob-max-bytes",
-    envvar="STRATA_BLOB_MAX_BYTES",
-    type=int,
-    default=5_000_000,
+    envvar=["STRATA_BLOB_UPLOAD_LIMIT", "STRATA_BLOB_MAX_BYTES"],
+    type=click.IntRange(min=1),
+    default=5 * 1024 * 1024,
     show_default=True,
-    help="Largest blob an account may upload.",
+    help="Largest blob an account may upload, in bytes.",
+)
+@click.option(
+    "--report-service",
+    envvar="STRATA_REPORT_SERVICE",
+    default=None,
+    metavar="URL#DID",
+    help="Where reports (com.atproto.moderation.createReport) go when the client names no "
+    "service in its atproto-proxy header: a labeler or moderation service and its DID.",
 )
 @click.option(
     "--rate-limits/--no-rate-limits",
@@ -120,7 +130,8 @@ def pds_command(
     appviews: tuple[str, ...],
     relays: tuple[str, ...],
     invite_required: bool,
-    blob_max_bytes: int,
+    blob_upload_limit: int,
+    report_service: str | None,
     rate_limits: bool,
     rate_limit_bypass_ips: tuple[str, ...],
     serve_stale_for: float,
@@ -135,6 +146,12 @@ def pds_command(
         parsed_appviews = tuple(AppView.parse(a) for a in appviews)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--appview") from exc
+    try:
+        parsed_report_service = (
+            AppView.parse(report_service, did_required=True) if report_service else None
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--report-service") from exc
     if smtp_url is not None:
         try:
             SmtpServer.parse(smtp_url)
@@ -149,7 +166,8 @@ def pds_command(
         relays=http_urls("--relay", relays),
         dev=options.dev,
         invite_required=invite_required,
-        blob_max_bytes=blob_max_bytes,
+        blob_upload_limit=blob_upload_limit,
+        report_service=parsed_report_service,
         rate_limits=rate_limits,
         rate_limit_bypass_ips=rate_limit_bypass_ips,
         serve_stale_for=serve_stale_for,

@@ -18,21 +18,25 @@ SECRETS_FILE = "secrets.json"
 
 @dataclass(frozen=True)
 class AppView:
-    """An AppView the PDS proxies `app.bsky.*` calls to: where it is and the DID it answers as
-    (None: learned from the document it serves at `/.well-known/did.json` when first needed)."""
+    """A service the PDS passes calls on to (an AppView for `app.bsky.*`, the report service):
+    where it is and the DID it answers as (None: learned from the document it serves at
+    `/.well-known/did.json` when first needed)."""
 
     url: str
     did: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> AppView:
+    def parse(cls, text: str, did_required: bool = False) -> AppView:
         """`URL` or `URL#DID`, as `--appview` takes it, for example `http://127.0.0.1:2585` or
-        `http://127.0.0.1:2585#did:web:localhost%3A2585`."""
+        `http://127.0.0.1:2585#did:web:localhost%3A2585` (`did_required`: only the latter)."""
         url, sep, did = text.partition("#")
-        if not url.startswith(("http://", "https://")) or (sep and not did.startswith("did:")):
-            raise ValueError(
-                f"an AppView is given as URL or URL#DID (the DID it answers as), not {text!r}"
-            )
+        if (
+            not url.startswith(("http://", "https://"))
+            or (sep and not did.startswith("did:"))
+            or (did_required and not sep)
+        ):
+            shape = "URL#DID" if did_required else "URL or URL#DID"
+            raise ValueError(f"a service is given as {shape} (the DID it answers as), not {text!r}")
         return cls(url.rstrip("/"), did if sep else None)
 
 
@@ -48,7 +52,11 @@ class PdsConfig:
     relays: tuple[str, ...] = ()
     dev: bool = False
     invite_required: bool = False
-    blob_max_bytes: int = 5_000_000
+    blob_upload_limit: int = 5 * 1024 * 1024
+    """The largest blob an account may upload, in bytes (the reference's default, 5 MiB)."""
+    report_service: AppView | None = None
+    """Where reports (`createReport`) go when the client names no service: a labeler or
+    moderation service, with the DID it answers as."""
     rate_limits: bool = True
     rate_limit_bypass_ips: tuple[str, ...] = ()
     serve_stale_for: float = 6 * 3600.0

@@ -79,7 +79,11 @@ class Pds:
             config.public_url,
         )
         self.auth = Authenticator(
-            self.tokens, self.accounts, self.secrets.admin_password, self.oauth
+            self.tokens,
+            self.accounts,
+            self.secrets.admin_password,
+            self.oauth,
+            lambda did: self.stores.open(did).keypair().public_key,
         )
         self.login_limiter = LoginLimiter()
         self.rate_limits = RateLimits(config.rate_limits, config.rate_limit_bypass_ips)

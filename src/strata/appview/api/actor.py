@@ -8,9 +8,12 @@ from strata.appview import search as text_search
 from strata.appview.context import (
     AppContext,
     page,
+    read_offset,
     resolve_actor,
     viewer_verifier,
 )
+from strata.appview.graph_views import GraphViews
+from strata.appview.suggestions import follows_of_follows
 from strata.appview.views import Views
 from strata.net.errors import invalid_request
 from strata.net.server import json_response
@@ -42,10 +45,26 @@ def register(router: XrpcRouter, context: AppContext) -> None:
         unique = {v["did"]: v for v in found if v is not None}
         return json_response({"profiles": list(unique.values())})
 
+    @router.query("app.bsky.actor.getSuggestions", auth=optional)
+    async def get_suggestions(call: Call[str | None]) -> web.StreamResponse:
+        if call.auth is None:
+            return json_response({"actors": []})
+        limit = call.params.get("limit", 50)
+        offset = read_offset(call.params)
+        dids = await follows_of_follows(db, call.auth, limit, offset)
+        views = context.views(GraphViews, call)
+        rel = await views.relations(dids)
+        wanted = [d for d in dids if not rel.blocks(d) and not rel.mutes(d)]
+        profiles = await views.profiles(wanted, "view")
+        await views.known_followers(profiles)
+        cursor = str(offset + len(dids)) if len(dids) == limit else None
+        actors = [profiles[d] for d in wanted if d in profiles]
+        return json_response(page({"actors": actors}, cursor))
+
     async def search(call: Call[str | None], level: str) -> tuple[list[dict[str, object]], int]:
         term = call.params.get("q") or call.params.get("term") or ""
         limit = call.params.get("limit", 25)
-        offset = _offset(call.params.get("cursor"))
+        offset = read_offset(call.params)
         dids = await text_search.search_actors(db, term, limit, offset)
         views = await context.views(Views, call).profiles(dids, level)
         return [views[d] for d in dids if d in views], offset + len(dids)
@@ -60,11 +79,3 @@ def register(router: XrpcRouter, context: AppContext) -> None:
     async def search_actors_typeahead(call: Call[str | None]) -> web.StreamResponse:
         actors, _ = await search(call, "basic")
         return json_response({"actors": actors})
-
-
-def _offset(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    if not cursor.isdigit() or len(cursor) > 9:
-        raise invalid_request("Malformed cursor")
-    return int(cursor)

@@ -17,11 +17,13 @@ from strata.appview.context import (
     page,
     page_cursor,
     read_cursor,
+    read_offset,
     resolve_actor,
     viewer_verifier,
 )
 from strata.appview.feedgen_client import feed_skeleton, generator_online
 from strata.appview.records import did_of
+from strata.appview.suggestions import popular_feeds
 from strata.appview.views import FeedItem, FeedViews, Views
 from strata.core.syntax import format_datetime, parse_datetime
 from strata.database import Database
@@ -204,6 +206,27 @@ def register(router: XrpcRouter, context: AppContext) -> None:
         feed = await context.views(FeedViews, call).feed([FeedItem(r[2]) for r in rows])
         return json_response(page({"feed": feed}, cursor))
 
+    @router.query("app.bsky.feed.getQuotes", auth=optional)
+    async def get_quotes(call: Call[str | None]) -> web.StreamResponse:
+        uri = call.params["uri"]
+        rows, cursor = await newest_first(db, "post", "quote_uri", uri, "creator", call.params)
+        views = context.views(Views, call)
+        posts = await views.posts([r[0] for r in rows])
+        # Left out: quotes whose author and the viewer, or the quoted post's author, block
+        # one another.
+        author = did_of(uri)
+        rel = await views.relations(r[2] for r in rows)
+        blocks = await views.blocks_among([author, *(r[2] for r in rows)])
+        found = [
+            posts[r[0]]
+            for r in rows
+            if r[0] in posts and not rel.blocks(r[2]) and frozenset((author, r[2])) not in blocks
+        ]
+        body: dict[str, Any] = {"uri": uri, "posts": found}
+        if call.params.get("cid"):
+            body["cid"] = call.params["cid"]
+        return json_response(page(body, cursor))
+
     @router.query("app.bsky.feed.searchPosts", auth=optional)
     async def search_posts(call: Call[str | None]) -> web.StreamResponse:
         params = call.params
@@ -250,6 +273,13 @@ def register(router: XrpcRouter, context: AppContext) -> None:
         uris = list(call.params.get("feeds", []))
         views = await context.views(Views, call).generators(uris)
         return json_response({"feeds": [views[u] for u in uris if u in views]})
+
+    @router.query("app.bsky.feed.getSuggestedFeeds", auth=optional)
+    async def get_suggested_feeds(call: Call[str | None]) -> web.StreamResponse:
+        limit = call.params.get("limit", 50)
+        uris, cursor = await popular_feeds(db, limit, read_offset(call.params))
+        feeds = await context.views(Views, call).shown_generators(uris)
+        return json_response(page({"feeds": feeds}, cursor))
 
     @router.query("app.bsky.feed.getActorFeeds", auth=optional)
     async def get_actor_feeds(call: Call[str | None]) -> web.StreamResponse:

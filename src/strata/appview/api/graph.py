@@ -1,4 +1,5 @@
-"""`app.bsky.graph.*`: follows, followers, blocks and relationships."""
+"""`app.bsky.graph.*`: follows, followers, blocks, relationships, known followers and
+accounts to follow."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from strata.appview.context import (
     resolve_actor,
     viewer_verifier,
 )
+from strata.appview.graph_views import GraphViews
+from strata.appview.suggestions import known_followers, similar_accounts
 from strata.appview.views import Views
 from strata.net.server import json_response
 from strata.net.xrpc import Call, XrpcRouter
@@ -53,6 +56,28 @@ def register(router: XrpcRouter, context: AppContext) -> None:
     async def get_blocks(call: Call[str]) -> web.StreamResponse:
         blocks, cursor = await listing(call, call.auth, "block", "creator", "subject")
         return json_response(page({"blocks": blocks}, cursor))
+
+    @router.query("app.bsky.graph.getKnownFollowers", auth=required)
+    async def get_known_followers(call: Call[str]) -> web.StreamResponse:
+        did = await resolve_actor(context, call.params["actor"])
+        known = await known_followers(db, call.auth, [did])
+        followers = known[did][: call.params.get("limit", 50)]
+        views = context.views(Views, call)
+        profiles = await views.profiles([*followers, did], "view")
+        rel = await views.relations(followers)
+        shown = [profiles[d] for d in followers if d in profiles and not rel.blocks(d)]
+        return json_response({"subject": profiles[did], "followers": shown})
+
+    @router.query("app.bsky.graph.getSuggestedFollowsByActor", auth=optional)
+    async def get_suggested_follows_by_actor(call: Call[str | None]) -> web.StreamResponse:
+        did = await resolve_actor(context, call.params["actor"])
+        dids = await similar_accounts(db, did, call.auth)
+        views = context.views(GraphViews, call)
+        rel = await views.relations(dids)
+        wanted = [d for d in dids if not rel.blocks(d) and not rel.mutes(d)]
+        profiles = await views.profiles(wanted, "view")
+        await views.known_followers(profiles)
+        return json_response({"suggestions": [profiles[d] for d in wanted if d in profiles]})
 
     @router.query("app.bsky.graph.getRelationships", auth=optional)
     async def get_relationships(call: Call[str | None]) -> web.StreamResponse:

@@ -14,6 +14,7 @@ from strata.appview.context import (
     read_cursor,
     resolve_actor,
     viewer_verifier,
+    write,
 )
 from strata.appview.graph_views import GraphViews
 from strata.appview.records import did_of
@@ -41,8 +42,7 @@ def register(router: XrpcRouter, context: AppContext) -> None:
         return [r[0] for r in rows], cursor
 
     async def change(sql: str, *args: Any) -> web.Response:
-        async with db.transaction() as tx:
-            await tx.execute(sql, *args)
+        await write(db, sql, *args)
         return web.Response(status=200)
 
     @router.procedure("app.bsky.graph.muteActor", auth=required)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -13,12 +13,14 @@ from strata.appview.context import (
     page_cursor,
     read_cursor,
     viewer_verifier,
+    write,
 )
 from strata.appview.views import Views
 from strata.core.syntax import format_datetime, parse_datetime
 from strata.net.errors import invalid_request
 from strata.net.server import json_response
 from strata.net.xrpc import Call, XrpcRouter
+from strata.pds.sequencer import iso_now
 
 NEVER = "0000-01-01T00:00:00.000Z"
 
@@ -33,6 +35,50 @@ NOT_MUTED = (
 )
 """A notification's author is not muted by its recipient (directly or through a list), nor is
 the thread it is about (the post's, or the liked or reposted post's, root)."""
+
+FILTERABLE: Final = (
+    "follow", "like", "likeViaRepost", "mention", "quote", "reply", "repost", "repostViaRepost",
+)  # fmt: skip
+"""Preferences that also say whose notifications to include (everyone's, or follows')."""
+PLAIN: Final = ("starterpackJoined", "subscribedPost", "unverified", "verified")
+CHAT: Final = {"include": "all", "push": True}
+"""The `chat` preference is deprecated: the reference answers this, whatever was put."""
+PLATFORMS: Final = ("ios", "android", "web")
+REGISTER_PUSH: Final = (
+    "INSERT INTO push_registration (did, platform, app_id, token, service_did, age_restricted, "
+    "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (did, platform, app_id, token) "
+    "DO UPDATE SET age_restricted = excluded.age_restricted, updated_at = excluded.updated_at"
+)
+UNREGISTER_PUSH: Final = (
+    "DELETE FROM push_registration WHERE did = ? AND platform = ? AND app_id = ? AND token = ?"
+)
+
+
+def _flag(value: Any) -> bool:
+    return value if isinstance(value, bool) else True
+
+
+def _given(stored: dict[str, Any], name: str) -> dict[str, Any]:
+    value = stored.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def complete_preferences(stored: dict[str, Any]) -> dict[str, Any]:
+    """`app.bsky.notification.defs#preferences` from what was put, with the reference's
+    defaults for what was not (everything listed and pushed, from everyone)."""
+    out: dict[str, Any] = {"chat": dict(CHAT)}
+    for name in FILTERABLE:
+        given = _given(stored, name)
+        include = given.get("include")
+        out[name] = {
+            "include": include if include in ("all", "follows") else "all",
+            "list": _flag(given.get("list")),
+            "push": _flag(given.get("push")),
+        }
+    for name in PLAIN:
+        given = _given(stored, name)
+        out[name] = {"list": _flag(given.get("list")), "push": _flag(given.get("push"))}
+    return out
 
 
 def register(router: XrpcRouter, context: AppContext) -> None:
@@ -103,10 +149,53 @@ def register(router: XrpcRouter, context: AppContext) -> None:
             seen = format_datetime(parse_datetime(call.body["seenAt"]))
         except (ValueError, KeyError, TypeError):
             raise invalid_request("seenAt must be a datetime") from None
-        async with db.transaction() as tx:
-            await tx.execute(
-                "INSERT INTO seen (did, seen_at) VALUES (?, ?) "
-                "ON CONFLICT (did) DO UPDATE SET seen_at = excluded.seen_at",
-                call.auth, seen,
-            )  # fmt: skip
+        await write(
+            db,
+            "INSERT INTO seen (did, seen_at) VALUES (?, ?) "
+            "ON CONFLICT (did) DO UPDATE SET seen_at = excluded.seen_at",
+            call.auth, seen,
+        )  # fmt: skip
+        return web.Response(status=200)
+
+    async def preferences(did: str) -> dict[str, Any]:
+        row = await db.fetchrow("SELECT json FROM notification_preferences WHERE did = ?", did)
+        return complete_preferences(json.loads(row[0]) if row else {})
+
+    @router.query("app.bsky.notification.getPreferences", auth=required)
+    async def get_preferences(call: Call[str]) -> web.StreamResponse:
+        return json_response({"preferences": await preferences(call.auth)})
+
+    @router.procedure("app.bsky.notification.putPreferencesV2", auth=required)
+    async def put_preferences_v2(call: Call[str]) -> web.StreamResponse:
+        # Each preference given replaces the stored one whole; the others stay.
+        merged = {**await preferences(call.auth), **call.body}
+        stored = complete_preferences(merged)
+        await write(
+            db,
+            "INSERT INTO notification_preferences (did, json, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (did) DO UPDATE SET json = excluded.json, "
+            "updated_at = excluded.updated_at",
+            call.auth, json.dumps(stored), iso_now(),
+        )  # fmt: skip
+        return json_response({"preferences": stored})
+
+    def push_target(call: Call[str]) -> tuple[str, str, str, str]:
+        """The (account, platform, appId, token) of a push registration addressed to this
+        AppView."""
+        body = call.body
+        if body["serviceDid"] != context.did:
+            raise invalid_request("Invalid serviceDid.")
+        if body["platform"] not in PLATFORMS:
+            raise invalid_request('Unsupported platform: must be "ios", "android", or "web".')
+        return call.auth, body["platform"], body["appId"], body["token"]
+
+    @router.procedure("app.bsky.notification.registerPush", auth=required)
+    async def register_push(call: Call[str]) -> web.StreamResponse:
+        restricted = int(bool(call.body.get("ageRestricted")))
+        await write(db, REGISTER_PUSH, *push_target(call), context.did, restricted, iso_now())
+        return web.Response(status=200)
+
+    @router.procedure("app.bsky.notification.unregisterPush", auth=required)
+    async def unregister_push(call: Call[str]) -> web.StreamResponse:
+        await write(db, UNREGISTER_PUSH, *push_target(call))
         return web.Response(status=200)

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from strata.core import cbor
 from strata.core.cid import CID
+from strata.core.errors import CoreError
 from strata.identity.errors import ResolutionFailed
 from strata.identity.service_did import fetch_service_did
 from strata.net.bounded import read_at_most
@@ -45,6 +46,12 @@ log = logging.getLogger("strata.pds.appview")
 PREFERENCE_NAMESPACE: Final = "app.bsky"
 FULL_ACCESS_PREFERENCES: Final = frozenset({"app.bsky.actor.defs#personalDetailsPref"})
 PROXIED_PREFIXES: Final = ("app.bsky.", "chat.bsky.")
+PUSH_METHODS: Final = frozenset(
+    {"app.bsky.notification.registerPush", "app.bsky.notification.unregisterPush"}
+)
+"""Sent to the notification service their body names, not to the AppViews in turn."""
+NOTIFICATION_SERVICE: Final = "BskyNotificationService"
+REPORT_METHOD: Final = "com.atproto.moderation.createReport"
 FORWARDED_HEADERS: Final = ("accept-language", "atproto-accept-labelers", "content-type")
 RETURNED_HEADERS: Final = (
     "content-type",
@@ -191,7 +198,15 @@ class Proxy:
 
     async def _target(self, request: web.Request, nsid: str) -> AppView | None:
         """The service the client named; None for the configured AppViews, in order."""
+        if nsid in PUSH_METHODS:
+            return await self._notification_service(request, nsid)
         header = request.headers.get("atproto-proxy")
+        if header is None and nsid == REPORT_METHOD:
+            # As the reference PDS: reports go to the configured report service.
+            report = self.pds.config.report_service
+            if report is None:
+                raise invalid_request(f"No service configured for {nsid}")
+            return report
         if header is None:
             if not nsid.startswith("app.bsky."):
                 raise XrpcError(
@@ -225,8 +240,31 @@ class Proxy:
                 raise invalid_request(f"proxy service endpoint is not public: {header}") from exc
         return AppView(origin, did)
 
+    async def _notification_service(self, request: web.Request, nsid: str) -> AppView:
+        """Where a push registration goes: the service its body names (`serviceDid`), as the
+        reference PDS routes it (a configured AppView by its DID, any other by the
+        `#bsky_notif` service of its DID document)."""
+        try:
+            body = cbor.from_json(json.loads(await request.read()))
+            self.pds.catalog.validate_input(nsid, body)
+        except (ValueError, CoreError) as exc:
+            raise invalid_request(f"Input {exc}") from exc
+        did = body["serviceDid"]
+        for url, known in self.dids.items():
+            if known == did:
+                return AppView(url, did)
+        doc = await self.pds.did_document(did)
+        endpoint = doc.service_endpoint("bsky_notif", NOTIFICATION_SERVICE) if doc else None
+        if endpoint is None:
+            raise invalid_request(f"invalid notification service details in did document: {did}")
+        return AppView(endpoint.rstrip("/"), did)
+
     async def __call__(self, request: web.Request, nsid: str) -> web.StreamResponse:
-        if not nsid.startswith(PROXIED_PREFIXES) and "atproto-proxy" not in request.headers:
+        if (
+            not nsid.startswith(PROXIED_PREFIXES)
+            and "atproto-proxy" not in request.headers
+            and nsid != REPORT_METHOD
+        ):
             raise XrpcError(501, "MethodNotImplemented", "Method Not Implemented")
         credentials: Credentials = await self.verify(request, nsid)
         key = self._memory_key(request, nsid, credentials)

@@ -238,11 +238,14 @@ def register(router: XrpcRouter, pds: Pds) -> None:
             }
         )
 
-    @router.procedure("com.atproto.repo.uploadBlob", auth=deactivated_ok, raw_input=True)
+    # A service acting for the account (a video service) may upload with a service token.
+    upload_access = pds.auth.access_or_service(allow_deactivated=True)
+
+    @router.procedure("com.atproto.repo.uploadBlob", auth=upload_access, raw_input=True)
     async def upload_blob(call: Call[Credentials]) -> web.Response:
         declared = call.request.headers.get("Content-Type")
         length = call.request.content_length
-        limit = pds.config.blob_max_bytes
+        limit = pds.config.blob_upload_limit
         if length is not None and length > limit:
             raise XrpcError(413, "PayloadTooLarge", "request entity too large")
         # An upload fills the disk as a write does: it costs what a record's creation costs.

@@ -97,6 +97,7 @@ def register(router: XrpcRouter, pds: Pds) -> None:
                 "availableUserDomains": list(pds.config.handle_domains),
                 "inviteCodeRequired": pds.config.invite_required,
                 "phoneVerificationRequired": False,
+                "blobUploadLimit": pds.config.blob_upload_limit,
                 "links": {},
                 "contact": {},
             }
