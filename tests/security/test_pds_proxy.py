@@ -40,10 +40,14 @@ def secret_service(hits: list[str]) -> web.Application:
 
 
 async def register_service_did(plc_url: str, endpoint: str) -> str:
-    """A DID whose document names `endpoint` as its `#evil` service."""
+    """A DID whose document names `endpoint` as its `#evil` service and its `#bsky_notif`
+    (push notification) service."""
     key = K256Keypair.generate()
     did, op = genesis([key], key)
-    op_services = {"evil": {"type": "EvilService", "endpoint": endpoint}}
+    op_services = {
+        "evil": {"type": "EvilService", "endpoint": endpoint},
+        "bsky_notif": {"type": "BskyNotificationService", "endpoint": endpoint},
+    }
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{plc_url}/{did}", json=op) as resp:
             assert resp.status == 200, await resp.text()
@@ -100,6 +104,12 @@ async def test_a_did_document_cannot_point_the_proxy_inwards(tmp_path: Path, end
                     assert resp.status == 400, body
                     assert body["error"] == "InvalidRequest"
                     assert "internal data" not in str(body)
+            # A push registration goes to the `#bsky_notif` service of the DID it names.
+            push = {"serviceDid": did, "token": "t", "platform": "web", "appId": "x"}
+            async with http.post(
+                f"{pds.url}/xrpc/app.bsky.notification.registerPush", json=push, headers=auth
+            ) as resp:
+                assert resp.status == 400, await resp.text()
         assert hits == []
 
 

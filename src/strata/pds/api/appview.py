@@ -232,12 +232,17 @@ class Proxy:
         endpoint = doc.service_endpoint(service_id) if doc is not None else None
         if endpoint is None:
             raise invalid_request(f"could not resolve proxy did service url: {header}")
+        return self._stranger(did, endpoint)
+
+    def _stranger(self, did: str, endpoint: str) -> AppView:
+        """A service a DID document names (not one the operator configured): its origin,
+        which outside development must not be an address of the PDS's own network."""
         origin = service_origin(endpoint)
         if not self.pds.config.dev:
             try:
                 check_literal(origin)
             except NotPublic as exc:
-                raise invalid_request(f"proxy service endpoint is not public: {header}") from exc
+                raise invalid_request(f"proxy service endpoint is not public: {did}") from exc
         return AppView(origin, did)
 
     async def _notification_service(self, request: web.Request, nsid: str) -> AppView:
@@ -257,7 +262,7 @@ class Proxy:
         endpoint = doc.service_endpoint("bsky_notif", NOTIFICATION_SERVICE) if doc else None
         if endpoint is None:
             raise invalid_request(f"invalid notification service details in did document: {did}")
-        return AppView(endpoint.rstrip("/"), did)
+        return self._stranger(did, endpoint)
 
     async def __call__(self, request: web.Request, nsid: str) -> web.StreamResponse:
         if (
@@ -376,7 +381,10 @@ class Proxy:
         if body is not None and len(body) > MAX_PROXIED_BODY:
             raise XrpcError(413, "PayloadTooLarge", "request entity too large")
         headers = {h: request.headers[h] for h in FORWARDED_HEADERS if h in request.headers}
-        configured = target is None or target.url in self.dids
+        report = self.pds.config.report_service
+        configured = (
+            target is None or target.url in self.dids or (report is not None and target == report)
+        )
         session = self.pds.session if configured else self.pds.outward_session
         budget = parse_timeout_ms(request.headers.get(TIMEOUT_HEADER)) or PROXY_TIMEOUT
         deadline = Deadline.after(time.monotonic(), min(budget, wait))
