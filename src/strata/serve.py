@@ -15,7 +15,7 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import click
 from aiohttp import web
@@ -189,10 +189,22 @@ def options_from(kwargs: dict[str, Any]) -> ServiceOptions:
     )
 
 
+IDLE_TIMEOUT: Final = 20.0
+"""Seconds a connection may stay without a complete request: idle between requests, or still
+sending its headers (a client trickling them is closed). Longer than the 15 s an aiohttp client
+keeps an idle connection, so the two do not race."""
+
+
 @contextlib.asynccontextmanager
 async def listening(app: web.Application, host: str, port: int) -> AsyncIterator[int]:
     """Serve `app` on host:port for the duration of the block; yields the bound port."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=2.0,
+        keepalive_timeout=IDLE_TIMEOUT,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
