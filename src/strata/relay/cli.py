@@ -77,6 +77,15 @@ def _urls(option: str, values: tuple[str, ...], dev: bool) -> tuple[str, ...]:
     show_default=True,
     help="Active accounts a new host may have before more are throttled.",
 )
+@click.option(
+    "--host-connections",
+    envvar="STRATA_HOST_CONNECTIONS",
+    type=click.IntRange(min=1),
+    default=5_000,
+    show_default=True,
+    help="Hosts' firehoses connected at once; hosts beyond wait for a connection. Identity "
+    "lookups and repository fetches have pools of their own.",
+)
 def relay_command(
     plc_urls: tuple[str, ...],
     crawl: tuple[str, ...],
@@ -86,6 +95,7 @@ def relay_command(
     lenient: tuple[str, ...],
     replay_hours: float,
     default_account_limit: int,
+    host_connections: int,
     **kwargs: Any,
 ) -> None:
     """Run a relay: follow PDSes and other relays, verify, and serve one firehose."""
@@ -100,6 +110,7 @@ def relay_command(
         dev=options.dev,
         replay_hours=replay_hours,
         default_account_limit=default_account_limit,
+        host_connections=host_connections,
     )
     relay = Relay(config, options.data_dir)
     run_service("relay", options, lambda: create_relay_app(relay))
