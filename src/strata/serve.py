@@ -21,6 +21,7 @@ import click
 from aiohttp import web
 
 from strata.database import WrongDatabase
+from strata.net.firehose import WINDOW_BYTES
 from strata.net.logs import configure_logging, log_event
 from strata.net.server import ADMISSION_KEY, DEFAULT_MAX_IN_FLIGHT
 
@@ -132,6 +133,19 @@ def relay_urls(relays: tuple[str, ...]) -> tuple[str, ...]:
         scheme = next((s for s in schemes if url.startswith(s)), None)
         normal.append(url if scheme is None else schemes[scheme] + url[len(scheme) :])
     return http_urls("--relay", tuple(normal))
+
+
+FIREHOSE_WINDOW = click.option(
+    "--firehose-window-mib",
+    "firehose_window_mib",
+    envvar="STRATA_FIREHOSE_WINDOW_MIB",
+    type=click.IntRange(min=1),
+    default=WINDOW_BYTES >> 20,
+    show_default=True,
+    help="MiB of recent firehose frames kept in memory for consumers that fall behind; the "
+    "oldest leave first, and a consumer behind them is closed with ConsumerTooSlow.",
+)
+"""`--firehose-window-mib`, for the services that serve a repository firehose."""
 
 
 SERVE_STALE_FOR = click.option(

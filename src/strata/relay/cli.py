@@ -9,7 +9,14 @@ import click
 from strata.relay.app import create_relay_app
 from strata.relay.config import HostAddress, InvalidHost, RelayConfig
 from strata.relay.service import Relay
-from strata.serve import PLC_URLS, http_urls, options_from, run_service, service_options
+from strata.serve import (
+    FIREHOSE_WINDOW,
+    PLC_URLS,
+    http_urls,
+    options_from,
+    run_service,
+    service_options,
+)
 
 
 def _urls(option: str, values: tuple[str, ...], dev: bool) -> tuple[str, ...]:
@@ -86,6 +93,7 @@ def _urls(option: str, values: tuple[str, ...], dev: bool) -> tuple[str, ...]:
     help="Hosts' firehoses connected at once; hosts beyond wait for a connection. Identity "
     "lookups and repository fetches have pools of their own.",
 )
+@FIREHOSE_WINDOW
 def relay_command(
     plc_urls: tuple[str, ...],
     crawl: tuple[str, ...],
@@ -96,6 +104,7 @@ def relay_command(
     replay_hours: float,
     default_account_limit: int,
     host_connections: int,
+    firehose_window_mib: int,
     **kwargs: Any,
 ) -> None:
     """Run a relay: follow PDSes and other relays, verify, and serve one firehose."""
@@ -111,6 +120,7 @@ def relay_command(
         replay_hours=replay_hours,
         default_account_limit=default_account_limit,
         host_connections=host_connections,
+        firehose_window_bytes=firehose_window_mib << 20,
     )
     relay = Relay(config, options.data_dir)
     run_service("relay", options, lambda: create_relay_app(relay))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
+from strata.net.firehose import WINDOW_BYTES
 from strata.net.public_fetch import is_public
 from strata.storage import write_private
 
@@ -37,6 +38,8 @@ class RelayConfig:
     new_hosts_per_day: int = 50
     host_connections: int = 5_000
     """Hosts' firehoses connected at once; hosts beyond wait for a connection."""
+    firehose_window_bytes: int = WINDOW_BYTES
+    """Bytes of recent firehose frames kept in memory for consumers that are behind."""
 
 
 class InvalidHost(ValueError):

@@ -50,7 +50,7 @@ class Relay:
         self.config = config
         self.admin_password = load_admin_password(data_dir)
         self.store = RelayStore(data_dir / "relay.sqlite")
-        self.events = RelayEvents(self.store)
+        self.events = RelayEvents(self.store, config.firehose_window_bytes)
         self.hosts: dict[int, Host] = {h.id: h for h in self.store.hosts()}
         self.streams: dict[int, UpstreamStream] = {}
         self._tasks: list[asyncio.Task[None]] = []
