@@ -15,12 +15,13 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import click
 from aiohttp import web
 
 from strata.database import WrongDatabase
+from strata.net.firehose import WINDOW_BYTES
 from strata.net.logs import configure_logging, log_event
 from strata.net.server import ADMISSION_KEY, DEFAULT_MAX_IN_FLIGHT
 
@@ -134,6 +135,19 @@ def relay_urls(relays: tuple[str, ...]) -> tuple[str, ...]:
     return http_urls("--relay", tuple(normal))
 
 
+FIREHOSE_WINDOW = click.option(
+    "--firehose-window-mib",
+    "firehose_window_mib",
+    envvar="STRATA_FIREHOSE_WINDOW_MIB",
+    type=click.IntRange(min=1),
+    default=WINDOW_BYTES >> 20,
+    show_default=True,
+    help="MiB of recent firehose frames kept in memory for consumers that fall behind; the "
+    "oldest leave first, and a consumer behind them is closed with ConsumerTooSlow.",
+)
+"""`--firehose-window-mib`, for the services that serve a repository firehose."""
+
+
 SERVE_STALE_FOR = click.option(
     "--serve-stale-for",
     envvar="STRATA_SERVE_STALE_FOR",
@@ -189,10 +203,22 @@ def options_from(kwargs: dict[str, Any]) -> ServiceOptions:
     )
 
 
+IDLE_TIMEOUT: Final = 20.0
+"""Seconds a connection may stay without a complete request: idle between requests, or still
+sending its headers (a client trickling them is closed). Longer than the 15 s an aiohttp client
+keeps an idle connection, so the two do not race."""
+
+
 @contextlib.asynccontextmanager
 async def listening(app: web.Application, host: str, port: int) -> AsyncIterator[int]:
     """Serve `app` on host:port for the duration of the block; yields the bound port."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=2.0,
+        keepalive_timeout=IDLE_TIMEOUT,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,8 +18,8 @@ from tests.services import serving
 class MemoryLog:
     """An event log held in memory."""
 
-    def __init__(self, window: int) -> None:
-        self.broadcaster = Broadcaster(window)
+    def __init__(self, window_bytes: int) -> None:
+        self.broadcaster = Broadcaster(window_bytes)
         self.frames: list[tuple[int, bytes]] = []
 
     @property
@@ -47,14 +48,14 @@ def test_websocket_message_lengths() -> None:
 
 
 def test_read_skips_what_the_consumer_already_has() -> None:
-    log = MemoryLog(window=100)
+    log = MemoryLog(window_bytes=1 << 20)
     log.add(5)
     messages, position, last = log.broadcaster.read(0, after_seq=3)
     assert len(messages) == 2 and position == 5 and last == 5
 
 
 def test_a_consumer_out_of_the_window_is_too_slow() -> None:
-    log = MemoryLog(window=8)
+    log = MemoryLog(window_bytes=1_000)
     log.add(20)
     try:
         log.broadcaster.read(0, after_seq=0)
@@ -64,8 +65,23 @@ def test_a_consumer_out_of_the_window_is_too_slow() -> None:
         raise AssertionError("a position behind the window must be too slow")
 
 
+def test_the_window_is_capped_in_bytes_and_drops_the_oldest_first() -> None:
+    log = MemoryLog(window_bytes=4 << 20)
+    # Many small frames: more than a count cap of old would have kept, all within the bytes.
+    log.add(30_000)
+    assert log.broadcaster.read(0, after_seq=0)[1] == 30_000
+    # A few large ones push the oldest out, and what is held stays under the cap.
+    for _ in range(8):
+        log.add(1, size=1 << 20)
+        assert log.broadcaster.held_bytes <= 4 << 20
+    with pytest.raises(ConsumerTooSlow):
+        log.broadcaster.read(0, after_seq=0)
+    messages, _, last = log.broadcaster.read(log.broadcaster.end - 1, after_seq=0)
+    assert last == log.last_seq and len(messages) == 1
+
+
 async def test_live_consumers_and_a_slow_one(tmp_path: object) -> None:
-    log = MemoryLog(window=50)
+    log = MemoryLog(window_bytes=10 << 20)
     app = web.Application()
 
     async def handler(request: web.Request) -> web.StreamResponse:

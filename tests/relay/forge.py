@@ -17,7 +17,18 @@ from strata.core.repo import CommitResult, Repository, Write, export_car
 from strata.core.syntax import next_tid
 from strata.pds.plc_client import PlcClient
 from strata.pds.sequencer import commit_body, iso_now
+from strata.relay.ingest import REJECTED
 from tests.services import free_port
+
+
+def rejections() -> dict[str, float]:
+    """The relay's dropped events so far, by reason."""
+    return {
+        s.labels["reason"]: s.value
+        for metric in REJECTED.collect()
+        for s in metric.samples
+        if s.name.endswith("_total")
+    }
 
 
 class ForgedAccount:

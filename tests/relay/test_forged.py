@@ -10,19 +10,9 @@ import aiohttp
 from strata.core.crypto import K256Keypair
 from strata.core.repo import Repository, Write
 from strata.core.syntax import tid_from_parts, tid_timestamp_micros
-from strata.relay.ingest import REJECTED
-from tests.relay.forge import ForgedAccount, ForgedHost
+from tests.relay.forge import ForgedAccount, ForgedHost, rejections
 from tests.relay.xrpc import PdsUser, read_frames
 from tests.services import running_pds, running_plc, running_relay
-
-
-def rejections() -> dict[str, float]:
-    return {
-        s.labels["reason"]: s.value
-        for metric in REJECTED.collect()
-        for s in metric.samples
-        if s.name.endswith("_total")
-    }
 
 
 async def test_forged_frames_are_rejected_and_counted(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 
 from strata.core.frames import Frame, decode_frame
+from strata.relay.service import Relay
 
 
 class PdsUser:
@@ -40,6 +41,13 @@ class PdsUser:
             "com.atproto.repo.createRecord",
             {"repo": self.did, "collection": "app.bsky.feed.post", "record": record},
         )
+
+
+async def followed(relay: Relay, count: int = 1, timeout: float = 10.0) -> None:
+    """Wait until `count` of the relay's hosts have their firehoses connected."""
+    async with asyncio.timeout(timeout):
+        while sum(s.connected for s in relay.streams.values()) < count:
+            await asyncio.sleep(0.02)
 
 
 async def read_frames(

@@ -1,7 +1,8 @@
 """Admission control for every server: priority lanes, load shedding with 503 + Retry-After.
 
 The policy is `strata.resilience.admission`; this module measures the event loop's lag, sorts
-requests into lanes and answers the refused ones.
+requests into lanes and answers the refused ones. A request is counted only once its body has
+arrived (`strata.net.body`), so clients that send slowly do not fill the server.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Final
 from aiohttp import web
 from prometheus_client import Counter, Gauge
 
+from strata.net.body import body_arrived, body_too_slow, note_client_gone
 from strata.resilience import Admission, Lane, LoopLag
 
 SHED = Counter(
@@ -91,6 +93,12 @@ class AdmissionControl:
         lane = self.lane_of(request)
         if lane is None:
             return await handler(request)
+        # Time spent waiting for a client's body is not work: it is not counted.
+        try:
+            if not await body_arrived(request):
+                return body_too_slow(request)
+        except ConnectionResetError:
+            return note_client_gone(request)
         retry_after = self.policy.enter(lane, self.lag.value)
         if retry_after is not None:
             SHED.labels(self.service, lane.name.lower()).inc()

@@ -19,4 +19,9 @@ def decode_basic(credentials: str) -> tuple[str, str] | None:
 def is_admin(credentials: str, password: str) -> bool:
     """Whether basic-auth `credentials` are user `admin` with `password` (constant time)."""
     found = decode_basic(credentials)
-    return found is not None and found[0] == "admin" and hmac.compare_digest(found[1], password)
+    # Compared as UTF-8 bytes: `compare_digest` refuses str with characters beyond ASCII.
+    return (
+        found is not None
+        and found[0] == "admin"
+        and hmac.compare_digest(found[1].encode(), password.encode())
+    )

@@ -3,8 +3,10 @@
 A service keeps its events in an `EventLog`: numbered, stored frames for cursor replay, and a
 `Broadcaster` for live ones. The broadcaster holds one shared window of recent frames, already
 framed for the WebSocket; each consumer only keeps a position in it and writes whatever is new in
-one call, so a frame costs the same whether ten or a thousand consumers read it. A consumer whose
-position falls out of the window is told `ConsumerTooSlow` and closed: memory stays bounded.
+one call, so a frame costs the same whether ten or a thousand consumers read it. The window is
+capped in bytes, not frames (a few large frames weigh as much as many small ones), and its
+oldest frames leave first. A consumer whose position falls out of the window is told
+`ConsumerTooSlow` and closed: memory stays bounded.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from strata.net.logs import log_event
 
 log = logging.getLogger("strata.firehose")
 
-WINDOW: Final = 20_000
-"""Live frames kept for consumers that are behind; one further behind is too slow."""
+WINDOW_BYTES: Final = 256 << 20
+"""Bytes of live frames kept for consumers that are behind; one further behind is too slow."""
+FRAME_OVERHEAD: Final = 96
+"""Bytes a kept frame costs beyond its own: the bytes object, its number and two list slots."""
 REPLAY_PAGE: Final = 500
 WRITE_BUFFER_HIGH: Final = 4 << 20
 """Bytes queued on one connection above which no more is written until it drains."""
@@ -45,11 +49,12 @@ class ConsumerTooSlow(Exception):
 class Broadcaster:
     """The window of recent live frames that every consumer reads from."""
 
-    def __init__(self, window: int = WINDOW) -> None:
-        self.window = window
+    def __init__(self, window_bytes: int = WINDOW_BYTES) -> None:
+        self.window_bytes = window_bytes
         self._seqs: list[int] = []
         self._messages: list[bytes] = []
         self._base = 0
+        self._bytes = 0
         self._changed: asyncio.Future[None] | None = None
 
     @property
@@ -57,18 +62,34 @@ class Broadcaster:
         """The position just after the newest frame: where a new consumer starts."""
         return self._base + len(self._seqs)
 
+    @property
+    def held_bytes(self) -> int:
+        """What the window holds now, frames and their overhead."""
+        return self._bytes
+
     def publish(self, frames: Iterable[tuple[int, bytes]]) -> None:
         """Add stored frames (sequence number, frame bytes), oldest first, and wake consumers."""
         for seq, frame in frames:
+            message = websocket_message(frame)
             self._seqs.append(seq)
-            self._messages.append(websocket_message(frame))
-        excess = len(self._seqs) - self.window
-        if excess > self.window // 4:
-            del self._seqs[:excess], self._messages[:excess]
-            self._base += excess
+            self._messages.append(message)
+            self._bytes += len(message) + FRAME_OVERHEAD
+        if self._bytes > self.window_bytes:
+            self._trim()
         if self._changed is not None and not self._changed.done():
             self._changed.set_result(None)
         self._changed = None
+
+    def _trim(self) -> None:
+        # Down to three quarters of the cap, so that the lists are cut once in a while rather
+        # than at every publish; the newest frame always stays.
+        target = self.window_bytes * 3 // 4
+        drop = 0
+        while drop < len(self._messages) - 1 and self._bytes > target:
+            self._bytes -= len(self._messages[drop]) + FRAME_OVERHEAD
+            drop += 1
+        del self._seqs[:drop], self._messages[:drop]
+        self._base += drop
 
     async def wait(self, position: int) -> None:
         """Return once there is a frame at `position` or beyond."""

@@ -1,10 +1,13 @@
-"""Fetching URLs a stranger gave us (a client's metadata document, its keys) without being
-turned against the machine's own network: every address a host name resolves to must be a
-public one, and the connection goes to the addresses that were checked (a second, different
-answer from DNS cannot slip in). Redirects are not followed; answers are size-capped."""
+"""Fetching URLs a stranger gave us (a client's metadata document, its keys, a host named in a
+crawl request, a repository) without being turned against the machine's own network: every
+address a host name resolves to must be a public one, and the connection goes to the addresses
+that were checked (a second, different answer from DNS cannot slip in); the address of each
+connection is checked again as the socket opens, which also covers addresses written in the URL
+(in any of their forms). Redirects are not followed; answers are size-capped."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 from typing import Any, Final
@@ -12,6 +15,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+from aiohappyeyeballs import AddrInfoType
+from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
@@ -53,10 +58,29 @@ class PublicResolver(AbstractResolver):
         await self._inner.close()
 
 
+def public_socket(addr_info: AddrInfoType) -> socket.socket:
+    """The socket for a connection about to open to `addr_info`'s address; `OSError` when that
+    address is not public. It sees the very address connected to, whether DNS gave it or the
+    URL spelled it (an address literal, `http://2130706433` included, never reaches a
+    resolver)."""
+    family, kind, proto, _, address = addr_info
+    if not is_public(str(address[0])):
+        raise OSError(errno.EACCES, f"{address[0]} is not a public address")
+    return socket.socket(family, kind, proto)
+
+
+def public_connector(limit: int) -> aiohttp.TCPConnector:
+    """A pool of at most `limit` connections that reach public addresses only."""
+    return aiohttp.TCPConnector(
+        resolver=PublicResolver(), socket_factory=public_socket, limit=limit
+    )
+
+
 def public_session(timeout: float = TIMEOUT, limit: int = 20) -> aiohttp.ClientSession:
     """A session whose connections can reach public addresses only."""
-    connector = aiohttp.TCPConnector(resolver=PublicResolver(), limit=limit)
-    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout))
+    return aiohttp.ClientSession(
+        connector=public_connector(limit), timeout=aiohttp.ClientTimeout(total=timeout)
+    )
 
 
 def outward_session(
@@ -66,6 +90,38 @@ def outward_session(
     in development, where everything is on loopback, else a public-only one (which the caller
     closes when it is not `shared`)."""
     return shared if dev else public_session(timeout, limit=100)
+
+
+REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+
+
+class RedirectRefused(aiohttp.ClientError):
+    """An upstream answered with a redirect, which is not followed."""
+
+
+async def refuse_redirects(request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+    """A client middleware that ends a request answered with a redirect (`RedirectRefused`)
+    instead of following it: it sees every hop, so it holds for calls that cannot turn
+    redirects off themselves, such as a WebSocket handshake."""
+    response = await handler(request)
+    if response.status in REDIRECTS:
+        response.release()
+        raise RedirectRefused(f"{request.url.host} answered a redirect, which is not followed")
+    return response
+
+
+def guarded_session(
+    limit: int,
+    public_only: bool,
+    timeout: aiohttp.ClientTimeout,
+    headers: dict[str, str] | None = None,
+) -> aiohttp.ClientSession:
+    """A session with its own pool of `limit` connections that never follows a redirect and,
+    when `public_only`, reaches public addresses only."""
+    connector = public_connector(limit) if public_only else aiohttp.TCPConnector(limit=limit)
+    return aiohttp.ClientSession(
+        connector=connector, timeout=timeout, headers=headers, middlewares=(refuse_redirects,)
+    )
 
 
 class FetchFailed(Exception):

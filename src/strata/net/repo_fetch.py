@@ -1,5 +1,6 @@
 """Fetching an account's whole repository from its PDS (`com.atproto.sync.getRepo`), as a relay
-does to resynchronize an account and an AppView does to backfill one."""
+does to resynchronize an account and an AppView does to backfill one. A redirect is not followed:
+the PDS named in the account's DID document answers, or the fetch fails."""
 
 from __future__ import annotations
 
@@ -26,7 +27,10 @@ async def fetch_repo(
     url = f"{pds.rstrip('/')}/xrpc/com.atproto.sync.getRepo"
     try:
         async with session.get(
-            url, params={"did": did}, timeout=aiohttp.ClientTimeout(total=timeout)
+            url,
+            params={"did": did},
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=timeout),
         ) as response:
             if response.status != 200:
                 raise RepoFetchFailed(f"getRepo answered {response.status}")

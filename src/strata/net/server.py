@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, generate_l
 
 from strata import __version__
 from strata.net.admission import UPSTREAMS_PATH, AdmissionControl, LaneOf, default_lane
+from strata.net.body import client_gone, note_client_gone
 from strata.net.errors import XrpcError
 from strata.net.logs import log_event
 
@@ -115,7 +116,9 @@ async def _error_envelope(
         HTTP_ERRORS.labels(service, str(exc.status)).inc()
         name = "NotFound" if exc.status == 404 else exc.reason.replace(" ", "")
         return json_response({"error": name, "message": exc.reason}, status=exc.status)
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, ConnectionResetError) and client_gone(request):
+            return note_client_gone(request)
         HTTP_ERRORS.labels(service, "500").inc()
         log_event(
             log, "unhandled error", logging.ERROR, exc_info=True, service=service, path=request.path

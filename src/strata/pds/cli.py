@@ -12,6 +12,7 @@ from strata.pds.config import AppView, PdsConfig
 from strata.pds.mail import SmtpServer
 from strata.pds.service import Pds
 from strata.serve import (
+    FIREHOSE_WINDOW,
     PLC_URLS,
     SERVE_STALE_FOR,
     http_urls,
@@ -123,6 +124,7 @@ from strata.serve import (
     metavar="ADDRESS",
     help="The sender of the PDS's mail.  [default: noreply@<hostname>]",
 )
+@FIREHOSE_WINDOW
 def pds_command(
     hostname: str,
     plc_urls: tuple[str, ...],
@@ -138,6 +140,7 @@ def pds_command(
     smtp_url: str | None,
     smtp_ca_file: Path | None,
     email_from: str | None,
+    firehose_window_mib: int,
     **kwargs: Any,
 ) -> None:
     """Run a PDS: accounts, their repositories and blobs, and their firehose."""
@@ -174,6 +177,7 @@ def pds_command(
         smtp_url=smtp_url,
         smtp_ca_file=smtp_ca_file,
         email_from=email_from or "",
+        firehose_window_bytes=firehose_window_mib << 20,
     )
     pds = Pds(config, options.data_dir)
     run_service("pds", options, lambda: create_pds_app(pds))

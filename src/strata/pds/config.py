@@ -11,6 +11,7 @@ from pathlib import Path
 from joserfc.jwk import ECKey
 
 from strata.core.crypto import K256Keypair
+from strata.net.firehose import WINDOW_BYTES
 from strata.storage import write_private
 
 SECRETS_FILE = "secrets.json"
@@ -68,6 +69,8 @@ class PdsConfig:
     """The only CA certificates the SMTP server's TLS certificate is checked against (None:
     the system's)."""
     email_from: str = ""
+    firehose_window_bytes: int = WINDOW_BYTES
+    """Bytes of recent firehose frames kept in memory for consumers that are behind."""
     service_did: str = field(default="")
 
     def __post_init__(self) -> None:

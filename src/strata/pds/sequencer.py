@@ -18,7 +18,7 @@ from strata.core.cid import CID
 from strata.core.frames import message_frame
 from strata.core.repo import CommitResult
 from strata.core.syntax.dates import format_millis
-from strata.net.firehose import Broadcaster
+from strata.net.firehose import WINDOW_BYTES, Broadcaster
 from strata.pds.accounts import AccountStore, now_ms
 
 SCHEMA: Final = """
@@ -62,10 +62,10 @@ def commit_body(did: str, result: CommitResult, blobs: Iterable[CID], time: str)
 class Sequencer:
     """Numbers events in the service database and publishes them to subscribers."""
 
-    def __init__(self, accounts: AccountStore) -> None:
+    def __init__(self, accounts: AccountStore, window_bytes: int = WINDOW_BYTES) -> None:
         self.accounts = accounts
         accounts.conn.executescript(SCHEMA)
-        self.broadcaster = Broadcaster()
+        self.broadcaster = Broadcaster(window_bytes)
         row = accounts.conn.execute("SELECT max(seq) FROM repo_seq").fetchone()
         self._last = int(row[0] or 0)
 

@@ -65,7 +65,7 @@ class Pds:
         self.data_dir = data_dir
         self.secrets = Secrets.load_or_create(data_dir)
         self.accounts = AccountStore(data_dir / "service.sqlite")
-        self.sequencer = Sequencer(self.accounts)
+        self.sequencer = Sequencer(self.accounts, config.firehose_window_bytes)
         self.stores = ActorStores(data_dir / "actors", on_open=self._reconcile)
         self.blobs = BlobStore(data_dir / "blobs")
         self.writer = RepoWriter(self.stores, self.blobs, self.sequencer)

@@ -146,21 +146,28 @@ async def crawl(relay: Relay, hostname: str, operator: bool) -> None:
     if existing is None and not operator and limited:
         raise XrpcError(429, "RateLimitExceeded", "too many new hosts today; try tomorrow")
     try:
-        async with relay.session.get(
+        async with relay.fetch_http.get(
             f"{address.url}/xrpc/com.atproto.server.describeServer",
+            allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=10),
         ) as response:
-            if response.status != 200:
-                raise XrpcError(400, "HostNotFound", f"host answered {response.status}")
+            answered = response.status == 200
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        raise XrpcError(400, "HostNotFound", f"host server unreachable: {exc}") from None
+        log_event(
+            log, "crawl check failed", host=address.name, error=str(exc) or type(exc).__name__
+        )
+        answered = False
+    if not answered:
+        # One answer for every failure: what the host answered, or whether anything listens
+        # there, is not told to the caller (a relay must not be a port scanner).
+        raise XrpcError(400, "HostNotFound", "host server unreachable or not a PDS")
     relay.add_host(address, "pds")
 
 
 async def _forward(relay: Relay, sibling: str, hostname: str) -> None:
     url = f"{sibling.rstrip('/')}/xrpc/com.atproto.sync.requestCrawl"
     try:
-        async with relay.session.post(
+        async with relay.peer_http.post(
             url,
             json={"hostname": hostname},
             headers={"Via": RELAY_VIA},

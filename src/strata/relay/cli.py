@@ -9,7 +9,14 @@ import click
 from strata.relay.app import create_relay_app
 from strata.relay.config import HostAddress, InvalidHost, RelayConfig
 from strata.relay.service import Relay
-from strata.serve import PLC_URLS, http_urls, options_from, run_service, service_options
+from strata.serve import (
+    FIREHOSE_WINDOW,
+    PLC_URLS,
+    http_urls,
+    options_from,
+    run_service,
+    service_options,
+)
 
 
 def _urls(option: str, values: tuple[str, ...], dev: bool) -> tuple[str, ...]:
@@ -77,6 +84,16 @@ def _urls(option: str, values: tuple[str, ...], dev: bool) -> tuple[str, ...]:
     show_default=True,
     help="Active accounts a new host may have before more are throttled.",
 )
+@click.option(
+    "--host-connections",
+    envvar="STRATA_HOST_CONNECTIONS",
+    type=click.IntRange(min=1),
+    default=5_000,
+    show_default=True,
+    help="Hosts' firehoses connected at once; hosts beyond wait for a connection. Identity "
+    "lookups and repository fetches have pools of their own.",
+)
+@FIREHOSE_WINDOW
 def relay_command(
     plc_urls: tuple[str, ...],
     crawl: tuple[str, ...],
@@ -86,6 +103,8 @@ def relay_command(
     lenient: tuple[str, ...],
     replay_hours: float,
     default_account_limit: int,
+    host_connections: int,
+    firehose_window_mib: int,
     **kwargs: Any,
 ) -> None:
     """Run a relay: follow PDSes and other relays, verify, and serve one firehose."""
@@ -100,6 +119,8 @@ def relay_command(
         dev=options.dev,
         replay_hours=replay_hours,
         default_account_limit=default_account_limit,
+        host_connections=host_connections,
+        firehose_window_bytes=firehose_window_mib << 20,
     )
     relay = Relay(config, options.data_dir)
     run_service("relay", options, lambda: create_relay_app(relay))

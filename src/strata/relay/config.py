@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
+from strata.net.firehose import WINDOW_BYTES
+from strata.net.public_fetch import is_public
 from strata.storage import write_private
 
 SECRETS_FILE: Final = "secrets.json"
@@ -34,6 +36,10 @@ class RelayConfig:
     replay_hours: float = 72.0
     default_account_limit: int = 100
     new_hosts_per_day: int = 50
+    host_connections: int = 5_000
+    """Hosts' firehoses connected at once; hosts beyond wait for a connection."""
+    firehose_window_bytes: int = WINDOW_BYTES
+    """Bytes of recent firehose frames kept in memory for consumers that are behind."""
 
 
 class InvalidHost(ValueError):
@@ -72,9 +78,10 @@ class HostAddress:
         except ValueError as exc:
             raise InvalidHost(f"invalid port in {value!r}") from exc
         loopback = host in LOOPBACK_NAMES
-        if not dev and (no_ssl or loopback or port not in (None, 443)):
+        if not dev and (no_ssl or loopback or port not in (None, 443) or _private(host)):
             raise InvalidHost(
-                f"{value!r}: plain http, ports and loopback hosts need --dev on the relay"
+                f"{value!r}: plain http, ports, loopback and private addresses need --dev "
+                "on the relay"
             )
         if loopback:
             host = "localhost"
@@ -83,6 +90,15 @@ class HostAddress:
         default_port = 80 if no_ssl else 443
         name = host if port in (None, default_port) else f"{host}:{port}"
         return cls(name, no_ssl)
+
+
+def _private(host: str) -> bool:
+    """Whether `host` is an address literal that is not public (names are checked on the
+    addresses they resolve to, when connecting)."""
+    try:
+        return not is_public(host)
+    except ValueError:
+        return False
 
 
 def load_admin_password(data_dir: Path) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge
 
 from strata.core.frames import message_frame
-from strata.net.firehose import Broadcaster
+from strata.net.firehose import WINDOW_BYTES, Broadcaster
 from strata.relay.store import RelayStore
 
 EMITTED = Counter("strata_relay_events_emitted_total", "Events sequenced by the relay", ["type"])
@@ -26,10 +26,15 @@ LAST_SEQ = Gauge("strata_relay_last_seq", "The relay's newest published sequence
 class RelayEvents:
     """Sequencing, storage and publication of the relay's events."""
 
-    def __init__(self, store: RelayStore, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: RelayStore,
+        window_bytes: int = WINDOW_BYTES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.clock = clock
-        self.broadcaster = Broadcaster()
+        self.broadcaster = Broadcaster(window_bytes)
         self._published = store.last_seq()
         self._next = self._published + 1
         self._pending: list[tuple[int, bytes]] = []

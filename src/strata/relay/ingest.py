@@ -306,14 +306,14 @@ class Ingest:
         if not isinstance(did, str):
             raise Rejected("invalid-did", "identity event without a DID")
         self.resolver.forget(did)
-        handle = body.get("handle")
-        try:
-            await self._account_for(host, did)
-        except Rejected as exc:
-            if exc.reason in ("invalid-did", "unknown-did"):
-                raise
-            handle = None
+        await self._account_for(host, did)
         document = await self._document(did)
+        # Only the account's own PDS (as its current DID document names it) or an upstream
+        # relay may announce an identity change, as for commits: a host cannot make consumers
+        # refresh, or appear to vouch for, identities it does not serve.
+        if host.kind != "relay" and not self._names_host(document, host):
+            raise Rejected("wrong-host", f"{host.hostname} is not the PDS of {did}")
+        handle = body.get("handle")
         if handle is not None and document.handle != handle:
             handle = None
         if not self._first_time(("#identity", did, body.get("time"))):

@@ -17,6 +17,7 @@ import aiohttp
 
 from strata.identity import IdentityResolver
 from strata.net.logs import log_event
+from strata.net.public_fetch import guarded_session
 from strata.relay.config import HostAddress, RelayConfig, load_admin_password
 from strata.relay.events import RelayEvents
 from strata.relay.ingest import Ingest
@@ -32,6 +33,10 @@ FLUSH_AT: Final = 500
 PRUNE_INTERVAL: Final = 60.0
 TRUSTED_ACCOUNT_LIMIT: Final = 10_000_000
 """A trusted host's account cap, as the reference relay gives it."""
+IDENTITY_CONNECTIONS: Final = 100
+FETCH_CONNECTIONS: Final = 32
+PEER_CONNECTIONS: Final = 8
+USER_AGENT: Final = {"User-Agent": "strata-relay"}
 
 
 def _now_ms() -> int:
@@ -45,16 +50,32 @@ class Relay:
         self.config = config
         self.admin_password = load_admin_password(data_dir)
         self.store = RelayStore(data_dir / "relay.sqlite")
-        self.events = RelayEvents(self.store)
+        self.events = RelayEvents(self.store, config.firehose_window_bytes)
         self.hosts: dict[int, Host] = {h.id: h for h in self.store.hosts()}
         self.streams: dict[int, UpstreamStream] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        self.session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=30), headers={"User-Agent": "strata-relay"}
+        # One pool per use, so that a use that fills its pool (hundreds of hosts' firehoses, a
+        # burst of resyncs) never makes another wait: identity lookups above all. What a host
+        # or a crawl request names is reached only at public addresses, and no redirect is
+        # followed, unless in development.
+        public_only = not self.config.dev
+        timeout = aiohttp.ClientTimeout(total=30)
+        self.identity_http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=IDENTITY_CONNECTIONS),
+            timeout=timeout,
+            headers=USER_AGENT,
         )
-        self.resolver = IdentityResolver(self.session, self.config.plc_urls, dev=self.config.dev)
+        self.host_http = guarded_session(
+            self.config.host_connections, public_only, timeout, USER_AGENT
+        )
+        self.fetch_http = guarded_session(FETCH_CONNECTIONS, public_only, timeout, USER_AGENT)
+        # Siblings are the operator's own relays, perhaps on a private network.
+        self.peer_http = guarded_session(PEER_CONNECTIONS, False, timeout, USER_AGENT)
+        self.resolver = IdentityResolver(
+            self.identity_http, self.config.plc_urls, dev=self.config.dev
+        )
         self.ingest = Ingest(
             self.store,
             self.events,
@@ -63,7 +84,7 @@ class Relay:
             self.config.dev,
             on_desync=lambda did: self.resyncer.schedule(did),
         )
-        self.resyncer = Resyncer(self.ingest, self.resolver, self.session, self.flush)
+        self.resyncer = Resyncer(self.ingest, self.resolver, self.fetch_http, self.flush)
         for url in self.config.crawl:
             self.add_host(HostAddress.parse(url, self.config.dev), "pds")
         for url in self.config.upstreams:
@@ -88,7 +109,8 @@ class Relay:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.flush()
-        await self.session.close()
+        for session in (self.identity_http, self.host_http, self.fetch_http, self.peer_http):
+            await session.close()
         self.store.close()
 
     # Writing
@@ -126,7 +148,7 @@ class Relay:
 
     def _subscribe(self, host: Host) -> None:
         stream = UpstreamStream(
-            host, self.ingest, self.session, self._host_changed, self.flush_if_full
+            host, self.ingest, self.host_http, self._host_changed, self.flush_if_full
         )
         self.streams[host.id] = stream
         stream.start()
