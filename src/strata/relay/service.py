@@ -73,8 +73,15 @@ class Relay:
         self.fetch_http = guarded_session(FETCH_CONNECTIONS, public_only, timeout, USER_AGENT)
         # Siblings are the operator's own relays, perhaps on a private network.
         self.peer_http = guarded_session(PEER_CONNECTIONS, False, timeout, USER_AGENT)
+        # did:web documents and handles are named by strangers, unlike the PLC directories.
+        self.web_identity_http = guarded_session(
+            IDENTITY_CONNECTIONS, public_only, timeout, USER_AGENT
+        )
         self.resolver = IdentityResolver(
-            self.identity_http, self.config.plc_urls, dev=self.config.dev
+            self.identity_http,
+            self.config.plc_urls,
+            dev=self.config.dev,
+            web_session=self.web_identity_http,
         )
         self.ingest = Ingest(
             self.store,
@@ -109,7 +116,13 @@ class Relay:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.flush()
-        for session in (self.identity_http, self.host_http, self.fetch_http, self.peer_http):
+        for session in (
+            self.identity_http,
+            self.web_identity_http,
+            self.host_http,
+            self.fetch_http,
+            self.peer_http,
+        ):
             await session.close()
         self.store.close()
 
