@@ -1,7 +1,9 @@
 """Identity benchmark: the PLC directory and the resolver, next to their peers in the same run.
 
-- Operations accepted per second by `strata plc` (a real process, over HTTP, durable writes) and
-  by the official `@did-plc/server` on a throwaway PostgreSQL, with the same load client.
+- Operations accepted per second by `strata plc` (a real process, over HTTP, durable writes) on
+  SQLite, on PostgreSQL with one worker and with two (`--workers 2`), and by the official
+  `@did-plc/server` on PostgreSQL, with the same load client. Each PostgreSQL is a throwaway
+  cluster with the server's default settings (the official server gets one of its own).
 - Cached resolutions per second in-process: Strata's `IdentityResolver` and the official Python
   SDK's `AsyncIdResolver` with its in-memory cache.
 - Failover: the primary directory stops answering (SIGSTOP); time until uncached DIDs resolve
@@ -9,7 +11,8 @@
   URL, is shown for comparison.
 
 Run: `python bench/identity.py [--ops N] [--concurrency C ...] [--no-node]`. The official server
-needs `bash bench/peers/setup.sh` and PostgreSQL; without them its cells print n/a.
+needs `bash bench/peers/setup.sh` and PostgreSQL; without them its cells print n/a, and without
+PostgreSQL so do Strata's PostgreSQL rows.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,12 +50,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def strata_plc(data_dir: Path, *mirror_of: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`strata plc` as its own process; yields (URL, process)."""
+def strata_plc(
+    data_dir: Path, *mirror_of: str, options: tuple[str, ...] = ()
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`strata plc` as its own process, with more command-line `options`; yields (URL,
+    process)."""
     port = free_port()
     args = [sys.executable, "-m", "strata", "plc", "--port", str(port), "--data-dir", str(data_dir)]
     for url in mirror_of:
         args += ["--mirror-of", url]
+    args += options
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -122,14 +130,41 @@ async def submit_all(url: str, ops: list[Op], concurrency: int) -> tuple[float, 
     return (len(ops) - failures) / elapsed, failures
 
 
-def bench_ops(
-    n: int, concurrency: int, node: bool, work: Path
-) -> tuple[float, tuple[float, int] | None]:
-    ops = make_ops(n)
-    with strata_plc(work / "ops") as (url, _):
-        ours, refused = asyncio.run(submit_all(url, ops, concurrency))
+async def new_database(cluster: str) -> str:
+    """A fresh database in the cluster at URL `cluster`; its URL."""
+    import asyncpg
+
+    name = f"plc_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(cluster)
+    try:
+        await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+    return f"{cluster.rsplit('/', 1)[0]}/{name}"
+
+
+def strata_rate(ops: list[Op], concurrency: int, data_dir: Path, options: tuple[str, ...]) -> float:
+    """Operations per second accepted by `strata plc` started with `options`."""
+    with strata_plc(data_dir, options=options) as (url, _):
+        rate, refused = asyncio.run(submit_all(url, ops, concurrency))
     if refused:
-        raise RuntimeError(f"strata plc refused {refused} valid operations")
+        raise RuntimeError(f"strata plc {' '.join(options)} refused {refused} valid operations")
+    return rate
+
+
+def bench_ops(
+    n: int, concurrency: int, node: bool, work: Path, cluster: str | None
+) -> tuple[float, float | None, float | None, tuple[float, int] | None]:
+    """Operations accepted per second: Strata on SQLite, on Postgres with one and two workers
+    (None without a cluster), and the official directory (None when not measured)."""
+    ops = make_ops(n)
+    ours = strata_rate(ops, concurrency, work / "sqlite", ())
+    postgres: list[float | None] = [None, None]
+    if cluster is not None:
+        for index, workers in enumerate((1, 2)):
+            database = asyncio.run(new_database(cluster))
+            options = ("--database-url", database, "--workers", str(workers))
+            postgres[index] = strata_rate(ops, concurrency, work / f"postgres{workers}", options)
     theirs = None
     if node:
         try:
@@ -140,7 +175,7 @@ def bench_ops(
                 theirs = asyncio.run(submit_all(peer_url, ops, concurrency))
         except RuntimeError as exc:
             print(f"(official PLC directory not measured: {exc})")
-    return ours, theirs
+    return ours, postgres[0], postgres[1], theirs
 
 
 async def cached_rates(url: str, dids: list[str], seconds: float = 2.0) -> tuple[float, float]:
@@ -245,13 +280,24 @@ def main() -> None:
     parser.add_argument("--no-node", action="store_true", help="skip the official directory")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="strata-bench-") as tmp:
-        work = Path(tmp)
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
+    from plc_server import throwaway_postgres
+
+    with contextlib.ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="strata-bench-")))
+        cluster: str | None = None
+        try:
+            cluster = stack.enter_context(throwaway_postgres())
+        except RuntimeError as exc:
+            print(f"(strata plc on PostgreSQL not measured: {exc})")
         writes = []
         for clients in args.concurrency:
             print(f"submitting {args.ops} operations, {clients} concurrent clients ...", flush=True)
             writes.append(
-                (clients, *bench_ops(args.ops, clients, not args.no_node, work / str(clients)))
+                (
+                    clients,
+                    *bench_ops(args.ops, clients, not args.no_node, work / str(clients), cluster),
+                )
             )
 
         print("resolution and failover ...", flush=True)
@@ -269,18 +315,32 @@ def main() -> None:
     def ratio(a: float, b: float | None) -> str:
         return f"{a / b:.2f}" if b else "n/a"
 
-    rows = [
-        (
-            f"PLC operations accepted/s, {clients} clients (target >= 1,000)",
-            f"{ours_ops:,.0f}/s",
+    rows = []
+    for clients, ours_ops, postgres1, postgres2, their_ops in writes:
+        peer = (
             f"{their_ops[0]:,.0f}/s @did-plc/server 0.0.1 + PostgreSQL "
             f"({their_ops[1]} of {args.ops} refused)"
             if their_ops
-            else "n/a",
-            ratio(ours_ops, their_ops[0] if their_ops else None),
+            else "n/a"
         )
-        for clients, ours_ops, their_ops in writes
-    ]
+        theirs = their_ops[0] if their_ops else None
+        rows.append(
+            (
+                f"PLC operations accepted/s, {clients} clients (target >= 1,000)",
+                f"{ours_ops:,.0f}/s",
+                peer,
+                ratio(ours_ops, theirs),
+            )
+        )
+        for workers, rate in ((1, postgres1), (2, postgres2)):
+            rows.append(
+                (
+                    f"  the same, strata plc on PostgreSQL, {workers} worker{'s' * (workers > 1)}",
+                    f"{rate:,.0f}/s ({ratio(rate, ours_ops)} of SQLite)" if rate else "n/a",
+                    f"{theirs:,.0f}/s, the same peer" if theirs else "n/a",
+                    ratio(rate, theirs) if rate else "n/a",
+                )
+            )
     rows += [
         (
             "Cached DID resolutions/s, in-process",

@@ -180,13 +180,13 @@ async def plc_directory(
 ) -> AsyncIterator[tuple[str, Directory]]:
     """A `strata plc` directory (or a mirror of `mirror_of`) served in this process."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = PlcStore(data_dir / "plc.sqlite")
+    store = await PlcStore.open(None, data_dir / "plc.sqlite")
     app = create_plc_app(store, mirror_of)
     try:
         async with serving(app) as url:
             yield url, app[DIRECTORY_KEY]
     finally:
-        store.close()
+        await store.close()
 
 
 # --- 1. verified ingest from recorded frames ---------------------------------------------------

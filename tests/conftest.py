@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -78,6 +78,17 @@ def database_url(request: pytest.FixtureRequest) -> str | None:
         return None
     cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
     return cluster.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def new_database(request: pytest.FixtureRequest) -> Callable[[], str | None]:
+    """Each backend in turn, for tests that run several services: a maker of fresh databases,
+    giving None for the embedded SQLite (a file in each service's data directory), else the
+    URL of a new Postgres database at each call."""
+    if request.param == "sqlite":
+        return lambda: None
+    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+    return cluster.new_database
 
 
 @pytest.fixture(scope="session")

@@ -75,15 +75,18 @@ class RunningPlc:
 
 
 @contextlib.asynccontextmanager
-async def running_plc(data_dir: Path, mirror_of: Sequence[str] = ()) -> AsyncIterator[RunningPlc]:
-    """A `strata plc` directory (or mirror) with its SQLite file in `data_dir`."""
-    store = PlcStore(data_dir / "plc.sqlite")
+async def running_plc(
+    data_dir: Path, mirror_of: Sequence[str] = (), database_url: str | None = None
+) -> AsyncIterator[RunningPlc]:
+    """A `strata plc` directory (or mirror) with its SQLite file in `data_dir`, or its tables in
+    Postgres at `database_url`."""
+    store = await PlcStore.open(database_url, data_dir / "plc.sqlite")
     app = create_plc_app(store, mirror_of)
     try:
         async with serving(app) as url:
             yield RunningPlc(url, app)
     finally:
-        store.close()
+        await store.close()
 
 
 def free_port() -> int:

@@ -1,6 +1,7 @@
 """The shared SQL layer: placeholders and schemas translated for Postgres, migrations applied
-once, one database per service, lists as one parameter, and reads that run beside the loop and
-beside a long write transaction."""
+once (and in turn by processes starting together), one database per service, lists as one
+parameter, reads that run beside the loop and beside a long write transaction, transactions
+with work of their own, and Postgres notifications."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from strata.database import WrongDatabase, migrate, open_database, postgres_ddl, postgres_sql
+from strata.database import (
+    Executor,
+    PostgresDatabase,
+    WrongDatabase,
+    migrate,
+    open_database,
+    postgres_ddl,
+    postgres_sql,
+)
+from tests.postgres import PostgresCluster
 
 SCHEMA = (
     "CREATE TABLE item (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, data BLOB) "
@@ -146,4 +156,77 @@ async def test_reads_go_on_during_a_long_write_transaction(tmp_path: Path) -> No
         assert len(await db.fetch("SELECT name FROM item")) == 3
     finally:
         other.close()
+        await db.close()
+
+
+async def test_a_transaction_with_work_between_its_statements(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    db = await open_database(database_url, tmp_path / "x.sqlite")
+    try:
+        await migrate(db, SCHEMA, "svc")
+
+        async def add(tx: Executor, name: str) -> int:
+            await tx.execute("INSERT INTO item (name) VALUES (?)", name)
+            row = await tx.fetchrow("SELECT count(*) FROM item")
+            assert row is not None
+            if name == "bad":
+                raise ValueError(name)
+            return int(row[0])
+
+        assert await db.run_transaction(lambda tx: add(tx, "a")) == 1
+        with pytest.raises(ValueError):
+            await db.run_transaction(lambda tx: add(tx, "bad"))
+        assert await db.fetch("SELECT name FROM item") == [("a",)]
+
+        async def waits(tx: Executor) -> None:
+            await tx.execute("INSERT INTO item (name) VALUES (?)", "waited")
+            await asyncio.sleep(0)
+
+        if database_url is None:
+            # On SQLite the body runs on a thread, where nothing but its statements may await.
+            with pytest.raises(RuntimeError):
+                await db.run_transaction(waits)
+        else:
+            await db.run_transaction(waits)
+        rows = await db.fetch("SELECT name FROM item ORDER BY id")
+        assert rows == ([("a",)] if database_url is None else [("a",), ("waited",)])
+    finally:
+        await db.close()
+
+
+async def test_processes_starting_together_migrate_in_turn(
+    postgres_cluster: PostgresCluster,
+) -> None:
+    url = postgres_cluster.new_database()
+    dbs = [await open_database(url, Path("unused")) for _ in range(4)]
+    try:
+        versions = await asyncio.gather(*(migrate(db, SCHEMA, "svc") for db in dbs))
+        assert versions == [2, 2, 2, 2]
+        assert await dbs[0].fetch("SELECT version FROM schema_version ORDER BY version") == [
+            (1,),
+            (2,),
+        ]
+    finally:
+        for db in dbs:
+            await db.close()
+
+
+async def test_notifications_arrive_once_committed(postgres_cluster: PostgresCluster) -> None:
+    db = await open_database(postgres_cluster.new_database(), Path("unused"))
+    assert isinstance(db, PostgresDatabase)
+    heard = asyncio.Event()
+    listener = await db.listen("things", heard.set)
+    try:
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as tx:
+                await tx.execute("SELECT pg_notify('things', '')")
+                raise RuntimeError
+        await asyncio.sleep(0.3)
+        assert not heard.is_set()
+        async with db.transaction() as tx:
+            await tx.execute("SELECT pg_notify('things', '')")
+        await asyncio.wait_for(heard.wait(), 5)
+    finally:
+        await listener.close()
         await db.close()

@@ -26,13 +26,15 @@ import queue
 import re
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from strata.storage import connect_sqlite
+
+T = TypeVar("T")
 
 Row = Sequence[Any]
 Query = tuple[str, Sequence[Any]]
@@ -68,6 +70,12 @@ class Database(Executor, Protocol):
 
     def transaction(self) -> Any:
         """`async with db.transaction() as tx:` one durable write transaction."""
+        ...
+
+    async def run_transaction(self, body: Callable[[Executor], Coroutine[Any, Any, T]]) -> T:
+        """`await body(tx)` in one durable write transaction, returning what it returns: on
+        SQLite all of it on a thread (so `body` must await nothing but its statements), on
+        Postgres on the loop. For transactions with work of their own between statements."""
         ...
 
     async def close(self) -> None: ...
@@ -186,6 +194,17 @@ class _ReaderPool:
             thread.join()
 
 
+def _run_to_end(coroutine: Coroutine[Any, Any, T]) -> T:
+    """The result of a coroutine that never suspends, run here and now."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    coroutine.close()
+    raise RuntimeError("a SQLite transaction body awaited something other than its statements")
+
+
 class SqliteDatabase:
     """SQLite in WAL mode: one connection writes (in explicit transactions), a pool of reader
     threads reads, so readers never see a transaction that is still open and never wait for
@@ -193,11 +212,13 @@ class SqliteDatabase:
 
     dialect = "sqlite"
 
-    def __init__(self, path: Path, readers: int = SQLITE_READERS) -> None:
+    def __init__(
+        self, path: Path, readers: int = SQLITE_READERS, checkpoint_pages: int = CHECKPOINT_PAGES
+    ) -> None:
         self.path = path
         self.writer = connect_sqlite(path)
         self.writer.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
-        self.writer.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}")
+        self.writer.execute(f"PRAGMA wal_autocheckpoint = {checkpoint_pages}")
         self.lock = asyncio.Lock()
         self._readers = _ReaderPool(path, readers)
 
@@ -232,6 +253,23 @@ class SqliteDatabase:
                 self.writer.execute("ROLLBACK")
                 raise
             await asyncio.to_thread(self.writer.execute, "COMMIT")
+
+    async def run_transaction(self, body: Callable[[Executor], Coroutine[Any, Any, T]]) -> T:
+        """Run `body` in one write transaction, all of it on a thread: one trip from the loop,
+        which goes on serving meanwhile. `body` awaits nothing but its statements, which on
+        SQLite return without suspending."""
+        async with self.lock:
+            return await asyncio.to_thread(self._run_transaction, body)
+
+    def _run_transaction(self, body: Callable[[Executor], Coroutine[Any, Any, T]]) -> T:
+        self.writer.execute("BEGIN IMMEDIATE")
+        try:
+            result = _run_to_end(body(_SqliteExecutor(self.writer)))
+        except BaseException:
+            self.writer.execute("ROLLBACK")
+            raise
+        self.writer.execute("COMMIT")
+        return result
 
     async def close(self) -> None:
         await asyncio.to_thread(self._readers.close)
@@ -287,14 +325,23 @@ STATEMENT_CACHE = 512
 call, lists included, so a service's few hundred queries are each prepared once)."""
 
 
+class Listener(Protocol):
+    """A connection that receives a channel's notifications until it is closed (or lost)."""
+
+    def is_closed(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
 class PostgresDatabase(_PostgresExecutor):
     """Postgres through an asyncpg pool; each transaction holds one pooled connection."""
 
     dialect = "postgres"
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, url: str) -> None:
         super().__init__(pool)
         self.pool = pool
+        self.url = url
 
     @classmethod
     async def connect(cls, url: str, size: int = POSTGRES_CONNECTIONS) -> PostgresDatabase:
@@ -303,7 +350,18 @@ class PostgresDatabase(_PostgresExecutor):
         pool = await asyncpg.create_pool(
             url, min_size=1, max_size=max(1, size), statement_cache_size=STATEMENT_CACHE
         )
-        return cls(pool)
+        return cls(pool, url)
+
+    async def listen(self, channel: str, notified: Callable[[], None]) -> Listener:
+        """Call `notified` on this loop whenever a transaction that ran `NOTIFY channel` (or
+        `pg_notify`) commits, in any process; on a connection of its own, outside the pool,
+        because a listening connection stays open between notifications."""
+        import asyncpg
+
+        conn = await asyncpg.connect(self.url)
+        await conn.add_listener(channel, lambda *_: notified())
+        listener: Listener = conn
+        return listener
 
     async def fetch_many(self, queries: Sequence[Query]) -> list[list[Row]]:
         """The rows of each query, asked on as many pooled connections at once."""
@@ -314,22 +372,31 @@ class PostgresDatabase(_PostgresExecutor):
         async with self.pool.acquire() as conn, conn.transaction():
             yield _PostgresExecutor(conn)
 
+    async def run_transaction(self, body: Callable[[Executor], Coroutine[Any, Any, T]]) -> T:
+        """`await body(tx)` in one write transaction."""
+        async with self.transaction() as tx:
+            return await body(tx)
+
     async def close(self) -> None:
         await self.pool.close()
 
 
 async def open_database(
-    url: str | None, sqlite_path: Path, pool_size: int | None = None
+    url: str | None,
+    sqlite_path: Path,
+    pool_size: int | None = None,
+    checkpoint_pages: int = CHECKPOINT_PAGES,
 ) -> Database:
     """Postgres when `url` is a `postgresql://` URL, else SQLite at `sqlite_path`; reads are
     served by `pool_size` reader threads or connections (by default `SQLITE_READERS` or
-    `POSTGRES_CONNECTIONS`)."""
+    `POSTGRES_CONNECTIONS`). On SQLite, the write-ahead log is copied back into the database
+    every `checkpoint_pages` pages."""
     if url:
         if not url.startswith(("postgresql://", "postgres://")):
             raise ValueError(f"a database URL starts with postgresql://, not {url!r}")
         return await PostgresDatabase.connect(url, pool_size or POSTGRES_CONNECTIONS)
     sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-    return SqliteDatabase(sqlite_path, pool_size or SQLITE_READERS)
+    return SqliteDatabase(sqlite_path, pool_size or SQLITE_READERS, checkpoint_pages)
 
 
 class WrongDatabase(Exception):
@@ -357,11 +424,23 @@ def _statements(migration: Migration, dialect: str) -> list[str]:
     return [s.strip() for s in text.split(";") if s.strip()]
 
 
+MIGRATION_LOCK = (0x535452, 0)
+"""The Postgres advisory lock (two-key form) that migrations of one database take in turn."""
+
+
+async def _migrating(db: Database, tx: Executor) -> None:
+    # Several processes of a service may start at once on one Postgres database: each of them
+    # migrates in turn (on SQLite the write transaction already excludes the others).
+    if db.dialect == "postgres":
+        await tx.execute("SELECT pg_advisory_xact_lock(?, ?)", *MIGRATION_LOCK)
+
+
 async def migrate(db: Database, migrations: Sequence[Migration], service: str) -> int:
     """Apply `service`'s migrations not yet applied, in order; returns the schema version
     reached. A database holds one service's tables: another service's is refused."""
     strict = " STRICT" if db.dialect == "sqlite" else ""
     async with db.transaction() as tx:
+        await _migrating(db, tx)
         await tx.execute(
             "CREATE TABLE IF NOT EXISTS schema_version "
             f"(service TEXT NOT NULL, version INTEGER NOT NULL){strict}"
@@ -371,12 +450,14 @@ async def migrate(db: Database, migrations: Sequence[Migration], service: str) -
         raise WrongDatabase(
             f"this database holds the {other[0]}'s tables; give the {service} a database of its own"
         )
-    row = await db.fetchrow("SELECT max(version) FROM schema_version")
-    current = int(row[0]) if row is not None and row[0] is not None else 0
+    current = 0
     for version, migration in enumerate(migrations, start=1):
-        if version <= current:
-            continue
         async with db.transaction() as tx:
+            await _migrating(db, tx)
+            row = await tx.fetchrow("SELECT max(version) FROM schema_version")
+            current = int(row[0]) if row is not None and row[0] is not None else 0
+            if version <= current:
+                continue
             for statement in _statements(migration, db.dialect):
                 await tx.execute(statement)
             await tx.execute(

@@ -11,9 +11,18 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.process
+import multiprocessing.synchronize
+import os
 import signal
+import socket
+import sys
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -210,8 +219,12 @@ keeps an idle connection, so the two do not race."""
 
 
 @contextlib.asynccontextmanager
-async def listening(app: web.Application, host: str, port: int) -> AsyncIterator[int]:
-    """Serve `app` on host:port for the duration of the block; yields the bound port."""
+async def listening(
+    app: web.Application, host: str, port: int, reuse_port: bool = False
+) -> AsyncIterator[int]:
+    """Serve `app` on host:port for the duration of the block; yields the bound port. With
+    `reuse_port`, other processes may listen on the same port (SO_REUSEPORT), and the kernel
+    spreads connections between them."""
     runner = web.AppRunner(
         app,
         access_log=None,
@@ -220,7 +233,7 @@ async def listening(app: web.Application, host: str, port: int) -> AsyncIterator
         keepalive_timeout=IDLE_TIMEOUT,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     try:
         await site.start()
         yield runner.addresses[0][1]
@@ -228,34 +241,186 @@ async def listening(app: web.Application, host: str, port: int) -> AsyncIterator
         await runner.cleanup()
 
 
-def run_service(
+AppFactory = Callable[[], web.Application | Awaitable[web.Application]]
+"""Builds a service's app (a factory may be async, to open a database first)."""
+
+
+def run_service(name: str, options: ServiceOptions, app: AppFactory) -> None:
+    """Build the app, serve it in this process until SIGINT or SIGTERM, then shut down
+    cleanly."""
+    configure_logging(options.log_level)
+    asyncio.run(_serve(name, options, app))
+
+
+async def _serve(
     name: str,
     options: ServiceOptions,
-    app: Callable[[], web.Application | Awaitable[web.Application]],
+    app: AppFactory,
+    worker: int | None = None,
+    on_listening: Callable[[], None] | None = None,
 ) -> None:
-    """Build the app (a factory may be async, to open a database first), serve it until SIGINT
-    or SIGTERM, then shut down cleanly."""
-    configure_logging(options.log_level)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    orphaned = None
+    if worker is not None:
+        orphaned = asyncio.create_task(_watch_parent(os.getppid(), stop))
+    details: dict[str, Any] = {} if worker is None else {"worker": worker}
+    try:
+        built = app()
+        application = await built if inspect.isawaitable(built) else built
+        application[ADMISSION_KEY].policy.capacity = options.max_in_flight
+        async with listening(
+            application, options.host, options.port, reuse_port=worker is not None
+        ) as port:
+            url = f"http://{options.host}:{port}"
+            log_event(log, "listening", service=name, url=url, **details)
+            if on_listening is not None:
+                on_listening()
+            await stop.wait()
+    except WrongDatabase as exc:
+        raise click.ClickException(f"{exc} (--database-url)") from exc
+    except OSError as exc:
+        raise click.ClickException(
+            f"{name} cannot listen on {options.host}:{options.port}: {exc.strerror}. "
+            "Choose another port with --port or STRATA_PORT."
+        ) from exc
+    finally:
+        if orphaned is not None:
+            orphaned.cancel()
+    log_event(log, "stopped", service=name, **details)
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+
+async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
+    # A worker whose supervisor is gone (killed outright) stops rather than serve unsupervised.
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    stop.set()
+
+
+WORKERS = click.option(
+    "--workers",
+    envvar="STRATA_WORKERS",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes serving on the one port (SO_REUSEPORT), sharing the load of its "
+    "connections; more than one needs --database-url.",
+)
+"""`--workers`, for the services that can run as several processes over one database."""
+
+
+def check_workers(workers: int, database_url: str | None) -> None:
+    """Refuse several workers without a shared database."""
+    if workers > 1 and not database_url:
+        raise click.UsageError(
+            f"--workers {workers} needs --database-url postgresql://...: several processes "
+            "share their data through Postgres, while the SQLite file in --data-dir is for "
+            "one process."
+        )
+
+
+def run_workers(
+    name: str, options: ServiceOptions, app: Callable[[int], AppFactory], workers: int
+) -> None:
+    """Serve the service in `workers` processes on one port until SIGINT or SIGTERM. Each
+    builds its own app with `app(number)`, numbered from 0: whatever must run once per service
+    (following a firehose, mirroring) runs where the number is 0. A worker that exits after it
+    started listening is restarted; one that fails before stops them all."""
+    if workers == 1:
+        run_service(name, options, app(0))
+        return
+    configure_logging(options.log_level)
+    # Bound (not listening) for as long as the workers run: port 0 becomes one port for all,
+    # and a port taken by another program is reported before any worker starts.
+    family = socket.getaddrinfo(options.host, options.port, type=socket.SOCK_STREAM)[0][0]
+    with socket.socket(family, socket.SOCK_STREAM) as reserved:
+        reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
-            built = app()
-            application = await built if inspect.isawaitable(built) else built
-            application[ADMISSION_KEY].policy.capacity = options.max_in_flight
-            async with listening(application, options.host, options.port) as port:
-                log_event(log, "listening", service=name, url=f"http://{options.host}:{port}")
-                await stop.wait()
-        except WrongDatabase as exc:
-            raise click.ClickException(f"{exc} (--database-url)") from exc
+            reserved.bind((options.host, options.port))
         except OSError as exc:
             raise click.ClickException(
                 f"{name} cannot listen on {options.host}:{options.port}: {exc.strerror}. "
                 "Choose another port with --port or STRATA_PORT."
             ) from exc
-        log_event(log, "stopped", service=name)
+        code = _supervise(name, replace(options, port=reserved.getsockname()[1]), app, workers)
+    if code:
+        raise click.ClickException(f"{name}: a worker failed to start (exit status {code})")
 
-    asyncio.run(main())
+
+@dataclass
+class _Worker:
+    process: multiprocessing.process.BaseProcess
+    listening: multiprocessing.synchronize.Event
+
+
+def _supervise(
+    name: str, options: ServiceOptions, app: Callable[[int], AppFactory], workers: int
+) -> int:
+    """Run the workers until SIGINT or SIGTERM; returns 0, or the exit status of a worker that
+    failed to start."""
+    stopping = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # Forked before this process runs an event loop or a thread, so each worker starts clean.
+    context = multiprocessing.get_context("fork")
+
+    def start(number: int) -> _Worker:
+        listening = context.Event()
+        process = context.Process(
+            target=_worker, args=(name, options, app, number, listening), name=f"{name}-{number}"
+        )
+        process.start()
+        return _Worker(process, listening)
+
+    running: dict[int, _Worker] = {}
+    try:
+        for number in range(workers):
+            running[number] = start(number)
+        while not stopping.is_set():
+            multiprocessing.connection.wait([w.process.sentinel for w in running.values()], 0.5)
+            for number, worker in list(running.items()):
+                if stopping.is_set() or worker.process.is_alive():
+                    continue
+                code = worker.process.exitcode or 0
+                if not worker.listening.is_set():
+                    # A bad option, database or port, which starting again would not mend.
+                    return code or 1
+                log_event(
+                    log, "worker exited, restarting", logging.WARNING,
+                    service=name, worker=number, code=code,
+                )  # fmt: skip
+                running[number] = start(number)
+        return 0
+    finally:
+        for worker in running.values():
+            if worker.process.is_alive():
+                worker.process.terminate()
+        deadline = time.monotonic() + 10.0
+        for worker in running.values():
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _worker(
+    name: str,
+    options: ServiceOptions,
+    app: Callable[[int], AppFactory],
+    number: int,
+    listening: multiprocessing.synchronize.Event,
+) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        asyncio.run(_serve(name, options, app(number), worker=number, on_listening=listening.set))
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)

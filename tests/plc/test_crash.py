@@ -15,8 +15,11 @@ from tests.plcops import genesis, update
 from tests.services import free_port, start_strata
 
 
-async def test_acknowledged_operations_survive_sigkill(tmp_path: Path) -> None:
+async def test_acknowledged_operations_survive_sigkill(
+    tmp_path: Path, database_url: str | None
+) -> None:
     port = free_port()
+    database = () if database_url is None else ("--database-url", database_url)
     url = f"http://127.0.0.1:{port}"
     keys = [K256Keypair.generate() for _ in range(1000)]
     created = [genesis([key], key) for key in keys]
@@ -36,7 +39,7 @@ async def test_acknowledged_operations_survive_sigkill(tmp_path: Path) -> None:
                 return
             acknowledged[did].append(op)
 
-    proc = await start_strata("plc", tmp_path, port)
+    proc = await start_strata("plc", tmp_path, port, *database)
     async with aiohttp.ClientSession() as http:
         writers = asyncio.gather(*(submit_chain(http, did) for did in chains))
         for _ in range(200):  # kill once a few hundred writes are acknowledged
@@ -49,7 +52,7 @@ async def test_acknowledged_operations_survive_sigkill(tmp_path: Path) -> None:
     total = sum(len(ops) for ops in acknowledged.values())
     assert 0 < total < 2000, "the kill should land mid-run"
 
-    proc = await start_strata("plc", tmp_path, port)
+    proc = await start_strata("plc", tmp_path, port, *database)
     try:
         async with aiohttp.ClientSession() as http:
             for did, ops in acknowledged.items():

@@ -12,7 +12,7 @@ import aiohttp
 from strata.core.crypto import K256Keypair, P256Keypair
 from strata.core.plc import operation_cid
 from tests.plcops import genesis, tombstone, update
-from tests.services import running_plc
+from tests.services import eventually, running_plc
 
 RECOVERY = K256Keypair.from_private_bytes(bytes(range(1, 33)))
 PDS = P256Keypair.from_private_bytes(bytes(range(2, 34)))
@@ -34,10 +34,13 @@ async def get(session: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
         return resp.status, json.loads(text) if text else None
 
 
-async def test_lifecycle_of_a_did(tmp_path: Path) -> None:
+async def test_lifecycle_of_a_did(tmp_path: Path, database_url: str | None) -> None:
     did, g = genesis([RECOVERY, PDS], PDS, handle="alice.test")
     u1 = update(g, PDS, alsoKnownAs=["at://bob.test"])
-    async with running_plc(tmp_path) as plc, aiohttp.ClientSession() as http:
+    async with (
+        running_plc(tmp_path, database_url=database_url) as plc,
+        aiohttp.ClientSession() as http,
+    ):
         assert (await get(http, f"{plc.url}/{did}"))[0] == 404
         assert await post(http, f"{plc.url}/{did}", g) == (200, None)
         assert await post(http, f"{plc.url}/{did}", u1) == (200, None)
@@ -76,10 +79,35 @@ async def test_lifecycle_of_a_did(tmp_path: Path) -> None:
         assert (await get(http, f"{plc.url}/{did}/log/last"))[1] == end
 
 
-async def test_rejections_change_nothing(tmp_path: Path) -> None:
+async def test_one_batch_holds_an_operation_and_the_recovery_that_nullifies_it(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    did, g = genesis([RECOVERY, PDS], PDS)
+    u1 = update(g, PDS, alsoKnownAs=["at://stolen.test"])
+    fix = update(g, RECOVERY, alsoKnownAs=["at://alice.test"])
+    async with (
+        running_plc(tmp_path, database_url=database_url) as plc,
+        aiohttp.ClientSession() as http,
+    ):
+        # Queued together, so that the writer checks all three in one transaction.
+        accepted = await asyncio.gather(*(plc.directory.submit(did, op) for op in (g, u1, fix)))
+        assert [a.seq for a in accepted] == [1, 2, 3]
+        _, audit = await get(http, f"{plc.url}/{did}/log/audit")
+        assert [(e["operation"], e["nullified"]) for e in audit] == [
+            (g, False),
+            (u1, True),
+            (fix, False),
+        ]
+        assert (await get(http, f"{plc.url}/{did}/log"))[1] == [g, fix]
+
+
+async def test_rejections_change_nothing(tmp_path: Path, database_url: str | None) -> None:
     did, g = genesis([RECOVERY, PDS], PDS)
     other = K256Keypair.from_private_bytes(bytes(range(5, 37)))
-    async with running_plc(tmp_path) as plc, aiohttp.ClientSession() as http:
+    async with (
+        running_plc(tmp_path, database_url=database_url) as plc,
+        aiohttp.ClientSession() as http,
+    ):
         assert (await post(http, f"{plc.url}/{did}", g))[0] == 200
         cases = [
             ("forged", update(g, other, alsoKnownAs=["at://x.test"]), 400, "InvalidSignature"),
@@ -107,9 +135,12 @@ async def test_rejections_change_nothing(tmp_path: Path) -> None:
         assert 'strata_plc_operations_total{outcome="rejected",source="client"}' in metrics
 
 
-async def test_export_pages(tmp_path: Path) -> None:
+async def test_export_pages(tmp_path: Path, database_url: str | None) -> None:
     keys = [K256Keypair.from_private_bytes(bytes([i]) * 32) for i in range(1, 8)]
-    async with running_plc(tmp_path) as plc, aiohttp.ClientSession() as http:
+    async with (
+        running_plc(tmp_path, database_url=database_url) as plc,
+        aiohttp.ClientSession() as http,
+    ):
         created = [genesis([key], key, handle=f"u{i}.test") for i, key in enumerate(keys)]
         results = await asyncio.gather(*(post(http, f"{plc.url}/{did}", op) for did, op in created))
         assert all(status == 200 for status, _ in results)
@@ -132,10 +163,15 @@ async def test_export_pages(tmp_path: Path) -> None:
                 assert resp.status == 400, query
 
 
-async def test_export_stream_backfills_then_follows(tmp_path: Path) -> None:
+async def test_export_stream_backfills_then_follows(
+    tmp_path: Path, database_url: str | None
+) -> None:
     keys = [K256Keypair.from_private_bytes(bytes([i]) * 32) for i in range(1, 5)]
     ops = [genesis([key], key, handle=f"s{i}.test") for i, key in enumerate(keys)]
-    async with running_plc(tmp_path) as plc, aiohttp.ClientSession() as http:
+    async with (
+        running_plc(tmp_path, database_url=database_url) as plc,
+        aiohttp.ClientSession() as http,
+    ):
         for did, op in ops[:2]:
             await post(http, f"{plc.url}/{did}", op)
         async with http.ws_connect(f"{plc.url}/export/stream?cursor=0") as ws:
@@ -152,18 +188,27 @@ async def test_export_stream_backfills_then_follows(tmp_path: Path) -> None:
             assert resp.status == 426
 
 
-async def test_slow_stream_consumer_is_dropped(tmp_path: Path) -> None:
-    async with running_plc(tmp_path) as plc, aiohttp.ClientSession():
+async def test_slow_stream_consumer_is_dropped(tmp_path: Path, database_url: str | None) -> None:
+    async with running_plc(tmp_path, database_url=database_url) as plc, aiohttp.ClientSession():
         directory = plc.directory
         sub = directory.subscribe()
         keys = [K256Keypair.generate() for _ in range(510)]
         await asyncio.gather(*(directory.submit(*genesis([k], k)) for k in keys))
-        assert sub.overflowed.is_set() and sub not in directory.subscribers
+
+        async def dropped() -> bool:
+            return sub.overflowed.is_set() and sub not in directory.subscribers
+
+        await eventually(dropped, 10.0, "the slow subscriber is dropped")
 
 
-async def test_concurrent_updates_to_one_did_never_fork(tmp_path: Path) -> None:
+async def test_concurrent_updates_to_one_did_never_fork(
+    tmp_path: Path, database_url: str | None
+) -> None:
     did, g = genesis([RECOVERY, PDS], PDS)
-    async with running_plc(tmp_path) as plc, aiohttp.ClientSession() as http:
+    async with (
+        running_plc(tmp_path, database_url=database_url) as plc,
+        aiohttp.ClientSession() as http,
+    ):
         await post(http, f"{plc.url}/{did}", g)
         rivals = [update(g, PDS, alsoKnownAs=[f"at://r{i}.test"]) for i in range(8)]
         results = await asyncio.gather(*(post(http, f"{plc.url}/{did}", op) for op in rivals))
@@ -171,11 +216,17 @@ async def test_concurrent_updates_to_one_did_never_fork(tmp_path: Path) -> None:
         assert len((await get(http, f"{plc.url}/{did}/log"))[1]) == 2
 
 
-async def test_restart_keeps_everything(tmp_path: Path) -> None:
+async def test_restart_keeps_everything(tmp_path: Path, database_url: str | None) -> None:
     did, g = genesis([RECOVERY, PDS], PDS)
-    async with running_plc(tmp_path) as plc, aiohttp.ClientSession() as http:
+    async with (
+        running_plc(tmp_path, database_url=database_url) as plc,
+        aiohttp.ClientSession() as http,
+    ):
         await post(http, f"{plc.url}/{did}", g)
-    async with running_plc(tmp_path) as plc, aiohttp.ClientSession() as http:
+    async with (
+        running_plc(tmp_path, database_url=database_url) as plc,
+        aiohttp.ClientSession() as http,
+    ):
         assert (await get(http, f"{plc.url}/{did}/log"))[1] == [g]
         async with http.get(f"{plc.url}/xrpc/_health") as resp:
             assert resp.status == 200 and "version" in await resp.json()

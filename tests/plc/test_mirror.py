@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +25,21 @@ async def audit(http: aiohttp.ClientSession, url: str, did: str) -> Any:
         return await resp.json() if resp.status == 200 else None
 
 
-async def test_mirror_copies_history_then_follows_live(tmp_path: Path) -> None:
+async def test_mirror_copies_history_then_follows_live(
+    tmp_path: Path, new_database: Callable[[], str | None]
+) -> None:
     did, g = genesis([RECOVERY, PDS], PDS)
     u1 = update(g, PDS, alsoKnownAs=["at://stolen.test"])
     fix = update(g, RECOVERY, alsoKnownAs=["at://alice.test"])
     async with (
-        running_plc(tmp_path / "primary") as primary,
+        running_plc(tmp_path / "primary", database_url=new_database()) as primary,
         aiohttp.ClientSession() as http,
     ):
         await primary.directory.submit(did, g)
         await primary.directory.submit(did, u1)
-        async with running_plc(tmp_path / "mirror", mirror_of=[primary.url]) as mirror:
+        async with running_plc(
+            tmp_path / "mirror", mirror_of=[primary.url], database_url=new_database()
+        ) as mirror:
             await eventually(lambda: _same(http, primary.url, mirror.url, did, 2), 8.0)
             await primary.directory.submit(did, fix)  # arrives live, and nullifies u1
             await eventually(lambda: _same(http, primary.url, mirror.url, did, 3), 8.0)
@@ -48,11 +53,10 @@ async def test_mirror_copies_history_then_follows_live(tmp_path: Path) -> None:
             async with http.post(f"{mirror.url}/{did}", json=u2) as resp:
                 assert resp.status == 200
             await eventually(lambda: _same(http, primary.url, mirror.url, did, 4), 8.0)
+            assert await mirror.directory.store.cursor(primary.url) == "seq:4"
             forged = update(u2, K256Keypair.generate(), alsoKnownAs=["at://x.test"])
             async with http.post(f"{mirror.url}/{did}", json=forged) as resp:
                 assert resp.status == 400 and (await resp.json())["error"] == "InvalidSignature"
-        cursor = mirror.directory.store.cursor
-        assert cursor is not None
 
 
 async def _same(http: aiohttp.ClientSession, a: str, b: str, did: str, n: int) -> bool:
@@ -63,26 +67,36 @@ async def _same(http: aiohttp.ClientSession, a: str, b: str, did: str, n: int) -
     return strip == [{k: v for k, v in e.items() if k != "createdAt"} for e in right]
 
 
-async def test_mirror_resumes_from_its_durable_cursor(tmp_path: Path) -> None:
+async def test_mirror_resumes_from_its_durable_cursor(
+    tmp_path: Path, new_database: Callable[[], str | None]
+) -> None:
     keys = [K256Keypair.from_private_bytes(bytes([i]) * 32) for i in range(1, 6)]
     ops = [genesis([k], k, handle=f"m{i}.test") for i, k in enumerate(keys)]
-    async with running_plc(tmp_path / "primary") as primary, aiohttp.ClientSession() as http:
+    mirror_database = new_database()
+    async with (
+        running_plc(tmp_path / "primary", database_url=new_database()) as primary,
+        aiohttp.ClientSession() as http,
+    ):
         for did, op in ops[:3]:
             await primary.directory.submit(did, op)
-        async with running_plc(tmp_path / "mirror", mirror_of=[primary.url]) as mirror:
+        async with running_plc(
+            tmp_path / "mirror", mirror_of=[primary.url], database_url=mirror_database
+        ) as mirror:
             await eventually(lambda: _count(mirror, 3), 8.0)
         for did, op in ops[3:]:
             await primary.directory.submit(did, op)
-        async with running_plc(tmp_path / "mirror", mirror_of=[primary.url]) as mirror:
+        async with running_plc(
+            tmp_path / "mirror", mirror_of=[primary.url], database_url=mirror_database
+        ) as mirror:
             await eventually(lambda: _count(mirror, 5), 8.0)
-            assert mirror.directory.store.cursor(primary.url) == "seq:5"
+            assert await mirror.directory.store.cursor(primary.url) == "seq:5"
             async with http.get(f"{mirror.url}/export?after=0") as resp:
                 lines = [json.loads(x) for x in (await resp.text()).splitlines()]
             assert [line["did"] for line in lines] == [did for did, _ in ops]
 
 
 async def _count(mirror: Any, n: int) -> bool:
-    return bool(mirror.directory.store.last_seq() == n)
+    return bool(await mirror.directory.store.last_seq() == n)
 
 
 def fake_source(
@@ -120,7 +134,9 @@ def sequenced(ops: list[tuple[str, dict[str, Any]]], legacy: bool = False) -> li
     return lines
 
 
-async def test_mirror_verifies_what_a_source_sends(tmp_path: Path) -> None:
+async def test_mirror_verifies_what_a_source_sends(
+    tmp_path: Path, new_database: Callable[[], str | None]
+) -> None:
     good = [genesis([k], k) for k in (K256Keypair.generate(), K256Keypair.generate())]
     did, g = genesis([RECOVERY], RECOVERY)
     forged = (did, update(g, K256Keypair.generate(), alsoKnownAs=["at://evil.test"]))
@@ -128,40 +144,47 @@ async def test_mirror_verifies_what_a_source_sends(tmp_path: Path) -> None:
     lines[3]["cid"] = str(operation_cid(good[0][1]))  # a lie about the CID of good[1]
     async with (
         serving(fake_source(lines)) as source,
-        running_plc(tmp_path, mirror_of=[source]) as mirror,
+        running_plc(tmp_path, mirror_of=[source], database_url=new_database()) as mirror,
     ):
         await eventually(lambda: _cursor(mirror, source, "seq:4"), 8.0)
         store = mirror.directory.store
-        assert [op.operation for op in store.ops_for_did(did)] == [g]
-        assert store.last_op(good[0][0]) == good[0][1]
-        assert store.last_op(good[1][0]) is None
+        assert [op.operation for op in await store.ops_for_did(did)] == [g]
+        assert await store.last_op(good[0][0]) == good[0][1]
+        assert await store.last_op(good[1][0]) is None
         async with aiohttp.ClientSession() as http, http.get(f"{mirror.url}/metrics") as r:
             metrics = await r.text()
         assert f'strata_plc_mirror_rejected_total{{source="{source}"}} 2.0' in metrics
 
 
 async def _cursor(mirror: Any, source: str, value: str) -> bool:
-    return bool(mirror.directory.store.cursor(source) == value)
+    return bool(await mirror.directory.store.cursor(source) == value)
 
 
-async def test_mirror_fails_over_and_reads_the_legacy_export(tmp_path: Path) -> None:
+async def test_mirror_fails_over_and_reads_the_legacy_export(
+    tmp_path: Path, new_database: Callable[[], str | None]
+) -> None:
     ops = [genesis([k], k) for k in (K256Keypair.generate(), K256Keypair.generate())]
     async with (
         serving(fake_source([], status=503)) as broken,
         serving(fake_source(sequenced(ops, legacy=True), legacy=True)) as legacy,
-        running_plc(tmp_path, mirror_of=[broken, legacy]) as mirror,
+        running_plc(tmp_path, mirror_of=[broken, legacy], database_url=new_database()) as mirror,
     ):
         await eventually(lambda: _count(mirror, 2), 8.0)
-        assert (mirror.directory.store.cursor(legacy) or "").startswith("ts:")
+        assert (await mirror.directory.store.cursor(legacy) or "").startswith("ts:")
 
 
-async def test_mirror_refuses_writes_when_its_primary_is_down(tmp_path: Path) -> None:
+async def test_mirror_refuses_writes_when_its_primary_is_down(
+    tmp_path: Path, new_database: Callable[[], str | None]
+) -> None:
     did, g = genesis([RECOVERY], RECOVERY)
     async with serving(web.Application()) as gone:
         pass
-    async with running_plc(tmp_path, mirror_of=[gone]) as mirror, aiohttp.ClientSession() as http:
+    async with (
+        running_plc(tmp_path, mirror_of=[gone], database_url=new_database()) as mirror,
+        aiohttp.ClientSession() as http,
+    ):
         async with http.post(f"{mirror.url}/{did}", json=g) as resp:
             body = await resp.json()
         assert resp.status == 502 and body["error"] == "UpstreamFailure"
         assert "read-only mirror" in body["message"]
-        assert mirror.directory.store.last_op(did) is None
+        assert await mirror.directory.store.last_op(did) is None

@@ -27,9 +27,14 @@ def test_corpus_cids_match_ours() -> None:
         assert str(operation_cid(line["operation"])) == line["cid"], line["step"]
 
 
-async def test_directory_agrees_with_the_reference_on_every_operation(tmp_path: Path) -> None:
+async def test_directory_agrees_with_the_reference_on_every_operation(
+    tmp_path: Path, database_url: str | None
+) -> None:
     lines = corpus()
-    async with running_plc(tmp_path) as plc, aiohttp.ClientSession() as http:
+    async with (
+        running_plc(tmp_path, database_url=database_url) as plc,
+        aiohttp.ClientSession() as http,
+    ):
         for line in lines:
             async with http.post(f"{plc.url}/{line['did']}", json=line["operation"]) as resp:
                 body = await resp.text()

@@ -14,7 +14,9 @@ RECOVERY = K256Keypair.from_private_bytes(bytes(range(1, 33)))
 PDS = P256Keypair.from_private_bytes(bytes(range(2, 34)))
 
 
-async def test_official_sdk_resolves_our_documents(tmp_path: Path) -> None:
+async def test_official_sdk_resolves_our_documents(
+    tmp_path: Path, database_url: str | None
+) -> None:
     did, g = genesis([RECOVERY, PDS], PDS, handle="alice.test", pds="http://127.0.0.1:2583")
     moved = update(
         g,
@@ -26,7 +28,7 @@ async def test_official_sdk_resolves_our_documents(tmp_path: Path) -> None:
             }
         },
     )
-    async with running_plc(tmp_path) as plc:
+    async with running_plc(tmp_path, database_url=database_url) as plc:
         await plc.directory.submit(did, g)
         await plc.directory.submit(did, moved)
         resolver = AsyncIdResolver(plc_url=plc.url, timeout=5)

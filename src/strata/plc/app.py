@@ -55,9 +55,9 @@ def _store(request: web.Request) -> PlcStore:
     return request.app[DIRECTORY_KEY].store
 
 
-def _current(request: web.Request) -> DocumentData:
+async def _current(request: web.Request) -> DocumentData:
     did = _did(request)
-    last = _store(request).last_op(did)
+    last = await _store(request).last_op(did)
     if last is None:
         raise not_found(f"DID not registered: {did}")
     data = document_data(did, last)
@@ -67,17 +67,17 @@ def _current(request: web.Request) -> DocumentData:
 
 
 async def get_document(request: web.Request) -> web.Response:
-    document = format_did_document(_current(request))
+    document = format_did_document(await _current(request))
     return json_response(document, content_type="application/did+ld+json")
 
 
 async def get_data(request: web.Request) -> web.Response:
-    return json_response(_current(request).to_json())
+    return json_response((await _current(request)).to_json())
 
 
 async def get_log(request: web.Request) -> web.Response:
     did = _did(request)
-    ops = _store(request).ops_for_did(did)
+    ops = await _store(request).ops_for_did(did)
     if not ops:
         raise not_found(f"DID not registered: {did}")
     return json_response([op.operation for op in ops])
@@ -96,7 +96,7 @@ def _indexed_json(op: IndexedOp) -> dict[str, Any]:
 
 async def get_audit_log(request: web.Request) -> web.Response:
     did = _did(request)
-    ops = _store(request).ops_for_did(did, include_nullified=True)
+    ops = await _store(request).ops_for_did(did, include_nullified=True)
     if not ops:
         raise not_found(f"DID not registered: {did}")
     return json_response([_indexed_json(op) for op in ops])
@@ -104,7 +104,7 @@ async def get_audit_log(request: web.Request) -> web.Response:
 
 async def get_last(request: web.Request) -> web.Response:
     did = _did(request)
-    last = _store(request).last_op(did)
+    last = await _store(request).last_op(did)
     if last is None:
         raise not_found(f"DID not registered: {did}")
     return json_response(last)
@@ -172,7 +172,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     store = _store(request)
     lines: list[dict[str, Any]]
     if after is not None and _DIGITS.fullmatch(after):
-        lines = [event.export_json() for event in store.export_seq(int(after), count)]
+        lines = [event.export_json() for event in await store.export_seq(int(after), count)]
     else:
         after_ms = None
         if after is not None:
@@ -180,7 +180,7 @@ async def export(request: web.Request) -> web.StreamResponse:
                 after_ms = parse_created_at(after)
             except ValueError as exc:
                 raise invalid_request("Invalid after parameter") from exc
-        lines = [_indexed_json(op) for op in store.export_legacy(after_ms, count)]
+        lines = [_indexed_json(op) for op in await store.export_legacy(after_ms, count)]
     body = "\n".join(json.dumps(line, separators=(",", ":")) for line in lines)
     return web.Response(text=body, content_type="application/jsonlines")
 
@@ -196,14 +196,14 @@ async def export_stream(request: web.Request) -> web.StreamResponse:
     directory = request.app[DIRECTORY_KEY]
     sub = directory.subscribe()
     try:
-        last = directory.store.last_seq() if raw is None else int(raw)
-        if raw is not None and last > directory.store.last_seq():
+        last = await directory.store.last_seq() if raw is None else int(raw)
+        if raw is not None and last > await directory.store.last_seq():
             await ws.close(code=1000, message=b"FutureCursor")
             return ws
         # Subscribed before the backfill query, so nothing accepted meanwhile is missed. If the
         # live buffer overflowed during a long backfill, subscribe afresh and read on from disk.
         while True:
-            while backlog := directory.store.export_seq(last, 500):
+            while backlog := await directory.store.export_seq(last, 500):
                 for event in backlog:
                     await ws.send_str(json.dumps(event.export_json()))
                     last = event.seq
@@ -236,13 +236,16 @@ async def index(request: web.Request) -> web.Response:
     return web.Response(text=f"Strata PLC directory ({mode}). See /export and /:did.\n")
 
 
-def create_plc_app(store: PlcStore, mirror_of: Sequence[str] = ()) -> web.Application:
+def create_plc_app(
+    store: PlcStore, mirror_of: Sequence[str] = (), mirroring: bool = True
+) -> web.Application:
     """The directory application. With `mirror_of`, a read-only mirror of those directories:
-    it copies their logs, and forwards writes to the first of them."""
+    it forwards writes to the first of them, and (unless `mirroring` is off, in every process
+    of a mirror but one) copies their logs."""
     directory = Directory(store)
 
     async def health() -> None:
-        store.reader.execute("SELECT 1").fetchone()
+        await store.db.fetchrow("SELECT 1")
 
     # The reference directory answers health checks on /_health.
     app = create_app("plc", health=health, health_paths=("/xrpc/_health", "/_health"))
@@ -251,10 +254,10 @@ def create_plc_app(store: PlcStore, mirror_of: Sequence[str] = ()) -> web.Applic
         app[PRIMARY_KEY] = mirror_of[0].rstrip("/")
 
     async def lifecycle(app: web.Application) -> Any:
-        directory.start()
+        await directory.start()
         session = app[SESSION_KEY] = aiohttp.ClientSession()
         follower = None
-        if mirror_of:
+        if mirror_of and mirroring:
             follower = asyncio.create_task(Mirror(directory, mirror_of, session).run())
         yield
         if follower is not None:

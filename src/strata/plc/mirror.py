@@ -124,7 +124,7 @@ class Mirror:
                 backoff.reset()
 
     async def _follow(self, source: str) -> None:
-        cursor = self.directory.store.cursor(source)
+        cursor = await self.directory.store.cursor(source)
         if cursor is None:
             cursor = await self._initial_cursor(source)
         while True:

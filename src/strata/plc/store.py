@@ -1,14 +1,20 @@
-"""Operation logs in SQLite: one row per accepted operation, numbered by `seq`.
+"""Operation logs in SQLite or Postgres: one row per accepted operation, numbered by `seq`.
 
-Writes happen in batches on one connection (one transaction, one fsync per batch); reads use
-their own connection and see only committed batches (WAL mode).
+Writes happen in batches, each in one transaction of the directory's writer; reads outside it
+see only committed batches. On SQLite one process writes. On Postgres several may: a write
+transaction locks the DIDs it is about to check (transaction-scoped advisory locks, so two
+processes can never both extend one log from the same `prev`), and takes the sequencing lock
+only once its operations are checked, just before it inserts them. Sequence numbers are then
+given in commit order, so `/export` never shows a gap that a slower commit fills later, and a
+rolled-back batch leaves no hole.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
-import sqlite3
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -16,25 +22,29 @@ from typing import Any, Final
 from strata.core.plc import IndexedOp
 from strata.core.plc.operation import Operation
 from strata.core.syntax.dates import format_millis
-from strata.storage import connect_sqlite
+from strata.database import (
+    Database,
+    Executor,
+    Listener,
+    PostgresDatabase,
+    Row,
+    migrate,
+    open_database,
+)
+from strata.plc.schema import MIGRATIONS
 
-SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS operations (
-    seq INTEGER PRIMARY KEY,
-    did TEXT NOT NULL,
-    cid TEXT NOT NULL,
-    operation TEXT NOT NULL,
-    nullified INTEGER NOT NULL DEFAULT 0,
-    created_at INTEGER NOT NULL
-) STRICT;
-CREATE UNIQUE INDEX IF NOT EXISTS operations_did_cid ON operations (did, cid);
-CREATE INDEX IF NOT EXISTS operations_did_seq ON operations (did, seq);
-CREATE INDEX IF NOT EXISTS operations_created ON operations (created_at, cid);
-CREATE TABLE IF NOT EXISTS mirror_cursors (
-    source TEXT PRIMARY KEY,
-    cursor TEXT NOT NULL
-) STRICT;
-"""
+CHANNEL: Final = "strata_plc_operations"
+"""Notified by every Postgres transaction that adds operations."""
+SEQUENCING_LOCK: Final = (0x504C43, 1)
+"""The advisory lock (in the two-key space, apart from the DIDs' one-key locks) held from the
+first insert of a batch to its commit."""
+
+CHECKPOINT_PAGES: Final = 1000
+"""SQLite's default: a directory commits (and syncs) small batches, often of one operation,
+and while the write-ahead log grows each sync also writes the file's new size; a short log is
+soon reused in place."""
+
+_COLUMNS: Final = "did, cid, operation, nullified, created_at"
 
 
 def format_created_at(ms: int) -> str:
@@ -72,104 +82,172 @@ class Accepted:
         }
 
 
-def _indexed(row: tuple[Any, ...]) -> IndexedOp:
+@dataclass(eq=False, slots=True)
+class NewOperation:
+    """An operation a batch accepted, to be inserted."""
+
+    did: str
+    cid: str
+    operation: Operation
+    created_at: int
+    # Set when a later operation of the same batch nullifies it.
+    nullified: bool = False
+
+
+def _indexed(row: Row) -> IndexedOp:
     did, cid, operation, nullified, created_at = row
     return IndexedOp(did, json.loads(operation), cid, bool(nullified), created_at)
 
 
+def _did_lock_key(did: str) -> int:
+    """The advisory lock key of a DID: 64 bits of its hash (a collision only makes two DIDs
+    wait for each other)."""
+    digest = hashlib.blake2b(did.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 class PlcStore:
-    """The directory's tables; not thread-safe per connection (one writer, one reader)."""
+    """The directory's tables on SQLite or Postgres."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.writer = connect_sqlite(path)
-        self.writer.executescript(SCHEMA)
-        self.reader = connect_sqlite(path)
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
-    def close(self) -> None:
-        """Close both connections."""
-        self.writer.close()
-        self.reader.close()
+    @classmethod
+    async def open(cls, database_url: str | None, sqlite_path: Path) -> PlcStore:
+        """The store in Postgres at `database_url`, or else in SQLite at `sqlite_path`, with its
+        migrations applied."""
+        db = await open_database(database_url, sqlite_path, checkpoint_pages=CHECKPOINT_PAGES)
+        try:
+            await migrate(db, MIGRATIONS, "plc")
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db)
 
-    # Reads take a connection so the writer can read its own uncommitted batch.
-    def ops_for_did(
-        self, did: str, include_nullified: bool = False, conn: sqlite3.Connection | None = None
-    ) -> list[IndexedOp]:
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may write to these tables too."""
+        return isinstance(self.db, PostgresDatabase)
+
+    async def close(self) -> None:
+        """Close the database."""
+        await self.db.close()
+
+    async def ops_for_did(self, did: str, include_nullified: bool = False) -> list[IndexedOp]:
         """The DID's operations in log order."""
-        sql = "SELECT did, cid, operation, nullified, created_at FROM operations WHERE did = ?"
+        sql = f"SELECT {_COLUMNS} FROM operations WHERE did = ?"
         if not include_nullified:
             sql += " AND nullified = 0"
-        rows = (conn or self.reader).execute(sql + " ORDER BY seq", (did,)).fetchall()
-        return [_indexed(row) for row in rows]
+        return [_indexed(row) for row in await self.db.fetch(sql + " ORDER BY seq", did)]
 
-    def last_op(self, did: str) -> Operation | None:
+    async def last_op(self, did: str) -> Operation | None:
         """The DID's latest valid operation."""
-        row = self.reader.execute(
+        row = await self.db.fetchrow(
             "SELECT operation FROM operations WHERE did = ? AND nullified = 0"
             " ORDER BY seq DESC LIMIT 1",
-            (did,),
-        ).fetchone()
+            did,
+        )
         return None if row is None else json.loads(row[0])
 
-    def insert(
-        self,
-        conn: sqlite3.Connection,
-        did: str,
-        cid: str,
-        op: Operation,
-        created_at: int,
-        nullify: list[str],
-    ) -> int:
-        """Add an operation (inside the caller's transaction); return its seq."""
-        if nullify:
-            conn.executemany(
-                "UPDATE operations SET nullified = 1 WHERE did = ? AND cid = ?",
-                [(did, c) for c in nullify],
-            )
-        cursor = conn.execute(
-            "INSERT INTO operations (did, cid, operation, created_at) VALUES (?, ?, ?, ?)",
-            (did, cid, json.dumps(op, separators=(",", ":")), created_at),
-        )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
-
-    def last_seq(self) -> int:
+    async def last_seq(self) -> int:
         """The highest seq assigned so far (0 when empty)."""
-        row = self.reader.execute("SELECT max(seq) FROM operations").fetchone()
-        return int(row[0] or 0)
+        row = await self.db.fetchrow("SELECT max(seq) FROM operations")
+        return int(row[0] or 0) if row is not None else 0
 
-    def export_seq(self, after: int, count: int) -> list[Accepted]:
+    async def export_seq(self, after: int, count: int) -> list[Accepted]:
         """Operations with seq > after, in seq order."""
-        rows = self.reader.execute(
+        rows = await self.db.fetch(
             "SELECT seq, did, cid, operation, created_at FROM operations"
             " WHERE seq > ? ORDER BY seq LIMIT ?",
-            (after, count),
-        ).fetchall()
+            after,
+            count,
+        )
         return [Accepted(seq, did, cid, json.loads(op), ms) for seq, did, cid, op, ms in rows]
 
-    def export_legacy(self, after_ms: int | None, count: int) -> list[IndexedOp]:
+    async def export_legacy(self, after_ms: int | None, count: int) -> list[IndexedOp]:
         """Operations created after `after_ms`, in createdAt order (the legacy export)."""
-        where = "" if after_ms is None else " WHERE created_at > ?"
-        params: tuple[int, ...] = (count,) if after_ms is None else (after_ms, count)
-        rows = self.reader.execute(
-            "SELECT did, cid, operation, nullified, created_at FROM operations"
-            + where
-            + " ORDER BY created_at, cid LIMIT ?",
-            params,
-        ).fetchall()
+        order = " ORDER BY created_at, cid LIMIT ?"
+        if after_ms is None:
+            rows = await self.db.fetch(f"SELECT {_COLUMNS} FROM operations{order}", count)
+        else:
+            rows = await self.db.fetch(
+                f"SELECT {_COLUMNS} FROM operations WHERE created_at > ?{order}", after_ms, count
+            )
         return [_indexed(row) for row in rows]
 
-    def cursor(self, source: str) -> str | None:
+    async def cursor(self, source: str) -> str | None:
         """The saved position in a mirrored source's export."""
-        row = self.reader.execute(
-            "SELECT cursor FROM mirror_cursors WHERE source = ?", (source,)
-        ).fetchone()
+        row = await self.db.fetchrow("SELECT cursor FROM mirror_cursors WHERE source = ?", source)
         return None if row is None else str(row[0])
 
-    def save_cursor(self, conn: sqlite3.Connection, source: str, cursor: str) -> None:
-        """Record a mirror position (inside the caller's transaction)."""
-        conn.execute(
+    async def listen(self, notified: Callable[[], None]) -> Listener:
+        """Call `notified` whenever any process commits operations (Postgres only)."""
+        assert isinstance(self.db, PostgresDatabase)
+        return await self.db.listen(CHANNEL, notified)
+
+    # The methods below run inside the writer's transaction `tx`.
+
+    async def lock(self, tx: Executor, dids: Iterable[str]) -> None:
+        """Hold `dids` until the transaction ends. Keys are taken in ascending order, so two
+        batches sharing DIDs wait for each other instead of deadlocking. On SQLite the write
+        transaction already excludes every other writer."""
+        if self.shared:
+            keys = sorted({_did_lock_key(did) for did in dids})
+            await tx.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(?::bigint[]) AS k", keys)
+
+    async def logs(self, tx: Executor, dids: Iterable[str]) -> dict[str, list[IndexedOp]]:
+        """Every listed DID's full log (nullified operations included), in log order."""
+        logs: dict[str, list[IndexedOp]] = {did: [] for did in dids}
+        # A batch of one (a quiet directory's usual batch) is read without a list parameter,
+        # which SQLite unpacks from JSON.
+        one = len(logs) == 1
+        rows = await tx.fetch(
+            f"SELECT {_COLUMNS} FROM operations WHERE did {'= ?' if one else '= ANY(?)'}"
+            " ORDER BY seq",
+            next(iter(logs)) if one else list(logs),
+        )
+        for row in rows:
+            logs[row[0]].append(_indexed(row))
+        return logs
+
+    async def lock_sequence(self, tx: Executor) -> None:
+        """Hold the right to number operations until the transaction ends."""
+        if self.shared:
+            await tx.execute("SELECT pg_advisory_xact_lock(?, ?)", *SEQUENCING_LOCK)
+
+    async def insert(self, tx: Executor, ops: Sequence[NewOperation]) -> list[int]:
+        """Add operations, in order; return the seq the database gave each (one more than the
+        highest so far). Only under the sequencing lock (`lock_sequence`)."""
+        row = await tx.fetchrow("SELECT coalesce(max(seq), 0) FROM operations")
+        last = int(row[0]) if row is not None else 0
+        await tx.executemany(
+            "INSERT INTO operations (seq, did, cid, operation, nullified, created_at)"
+            " VALUES ((SELECT coalesce(max(seq), 0) + 1 FROM operations), ?, ?, ?, ?, ?)",
+            [
+                (op.did, op.cid, json.dumps(op.operation, separators=(",", ":")),
+                 int(op.nullified), op.created_at)
+                for op in ops
+            ],
+        )  # fmt: skip
+        return list(range(last + 1, last + 1 + len(ops)))
+
+    async def nullify(self, tx: Executor, did: str, cids: list[str]) -> None:
+        """Mark stored operations of `did` as nullified."""
+        await tx.execute(
+            "UPDATE operations SET nullified = 1 WHERE did = ? AND cid = ANY(?)", did, cids
+        )
+
+    async def save_cursor(self, tx: Executor, source: str, cursor: str) -> None:
+        """Record a mirror position."""
+        await tx.execute(
             "INSERT INTO mirror_cursors (source, cursor) VALUES (?, ?)"
             " ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor",
-            (source, cursor),
+            source,
+            cursor,
         )
+
+    async def announce(self, tx: Executor) -> None:
+        """Tell every process listening that operations were added, once the transaction
+        commits (Postgres delivers a notification at commit, and not at all on rollback)."""
+        if self.shared:
+            await tx.execute(f"SELECT pg_notify('{CHANNEL}', '')")
