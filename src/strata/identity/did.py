@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections.abc import Sequence
 from typing import Final
 from urllib.parse import unquote
@@ -16,29 +15,10 @@ from strata.core.plc import PlcError, validate_plc_did
 from strata.core.syntax import validate_did
 from strata.identity.errors import IdentityNotFound, InvalidIdentifier, ResolutionFailed
 from strata.identity.fetch import BadAnswer, get_json
+from strata.net.public_fetch import is_address, is_loopback_host
 from strata.net.upstream import UpstreamPool, UpstreamUnavailable
 
 MAX_DOCUMENT_BYTES: Final = 64 * 1024
-_LOOPBACK_NAMES: Final = {"localhost"}
-
-
-def _is_loopback(host: str) -> bool:
-    if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return host.replace(".", "").isdigit()  # `2130706433`, `127.1`: still addresses
-    return True
-
-
 def did_web_url(did: str, dev: bool) -> str:
     """The URL of a did:web document. Only host-level did:web is part of atproto.
 
@@ -55,14 +35,14 @@ def did_web_url(did: str, dev: bool) -> str:
         host, _, port = authority.partition(":")
     if not host or "/" in authority or "@" in authority:
         raise InvalidIdentifier(f"invalid did:web host: {did}")
-    if _is_address(host) and not (dev and _is_loopback(host)):
+    if is_address(host) and not (dev and is_loopback_host(host)):
         raise InvalidIdentifier(f"did:web names a host, not an IP address: {did}")
-    if _is_loopback(host) or port:
+    if is_loopback_host(host) or port:
         if not dev:
             raise InvalidIdentifier(
                 f"did:web on a loopback host or explicit port is allowed only in --dev mode: {did}"
             )
-        if _is_loopback(host):
+        if is_loopback_host(host):
             return f"http://{authority}/.well-known/did.json"
     return f"https://{authority}/.well-known/did.json"
 

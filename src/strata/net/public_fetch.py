@@ -38,6 +38,27 @@ def is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+def is_address(host: str) -> bool:
+    """Whether `host` spells an IP address: as written in a URL (IPv6 in brackets or not), or
+    in a form some resolvers accept instead (`2130706433`, `127.1`, `0x7f.1`)."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return all(part.isdigit() or part.startswith("0x") for part in host.split("."))
+    return True
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` names this machine: `localhost`, a `.localhost` name, or a loopback
+    address."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class PublicResolver(AbstractResolver):
     """A resolver that answers only with public addresses, and refuses hosts that have
     none."""
@@ -135,9 +156,7 @@ def check_literal(url: str) -> None:
     try:
         public = is_public(host)
     except ValueError:
-        # `2130706433`, `127.1`, `0x7f.1`: other spellings of an address, which some
-        # resolvers accept.
-        public = not all(part.isdigit() or part.startswith("0x") for part in host.split("."))
+        public = not is_address(host)
     if not public:
         raise NotPublic(f"{host} is not a public address")
 

@@ -8,7 +8,6 @@ restarting is how an operator changes them.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import secrets
 import sys
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final
 
+from strata.net.public_fetch import is_loopback_host
 from strata.storage import write_private
 
 CONFIG_FILE: Final = "strata.toml"
@@ -41,15 +41,6 @@ LABELER_ACCOUNT: Final = "moderation"
 
 class ConfigError(Exception):
     """The configuration file cannot be read; the message says what to change."""
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def did_web(hostname: str, port: int) -> str:
@@ -80,9 +71,9 @@ class NodeConfig:
         """Why this configuration would expose the node's development services (plain http,
         relaxed identity checks, loopback fetches allowed) beyond this machine; None when it
         stays on loopback."""
-        if not _is_loopback(self.host):
+        if not is_loopback_host(self.host):
             return f"--host {self.host} is not a loopback address"
-        if not _is_loopback(self.hostname):
+        if not is_loopback_host(self.hostname):
             return f"--hostname {self.hostname} is not a name of this machine (localhost)"
         return None
 
