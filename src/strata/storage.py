@@ -39,7 +39,8 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 def write_private(path: Path, data: str | bytes) -> None:
     """Write `data` to `path` atomically and durably (the file, then its directory entry),
-    readable by the owner only (mode 0600)."""
+    readable by the owner only (mode 0600); its folder is made if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:

@@ -19,6 +19,8 @@ from strata.net.public_fetch import is_address, is_loopback_host
 from strata.net.upstream import UpstreamPool, UpstreamUnavailable
 
 MAX_DOCUMENT_BYTES: Final = 64 * 1024
+
+
 def did_web_url(did: str, dev: bool) -> str:
     """The URL of a did:web document. Only host-level did:web is part of atproto.
 

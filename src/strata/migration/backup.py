@@ -25,11 +25,6 @@ PREFERENCES_FILE = "preferences.json"
 BLOBS_DIR = "blobs"
 
 
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_private(path, data)
-
-
 @dataclass(frozen=True)
 class ExportReport:
     summary: RepoSummary
@@ -55,13 +50,13 @@ async def export_account(
         data, mime = await source.blob(cid)
         if not CID.from_str(cid).verify(data):
             raise TransferFailed(f"blob {cid} arrived with other content")
-        _write(path, data)
+        write_private(path, data)
         mime_types[cid] = mime
         fetched += 1
         progress(n, len(summary.blobs), cid)
     preferences = await source.preferences()
-    _write(out / REPO_FILE, car)
-    _write(out / PREFERENCES_FILE, json.dumps(preferences, indent=2).encode())
+    write_private(out / REPO_FILE, car)
+    write_private(out / PREFERENCES_FILE, json.dumps(preferences, indent=2).encode())
     account = {
         "did": summary.did,
         "handle": handle,
@@ -72,7 +67,7 @@ async def export_account(
         "blobs": {cid: mime_types[cid] for cid in sorted(summary.blobs)},
         "exportedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    _write(out / ACCOUNT_FILE, json.dumps(account, indent=2).encode())
+    write_private(out / ACCOUNT_FILE, json.dumps(account, indent=2).encode())
     return ExportReport(summary, fetched, kept, len(preferences))
 
 

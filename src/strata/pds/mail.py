@@ -100,15 +100,11 @@ class OutboxMailer(Mailer):
         name = f"{int(time.time() * 1000)}-{purpose}-{did.replace(':', '_')}.txt"
         body = f"From: {self.sender}\nTo: {to}\nSubject: {subject}\n\n{text}"
         try:
-            await asyncio.to_thread(self._write, self.folder / name, body)
+            # The codes in it are secrets: owner-only, like the rest of the data directory.
+            await asyncio.to_thread(write_private, self.folder / name, body)
         except OSError as exc:
             raise MailError(f"could not write {name}: {exc}") from exc
         return name
-
-    def _write(self, path: Path, body: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # The codes in it are secrets: owner-only, like the rest of the data directory.
-        write_private(path, body)
 
 
 @dataclass(frozen=True)
