@@ -114,7 +114,7 @@ class IndexingThread:
                 self.config.database_url, self.data_dir / "appview.sqlite", INDEXER_CONNECTIONS
             )
             session = _session()
-            outward = outward_session(session, self.config.dev)
+            outward = outward_session(self.config.dev)
             resolver = IdentityResolver(
                 session, self.config.plc_urls, dev=self.config.dev, web_session=outward
             )
@@ -147,7 +147,7 @@ class IndexingThread:
                 await labels.stop()
             if self.indexer is not None:
                 await self.indexer.stop()
-            if outward is not None and outward is not session:
+            if outward is not None:
                 await outward.close()
             if session is not None:
                 await session.close()
@@ -188,7 +188,7 @@ class AppView:
         )
         version = await migrate(self.db, MIGRATIONS, "appview")
         self.session = _session()
-        self.outward = outward_session(self.session, self.config.dev)
+        self.outward = outward_session(self.config.dev)
         resolver = IdentityResolver(
             self.session, self.config.plc_urls, dev=self.config.dev, web_session=self.outward
         )
@@ -217,7 +217,7 @@ class AppView:
     async def stop(self) -> None:
         if self.indexing is not None:
             await self.indexing.stop()
-        if self.outward is not None and self.outward is not self.session:
+        if self.outward is not None:
             await self.outward.close()
         if self.session is not None:
             await self.session.close()

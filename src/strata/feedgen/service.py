@@ -52,7 +52,7 @@ class Feedgen:
         )
         # Callers' tokens name their issuers: their did:web documents are fetched from public
         # addresses only.
-        self.outward = outward_session(self.session, self.config.dev)
+        self.outward = outward_session(self.config.dev)
         self.resolver = IdentityResolver(
             self.session, self.config.plc_urls, dev=self.config.dev, web_session=self.outward
         )
@@ -80,8 +80,7 @@ class Feedgen:
     async def stop(self) -> None:
         if self.subscriber is not None:
             await self.subscriber.stop()
-        if self.outward is not self.session:
-            await self.outward.close()
+        await self.outward.close()
         await self.session.close()
         await self.db.close()
 

@@ -61,12 +61,12 @@ def create_labeler_app(labeler: Labeler, plc_urls: tuple[str, ...], dev: bool) -
     async def start() -> None:
         nonlocal session, outward, auth
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        outward = outward_session(session, dev, timeout=10)
+        outward = outward_session(dev, timeout=10)
         resolver = IdentityResolver(session, plc_urls, dev=dev, web_session=outward)
         auth = ServiceAuth(resolver, labeler.did, "labeler")
 
     async def stop() -> None:
-        if outward is not None and outward is not session:
+        if outward is not None:
             await outward.close()
         if session is not None:
             await session.close()

@@ -97,22 +97,6 @@ def public_connector(limit: int) -> aiohttp.TCPConnector:
     )
 
 
-def public_session(timeout: float = TIMEOUT, limit: int = 20) -> aiohttp.ClientSession:
-    """A session whose connections can reach public addresses only."""
-    return aiohttp.ClientSession(
-        connector=public_connector(limit), timeout=aiohttp.ClientTimeout(total=timeout)
-    )
-
-
-def outward_session(
-    shared: aiohttp.ClientSession, dev: bool, timeout: float = 30.0
-) -> aiohttp.ClientSession:
-    """The session for hosts that strangers name (in DID documents, handles, tokens): `shared`
-    in development, where everything is on loopback, else a public-only one (which the caller
-    closes when it is not `shared`)."""
-    return shared if dev else public_session(timeout, limit=100)
-
-
 REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
 
@@ -143,6 +127,13 @@ def guarded_session(
     return aiohttp.ClientSession(
         connector=connector, timeout=timeout, headers=headers, middlewares=(refuse_redirects,)
     )
+
+
+def outward_session(dev: bool, timeout: float = 30.0) -> aiohttp.ClientSession:
+    """A session of its own for hosts that strangers name (in DID documents, handles,
+    tokens): public addresses only but in development, where everything is on loopback, and
+    no redirects."""
+    return guarded_session(100, not dev, aiohttp.ClientTimeout(total=timeout))
 
 
 class FetchFailed(Exception):

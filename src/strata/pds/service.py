@@ -114,7 +114,7 @@ class Pds:
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        self._outward = outward_session(self._session, self.config.dev, timeout=10)
+        self._outward = outward_session(self.config.dev, timeout=10)
         dev_hosts = {}
         if self.config.dev:
             host = self.config.public_url.split("://", 1)[1]
@@ -138,7 +138,7 @@ class Pds:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
-        if self._outward is not None and self._outward is not self._session:
+        if self._outward is not None:
             await self._outward.close()
         await self.oauth.clients.close()
         self.stores.close()

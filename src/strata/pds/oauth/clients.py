@@ -24,7 +24,13 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from strata.net.public_fetch import TIMEOUT, FetchFailed, check_literal, fetch_json, public_session
+from strata.net.public_fetch import (
+    TIMEOUT,
+    FetchFailed,
+    check_literal,
+    fetch_json,
+    outward_session,
+)
 from strata.pds.oauth.dpop import ReplayCache
 from strata.pds.oauth.errors import (
     OAuthError,
@@ -236,11 +242,7 @@ class Clients:
     async def start(self) -> None:
         """Open the session documents are fetched with (public addresses only, but in
         development)."""
-        self._session = (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT))
-            if self.dev
-            else public_session()
-        )
+        self._session = outward_session(self.dev, TIMEOUT)
 
     async def close(self) -> None:
         if self._session is not None:
