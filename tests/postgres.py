@@ -6,11 +6,12 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 from pathlib import Path
+
+from tests.services import free_port
 
 
 def _binary(name: str) -> str | None:
@@ -19,12 +20,6 @@ def _binary(name: str) -> str | None:
         return found
     candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     return candidates[-1] if candidates else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PostgresCluster:
@@ -37,7 +32,7 @@ class PostgresCluster:
         self.pg_ctl = pg_ctl
         self.root = Path(tempfile.mkdtemp(prefix="strata-pg-"))
         self.data = self.root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         # Postgres refuses to run as root: run it as an unprivileged user then.
         self.prefix = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
         if self.prefix:

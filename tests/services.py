@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -89,11 +90,39 @@ async def running_plc(
         await store.close()
 
 
+def _below_ephemeral() -> range:
+    """Ports the kernel never hands out by itself: below its range for outgoing connections
+    and port-0 listeners (or above it, where that range starts too low to leave room)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(10000, low) if low > 20000 else range(high + 1, 65536)
+
+
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    """A port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port free on 127.0.0.1 now, for a process that will bind it later.
+
+    A port the kernel picked would be in its ephemeral range, where any outgoing connection
+    made meanwhile (by the services starting before this one) may take it, and the process
+    meant to bind it then fails with "address in use" while whatever holds the port answers
+    in its place. So the port is drawn outside that range, and never given twice in a run."""
+    candidates = _below_ephemeral()
+    for _ in range(1000):
+        port = random.choice(candidates)
+        if port in _GIVEN:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
+    raise RuntimeError(f"no free port on 127.0.0.1 in {candidates}")
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.services import RunningPlc, running_plc
+from tests.services import RunningPlc, free_port, running_plc
 
 REPO = Path(__file__).resolve().parents[2]
 PEERS_DIR = REPO / "bench" / "peers"
@@ -82,6 +82,7 @@ async def official_network(tmp_path: Path, **pds_options: Any) -> AsyncIterator[
     `tmp_path/plc` and `tmp_path/official-pds` (the PDS's log is `official-pds/pds.log`).
     """
     require_peers()
+    pds_options.setdefault("port", free_port())
     plc_dir = tmp_path / "plc"
     plc_dir.mkdir(parents=True, exist_ok=True)
     async with (

@@ -104,7 +104,7 @@ async def _home(kind: Kind, data_dir: Path, plc_url: str, appview: AppView) -> A
     else:
         require_peers()
         async with official_pds_module.official_pds(
-            plc_url, data_dir, appview=(appview.url, appview.did)
+            plc_url, data_dir, port=free_port(), appview=(appview.url, appview.did)
         ) as pds:
             # It names itself http://localhost:PORT; the relay must know it by that name.
             yield Home(kind, pds.public_url, pds.public_url, data_dir)

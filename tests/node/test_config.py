@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from strata.node.cli import up_command
-from strata.node.config import ConfigError, NodeConfig, load, save
+from strata.node.config import DEFAULT_PORTS, ConfigError, NodeConfig, load, save
+from tests.services import free_port
 
 
 def test_a_saved_configuration_reads_back(tmp_path: Path) -> None:
@@ -89,3 +91,17 @@ def test_up_refuses_to_expose_a_development_network(
     assert complaint in result.output
     assert "without --dev" in result.output
     assert not (tmp_path / "node" / "strata.toml").exists()
+
+
+def test_up_stops_before_starting_anything_when_a_port_is_taken(tmp_path: Path) -> None:
+    data_dir = tmp_path / "node"
+    ports = {name: free_port() for name in DEFAULT_PORTS}
+    save(data_dir, NodeConfig(ports=ports))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", ports["feedgen"]))
+        holder.listen()
+        result = CliRunner().invoke(up_command, ["--data-dir", str(data_dir)])
+    assert result.exit_code == 1
+    assert f"another program holds the port of feedgen ({ports['feedgen']})" in result.output
+    assert "change [ports] in" in result.output
+    assert not (data_dir / "logs").exists()

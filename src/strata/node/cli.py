@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,12 @@ def up_command(
             "(strata pds, strata relay, ...) without --dev, behind a proxy that ends TLS."
         )
     path = node_config.save(data_dir, config)
+    taken = _ports_in_use(config)
+    if taken:
+        raise click.ClickException(
+            f"another program holds the port of {', '.join(taken)} (a strata up still "
+            f"running?). Stop it, or change [ports] in {path}, and run strata up again."
+        )
     secrets = NodeSecrets.load_or_create(data_dir)
     click.echo(f"configuration: {path}")
     try:
@@ -169,6 +176,20 @@ def up_command(
             f"{exc}\nThe services that had started were stopped. Fix the cause (a port in use "
             f"can be changed in {path}) and run strata up again."
         ) from exc
+
+
+def _ports_in_use(config: NodeConfig) -> list[str]:
+    """The services whose port is already taken. Checked before anything starts: a service
+    that cannot listen exits, but whatever holds its port could answer its health check."""
+    taken = []
+    for name in config.services:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((config.host, config.ports[name]))
+            except OSError:
+                taken.append(f"{name} ({config.ports[name]})")
+    return taken
 
 
 def _child(config: NodeConfig, data_dir: Path, name: str) -> Child:
