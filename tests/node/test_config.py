@@ -102,6 +102,16 @@ def test_up_stops_before_starting_anything_when_a_port_is_taken(tmp_path: Path) 
         holder.listen()
         result = CliRunner().invoke(up_command, ["--data-dir", str(data_dir)])
     assert result.exit_code == 1
-    assert f"another program holds the port of feedgen ({ports['feedgen']})" in result.output
+    assert f"a port is taken: feedgen ({ports['feedgen']})" in result.output
     assert "change [ports] in" in result.output
     assert not (data_dir / "logs").exists()
+
+
+def test_up_refuses_two_services_on_one_port(tmp_path: Path) -> None:
+    data_dir = tmp_path / "node"
+    ports = {name: free_port() for name in DEFAULT_PORTS}
+    ports["feedgen"] = ports["pds"]
+    save(data_dir, NodeConfig(ports=ports))
+    result = CliRunner().invoke(up_command, ["--data-dir", str(data_dir)])
+    assert result.exit_code == 1
+    assert f"feedgen ({ports['pds']}, also pds's)" in result.output

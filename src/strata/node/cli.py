@@ -164,8 +164,8 @@ def up_command(
     taken = _ports_in_use(config)
     if taken:
         raise click.ClickException(
-            f"another program holds the port of {', '.join(taken)} (a strata up still "
-            f"running?). Stop it, or change [ports] in {path}, and run strata up again."
+            f"a port is taken: {', '.join(taken)}. Stop what holds it (a strata up still "
+            f"running?) or change [ports] in {path}, and run strata up again."
         )
     secrets = NodeSecrets.load_or_create(data_dir)
     click.echo(f"configuration: {path}")
@@ -179,16 +179,23 @@ def up_command(
 
 
 def _ports_in_use(config: NodeConfig) -> list[str]:
-    """The services whose port is already taken. Checked before anything starts: a service
-    that cannot listen exits, but whatever holds its port could answer its health check."""
+    """The services whose port is already taken, by another program or by a service listed
+    before. Checked before anything starts: a service that cannot listen exits, but whatever
+    holds its port could answer its health check in its place."""
     taken = []
+    owners: dict[int, str] = {}
     for name in config.services:
+        port = config.ports[name]
+        if port in owners:
+            taken.append(f"{name} ({port}, also {owners[port]}'s)")
+            continue
+        owners[port] = name
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                sock.bind((config.host, config.ports[name]))
+                sock.bind((config.host, port))
             except OSError:
-                taken.append(f"{name} ({config.ports[name]})")
+                taken.append(f"{name} ({port})")
     return taken
 
 
