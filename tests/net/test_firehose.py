@@ -80,8 +80,7 @@ def test_the_window_is_capped_in_bytes_and_drops_the_oldest_first() -> None:
     assert last == log.last_seq and len(messages) == 1
 
 
-async def test_live_consumers_and_a_slow_one(tmp_path: object) -> None:
-    log = MemoryLog(window_bytes=10 << 20)
+def stream_app(log: MemoryLog) -> web.Application:
     app = web.Application()
 
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -91,6 +90,17 @@ async def test_live_consumers_and_a_slow_one(tmp_path: object) -> None:
         )
 
     app.router.add_get("/sub", handler)
+    return app
+
+
+async def seqs_received(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[int]:
+    async with asyncio.timeout(10):
+        return [decode_frame((await ws.receive()).data).body["seq"] for _ in range(count)]
+
+
+async def test_live_consumers_and_a_slow_one(tmp_path: object) -> None:
+    log = MemoryLog(window_bytes=10 << 20)
+    app = stream_app(log)
     async with serving(app) as url, aiohttp.ClientSession() as http:
         ws_url = url.replace("http", "ws") + "/sub"
         fast = await http.ws_connect(ws_url)
@@ -115,6 +125,40 @@ async def test_live_consumers_and_a_slow_one(tmp_path: object) -> None:
         assert len(frames) < 401
         await fast.close()
         await slow.close()
+
+
+async def test_a_consumer_that_lags_catches_up_with_every_frame_once() -> None:
+    log = MemoryLog(window_bytes=64 << 20)
+    async with serving(stream_app(log)) as url, aiohttp.ClientSession() as http:
+        ws_url = url.replace("http", "ws") + "/sub"
+        lagging = await http.ws_connect(ws_url, max_msg_size=0)
+        await asyncio.sleep(0.1)
+        # More than its connection's buffers hold while it reads nothing: the broadcaster lets
+        # it go, and it reads the rest from the window once it drains.
+        for _ in range(30):
+            log.add(10, size=100_000)
+            await asyncio.sleep(0)
+        assert await seqs_received(lagging, 300) == list(range(1, 301))
+        log.add(5)
+        assert await seqs_received(lagging, 5) == list(range(301, 306))
+        await lagging.close()
+
+
+async def test_frames_stored_before_they_are_published_are_not_sent_twice() -> None:
+    log = MemoryLog(window_bytes=1 << 20)
+    log.add(3)
+    # Durable but not yet published, as when a consumer replays between a commit and its
+    # publication: the replay sends them, and the publication must not send them again.
+    pending = [(seq, message_frame("#commit", {"seq": seq})) for seq in (4, 5)]
+    log.frames.extend(pending)
+    async with serving(stream_app(log)) as url, aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(url.replace("http", "ws") + "/sub?cursor=0")
+        assert await seqs_received(ws, 5) == [1, 2, 3, 4, 5]
+        await asyncio.sleep(0.1)
+        log.broadcaster.publish([*pending, (6, message_frame("#commit", {"seq": 6}))])
+        log.frames.append((6, b""))
+        assert await seqs_received(ws, 1) == [6]
+        await ws.close()
 
 
 @given(st.binary(max_size=300))
