@@ -29,10 +29,10 @@ def key_height(key: str) -> int:
 def common_prefix_len(a: bytes, b: bytes) -> int:
     """Length of the common prefix of two byte strings."""
     n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+    # One XOR of the two as integers instead of a loop over bytes: the highest differing bit
+    # says where they part.
+    differ = int.from_bytes(a[:n], "big") ^ int.from_bytes(b[:n], "big")
+    return n - (differ.bit_length() + 7) // 8
 
 
 def validate_key(key: str) -> str:
