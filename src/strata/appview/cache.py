@@ -24,7 +24,10 @@ from prometheus_client import Counter, Gauge
 LOOKUPS = Counter(
     "strata_appview_cache_lookups_total", "Hot-path cache lookups", ["kind", "outcome"]
 )
-SIZE = Gauge("strata_appview_cache_bytes", "Estimated size of the hot-path cache")
+SIZE = Gauge(
+    "strata_appview_cache_bytes", "Estimated size of the hot-path cache (of every worker)",
+    multiprocess_mode="livesum",
+)  # fmt: skip
 
 DEFAULT_MIB: Final = 128
 DROPS_KEPT: Final = 65_536
