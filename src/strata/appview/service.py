@@ -5,6 +5,10 @@ threads on SQLite, connections on Postgres). The indexer runs on a thread and ev
 own, with its own connections: a batch of events is written in one transaction, and neither the
 transaction nor the work of decoding and checking the events ever holds up a request. It tells
 the hot-path cache what each transaction changed.
+
+With several worker processes over one Postgres database (`--workers`), only the first indexes;
+it also tells the others' caches what each transaction changed (`strata.appview.invalidation`),
+and they serve reads.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ import aiohttp
 from strata.appview.cache import DEFAULT_MIB, HotCache
 from strata.appview.context import AppContext
 from strata.appview.indexer import Indexer
+from strata.appview.invalidation import CacheFollower
 from strata.appview.labels import LabelSubscriber
 from strata.appview.schema import MIGRATIONS
-from strata.database import Database, migrate, open_database
+from strata.database import Database, PostgresDatabase, migrate, open_database
 from strata.identity import IdentityResolver
 from strata.identity.service_did import service_did, service_document
 from strata.net.logs import log_event
@@ -56,6 +61,10 @@ class AppViewConfig:
     """The hot-path cache's bound."""
     labelers: tuple[str, ...] = ()
     """Labelers (DIDs) whose labels are read and carried by default."""
+    workers: int = 1
+    """Processes serving this index (more than one only on Postgres)."""
+    indexing: bool = True
+    """Whether this process follows the relays and labelers (one of the workers does)."""
 
     @property
     def did(self) -> str:
@@ -118,7 +127,11 @@ class IndexingThread:
             resolver = IdentityResolver(
                 session, self.config.plc_urls, dev=self.config.dev, web_session=outward
             )
-            self.indexer = Indexer(db, resolver, outward, dev=self.config.dev, cache=self.cache)
+            announcing = self.config.workers > 1
+            self.indexer = Indexer(
+                db, resolver, outward, dev=self.config.dev, cache=self.cache,
+                announcing=announcing,
+            )  # fmt: skip
             if self.config.relays:
                 self.subscriber = RelaySubscriber(
                     "appview",
@@ -129,7 +142,7 @@ class IndexingThread:
                 )
                 self.subscriber.start()
             self.label_subscribers = [
-                LabelSubscriber(labeler, db, resolver, session, self.cache)
+                LabelSubscriber(labeler, db, resolver, session, self.cache, announcing)
                 for labeler in self.config.labelers
             ]
             for labels in self.label_subscribers:
@@ -165,6 +178,7 @@ class AppView:
         self.db: Database | None = None
         self.context: AppContext | None = None
         self.indexing: IndexingThread | None = None
+        self.follower: CacheFollower | None = None
         self.session: aiohttp.ClientSession | None = None
         self.outward: aiohttp.ClientSession | None = None
 
@@ -210,11 +224,18 @@ class AppView:
 
     async def start(self) -> None:
         assert self.context is not None
-        if self.config.relays or self.config.labelers:
+        if not self.config.indexing:
+            # Another worker indexes: this one's cache follows what it changes.
+            assert isinstance(self.db, PostgresDatabase)
+            self.follower = CacheFollower(self.db, self.context.cache)
+            self.follower.start()
+        elif self.config.relays or self.config.labelers:
             self.indexing = IndexingThread(self.config, self.data_dir, self.context.cache)
             await self.indexing.start()
 
     async def stop(self) -> None:
+        if self.follower is not None:
+            await self.follower.stop()
         if self.indexing is not None:
             await self.indexing.stop()
         if self.outward is not None:
