@@ -23,10 +23,12 @@ from tests.relay.xrpc import PdsUser
 from tests.services import (
     eventually,
     free_port,
+    metric,
     running_pds,
     running_plc,
     running_relay,
     start_strata,
+    worker_pids,
 )
 
 pytestmark = pytest.mark.async_timeout(180)
@@ -34,26 +36,10 @@ pytestmark = pytest.mark.async_timeout(180)
 NOW = "2026-11-21T00:00:00.000Z"
 
 
-def worker_pids(parent: int) -> list[int]:
-    """The processes `parent` started."""
-    with open(f"/proc/{parent}/task/{parent}/children") as children:
-        return [int(pid) for pid in children.read().split()]
-
-
 async def get(http: aiohttp.ClientSession, url: str, **params: Any) -> Any:
     async with http.get(url, params=params) as resp:
         assert resp.status == 200, (url, resp.status, await resp.text())
         return await resp.json()
-
-
-async def metric(http: aiohttp.ClientSession, url: str, series: str) -> float:
-    """The value of one series of `url`'s /metrics (0 when absent)."""
-    async with http.get(f"{url}/metrics") as resp:
-        text = await resp.text()
-    return next(
-        (float(line.split()[-1]) for line in text.splitlines() if line.startswith(series + " ")),
-        0.0,
-    )
 
 
 @contextlib.asynccontextmanager
