@@ -1,6 +1,7 @@
 """`strata appview --workers 2` over one Postgres database: both workers answer alike, one
-indexes, a change is seen through every worker even where the old value was cached, a dead
-worker is replaced, and SIGTERM stops them all."""
+indexes, a change (indexed, or a bookmark written through another worker) is seen through every
+worker even where the old value was cached, a dead worker is replaced, and SIGTERM stops them
+all."""
 
 from __future__ import annotations
 
@@ -57,9 +58,22 @@ async def pinned(url: str, worker: int) -> AsyncIterator[aiohttp.ClientSession]:
     raise AssertionError(f"no connection reached worker {worker}")
 
 
+async def service_token(user: PdsUser, aud: str, lxm: str) -> str:
+    """A service token for `aud`, from the user's PDS."""
+    async with user.http.get(
+        f"{user.pds}/xrpc/com.atproto.server.getServiceAuth",
+        params={"aud": aud, "lxm": lxm},
+        headers={"Authorization": f"Bearer {user.token}"},
+    ) as resp:
+        answer = await resp.json()
+        assert resp.status == 200, answer
+    return str(answer["token"])
+
+
 @dataclass
 class Workers:
     url: str
+    port: int
     proc: asyncio.subprocess.Process
     relay: str
     alice: PdsUser
@@ -82,7 +96,7 @@ async def appview_workers(tmp_path: Path, database: str) -> AsyncIterator[Worker
         )  # fmt: skip
         try:
             alice = await PdsUser.create(http, pds.url, "alice.test")
-            yield Workers(f"http://127.0.0.1:{port}", proc, relay.url, alice, http)
+            yield Workers(f"http://127.0.0.1:{port}", port, proc, relay.url, alice, http)
         finally:
             if proc.returncode is None:
                 proc.kill()
@@ -156,6 +170,24 @@ async def test_two_workers_serve_one_index(
 
                 await eventually(liked, 10.0, "the like is seen through every worker")
                 await eventually(renamed, 10.0, "the new name is seen through every worker")
+
+            # A bookmark written through the second worker is counted by the first.
+            for _ in range(2):
+                assert (await post_seen(first, url, post["uri"]) or {})["bookmarkCount"] == 0
+            nsid = "app.bsky.bookmark.createBookmark"
+            token = await service_token(alice, f"did:web:localhost%3A{net.port}", nsid)
+            async with second.post(
+                f"{url}/xrpc/{nsid}",
+                json={"uri": post["uri"], "cid": post["cid"]},
+                headers={"Authorization": f"Bearer {token}"},
+            ) as resp:
+                assert resp.status == 200, await resp.text()
+
+            async def bookmarked() -> bool:
+                seen = await post_seen(first, url, post["uri"])
+                return seen is not None and seen["bookmarkCount"] == 1
+
+            await eventually(bookmarked, 10.0, "the bookmark is counted by the other worker")
 
         # The indexing worker dies: it is replaced, and indexing goes on.
         os.kill(workers[0], signal.SIGKILL)

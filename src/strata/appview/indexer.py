@@ -19,7 +19,7 @@ import aiohttp
 from prometheus_client import Counter
 
 from strata.appview.cache import HotCache
-from strata.appview.invalidation import announce
+from strata.appview.invalidation import Announcer
 from strata.appview.records import INDEXED, delete_record, index_record
 from strata.core import cbor
 from strata.core.car import CarReader
@@ -68,14 +68,13 @@ class Indexer:
         catalog: Catalog | None = None,
         dev: bool = False,
         cache: HotCache | None = None,
-        announcing: bool = False,
+        announce: Announcer | None = None,
     ) -> None:
         self.db = db
         self.cache = cache or HotCache()
         """Told, after each transaction, which views the transaction changed."""
-        self.announcing = announcing
-        """Whether other processes serve this index, each with a cache: each transaction
-        tells them what it changed (Postgres only)."""
+        self.announce = announce or Announcer(shared=False)
+        """Tells other processes serving this index what each transaction changed."""
         self.resolver = resolver
         self.session = session
         self.catalog = catalog or Catalog.bundled()
@@ -98,10 +97,6 @@ class Indexer:
         task = asyncio.create_task(coro, name=name)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-
-    async def _announce(self, tx: Executor, changed: Iterable[str]) -> None:
-        if self.announcing:
-            await announce(tx, changed)
 
     async def load_cursor(self, relay: str) -> int | None:
         row = await self.db.fetchrow("SELECT seq FROM relay_cursor WHERE relay = ?", relay)
@@ -131,7 +126,7 @@ class Indexer:
                     "ON CONFLICT (relay) DO UPDATE SET seq = excluded.seq",
                     relay, batch[-1][0],
                 )  # fmt: skip
-                await self._announce(tx, changed)
+                await self.announce(tx, changed)
         except BaseException:
             # The cached states may hold changes that were rolled back.
             self.states.clear()
@@ -328,7 +323,7 @@ class Indexer:
             return
         async with self.db.transaction() as tx:
             await tx.execute("UPDATE actor SET handle = ?, pds = ? WHERE did = ?", handle, pds, did)
-            await self._announce(tx, [did])
+            await self.announce(tx, [did])
         self.cache.invalidate([did])
 
     async def _handle_from_pds(self, pds: str, handle: str, did: str) -> str:
@@ -402,7 +397,7 @@ class Indexer:
                 "handle = excluded.handle, pds = excluded.pds, rev = excluded.rev",
                 did, handle, pds, repo.rev, indexed_at,
             )  # fmt: skip
-            await self._announce(tx, changed)
+            await self.announce(tx, changed)
         self.cache.invalidate(changed)
         state = self.states.setdefault(did, ActorState(None, "active"))
         state.rev = repo.rev
@@ -422,5 +417,5 @@ class Indexer:
                     state.rev = rev
             if state is not None:
                 await tx.execute("UPDATE actor SET rev = ? WHERE did = ?", state.rev, did)
-            await self._announce(tx, changed)
+            await self.announce(tx, changed)
         self.cache.invalidate(changed)

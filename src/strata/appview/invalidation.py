@@ -1,11 +1,12 @@
 """The hot-path cache kept right across worker processes (`strata appview --workers N`).
 
 One worker indexes; every worker serves reads from the shared Postgres through a cache of its
-own. The indexing worker names the keys each transaction changed (record URIs, account DIDs)
-in notifications sent within that transaction, so that Postgres delivers them when, and only
-if, it commits. Every other worker listens, and drops those keys under the cache's epoch rule.
-A notification carries at most `PAYLOAD_BYTES`; a change too large for `MAX_NOTICES` of them
-is announced as `EVERYTHING`, and each listener clears its cache.
+own, and may write a viewer's bookmarks, whose counts are cached too. Whoever writes names the
+keys its transaction changed (record URIs, account DIDs) in notifications sent within that
+transaction, so that Postgres delivers them when, and only if, it commits. Every worker
+listens, and drops the keys the others named under the cache's epoch rule (its own changes it
+dropped itself). A notification carries at most `PAYLOAD_BYTES` of keys; a change too large for
+`MAX_NOTICES` of them is announced as `EVERYTHING`, and each listener clears its cache.
 
 While a worker is not listening (before it first connects, and from the moment its listening
 connection fails until it listens again), notifications would be missed: its cache is paused,
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Iterable
 from typing import Final
 
@@ -31,7 +33,8 @@ log = logging.getLogger("strata.appview.invalidation")
 
 CHANNEL: Final = "strata_appview_cache"
 PAYLOAD_BYTES: Final = 7900
-"""Bytes of keys in one notification (Postgres refuses payloads of 8000 bytes or more)."""
+"""Bytes of keys in one notification (Postgres refuses payloads of 8000 bytes or more, and the
+sender's name comes first)."""
 MAX_NOTICES: Final = 16
 """Notifications one transaction may send; a larger change clears every cache instead."""
 EVERYTHING: Final = "*"
@@ -61,26 +64,40 @@ def notices(keys: Iterable[str]) -> list[str]:
     return payloads if len(payloads) <= MAX_NOTICES else [EVERYTHING]
 
 
-async def announce(tx: Executor, keys: Iterable[str]) -> None:
-    """Tell the other workers, once `tx` commits, that it changed `keys`."""
-    for payload in notices(keys):
-        await tx.execute("SELECT pg_notify(?, ?)", CHANNEL, payload)
+class Announcer:
+    """Tells the other workers what a transaction changed; with one worker, nobody."""
+
+    def __init__(self, shared: bool) -> None:
+        self.shared = shared
+        self.origin = secrets.token_hex(6)
+        """This process's name in its notifications, which its own follower skips."""
+
+    async def __call__(self, tx: Executor, keys: Iterable[str]) -> None:
+        """Tell the other workers, once `tx` commits, that it changed `keys`."""
+        if self.shared:
+            for payload in notices(keys):
+                await tx.execute("SELECT pg_notify(?, ?)", CHANNEL, f"{self.origin}\n{payload}")
 
 
-def apply_notice(cache: HotCache, payload: str) -> None:
-    """Drop what one notification names."""
-    if payload == EVERYTHING:
+def apply_notice(cache: HotCache, origin: str, payload: str) -> None:
+    """Drop what one notification names, unless it comes from `origin` (this process)."""
+    sender, _, keys = payload.partition("\n")
+    if sender == origin or not keys:
+        return
+    if keys == EVERYTHING:
         cache.clear()
-    elif payload:
-        cache.invalidate(payload.split("\n"))
+    else:
+        cache.invalidate(keys.split("\n"))
 
 
 class CacheFollower:
-    """Keeps a serving worker's cache in step with the indexing worker's commits."""
+    """Keeps a worker's cache in step with the other workers' commits."""
 
-    def __init__(self, db: PostgresDatabase, cache: HotCache) -> None:
+    def __init__(self, db: PostgresDatabase, cache: HotCache, origin: str) -> None:
         self.db = db
         self.cache = cache
+        self.origin = origin
+        """The name of this process's own notifications."""
         self.task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
         """Set while notifications arrive (and the cache is in use)."""
@@ -139,4 +156,4 @@ class CacheFollower:
         lost.set()
 
     def _notified(self, payload: str) -> None:
-        apply_notice(self.cache, payload)
+        apply_notice(self.cache, self.origin, payload)

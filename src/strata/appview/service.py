@@ -6,9 +6,9 @@ own, with its own connections: a batch of events is written in one transaction, 
 transaction nor the work of decoding and checking the events ever holds up a request. It tells
 the hot-path cache what each transaction changed.
 
-With several worker processes over one Postgres database (`--workers`), only the first indexes;
-it also tells the others' caches what each transaction changed (`strata.appview.invalidation`),
-and they serve reads.
+With several worker processes over one Postgres database (`--workers`), only the first indexes,
+and all serve reads; each tells the others' caches what its transactions changed
+(`strata.appview.invalidation`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import aiohttp
 from strata.appview.cache import DEFAULT_MIB, HotCache
 from strata.appview.context import AppContext
 from strata.appview.indexer import Indexer
-from strata.appview.invalidation import CacheFollower
+from strata.appview.invalidation import Announcer, CacheFollower
 from strata.appview.labels import LabelSubscriber
 from strata.appview.schema import MIGRATIONS
 from strata.database import Database, PostgresDatabase, migrate, open_database
@@ -81,10 +81,13 @@ class IndexingThread:
     """The relay subscription, the labelers' streams and the indexer, on a thread and event
     loop of their own."""
 
-    def __init__(self, config: AppViewConfig, data_dir: Path, cache: HotCache) -> None:
+    def __init__(
+        self, config: AppViewConfig, data_dir: Path, cache: HotCache, announce: Announcer
+    ) -> None:
         self.config = config
         self.data_dir = data_dir
         self.cache = cache
+        self.announce = announce
         self.indexer: Indexer | None = None
         self.subscriber: RelaySubscriber | None = None
         self.label_subscribers: list[LabelSubscriber] = []
@@ -127,10 +130,9 @@ class IndexingThread:
             resolver = IdentityResolver(
                 session, self.config.plc_urls, dev=self.config.dev, web_session=outward
             )
-            announcing = self.config.workers > 1
             self.indexer = Indexer(
                 db, resolver, outward, dev=self.config.dev, cache=self.cache,
-                announcing=announcing,
+                announce=self.announce,
             )  # fmt: skip
             if self.config.relays:
                 self.subscriber = RelaySubscriber(
@@ -142,7 +144,7 @@ class IndexingThread:
                 )
                 self.subscriber.start()
             self.label_subscribers = [
-                LabelSubscriber(labeler, db, resolver, session, self.cache, announcing)
+                LabelSubscriber(labeler, db, resolver, session, self.cache, self.announce)
                 for labeler in self.config.labelers
             ]
             for labels in self.label_subscribers:
@@ -214,6 +216,7 @@ class AppView:
             feed_fallbacks=dict(self.config.feed_fallbacks),
             serve_stale_for=self.config.serve_stale_for,
             cache=HotCache(self.config.cache_mib << 20),
+            announce=Announcer(shared=self.config.workers > 1),
             labelers=self.config.labelers,
         )
         log_event(
@@ -223,14 +226,17 @@ class AppView:
         return self.context
 
     async def start(self) -> None:
-        assert self.context is not None
-        if not self.config.indexing:
-            # Another worker indexes: this one's cache follows what it changes.
+        context = self.context
+        assert context is not None
+        if self.config.workers > 1:
+            # Each worker's cache follows what the others change.
             assert isinstance(self.db, PostgresDatabase)
-            self.follower = CacheFollower(self.db, self.context.cache)
+            self.follower = CacheFollower(self.db, context.cache, context.announce.origin)
             self.follower.start()
-        elif self.config.relays or self.config.labelers:
-            self.indexing = IndexingThread(self.config, self.data_dir, self.context.cache)
+        if self.config.indexing and (self.config.relays or self.config.labelers):
+            self.indexing = IndexingThread(
+                self.config, self.data_dir, context.cache, context.announce
+            )
             await self.indexing.start()
 
     async def stop(self) -> None:
