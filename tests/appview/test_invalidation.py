@@ -81,3 +81,30 @@ async def test_follower_drops_and_pauses(postgres_cluster: PostgresCluster) -> N
 
 async def _async(value: object) -> object:
     return value
+
+
+async def test_staleness_is_reported_to_every_worker(postgres_cluster: PostgresCluster) -> None:
+    db = await open_database(postgres_cluster.new_database(), Path("unused"))
+    assert isinstance(db, PostgresDatabase)
+    indexing, serving = Announcer(shared=True), Announcer(shared=True)
+    cache = HotCache()
+    follower = CacheFollower(db, cache, serving.origin)
+    follower.start()
+    reporting = asyncio.create_task(indexing.report(db, lambda: 42.0))
+    try:
+        await asyncio.wait_for(follower.listening.wait(), 10)
+        await eventually(
+            lambda: _async(follower.staleness()), 5.0, "the report arrives",
+            lambda seconds: 42.0 <= seconds < 43.0,
+        )  # fmt: skip
+        assert not cache.paused  # a report is no drop
+        # The indexing worker falls silent: the silence counts.
+        reporting.cancel()
+        await eventually(
+            lambda: _async(follower.staleness()), 5.0, "the silence counts",
+            lambda seconds: seconds > 43.5,
+        )  # fmt: skip
+    finally:
+        reporting.cancel()
+        await follower.stop()
+        await db.close()

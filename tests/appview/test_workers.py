@@ -142,6 +142,12 @@ async def test_two_workers_serve_one_index(
                     session, f"{url}/xrpc/app.bsky.actor.getProfile", actor=alice.did
                 )
                 assert profile["displayName"] == "Alice"
+            for session in (first, second):
+                # The serving worker hears that the index is fresh from the indexing one.
+                getposts = f"{url}/xrpc/app.bsky.feed.getPosts"
+                async with session.get(getposts, params={"uris": post["uri"]}) as resp:
+                    assert resp.status == 200
+                    assert "strata-stale-seconds" not in resp.headers
             hits = 'strata_appview_cache_lookups_total{kind="post",outcome="hit"}'
             assert await metric(first, url, hits) >= 2  # one hit in each worker at least
 

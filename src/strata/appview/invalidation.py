@@ -11,6 +11,10 @@ dropped itself). A notification carries at most `PAYLOAD_BYTES` of keys; a chang
 While a worker is not listening (before it first connects, and from the moment its listening
 connection fails until it listens again), notifications would be missed: its cache is paused,
 so that it serves no stale answer, only slower ones.
+
+The indexing worker also says every `STATUS_INTERVAL` how long the index has gone without a
+relay, so that every worker marks its answers stale as the indexing one would; a worker that
+hears nothing counts the silence as staleness too.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Final
 
 import asyncpg
 
 from strata.appview.cache import HotCache
-from strata.database import Executor, Listener, PostgresDatabase
+from strata.database import Database, Executor, Listener, PostgresDatabase
 from strata.net.logs import log_event
 from strata.resilience.backoff import Backoff
 
@@ -39,6 +44,10 @@ MAX_NOTICES: Final = 16
 """Notifications one transaction may send; a larger change clears every cache instead."""
 EVERYTHING: Final = "*"
 """The payload that drops every entry (no key is a lone star)."""
+STATUS: Final = "@"
+"""The first character of a staleness report (no key starts with it)."""
+STATUS_INTERVAL: Final = 1.0
+"""Seconds between the indexing worker's staleness reports."""
 CHECK_INTERVAL: Final = 5.0
 """Seconds between checks that the listening connection still answers."""
 CHECK_TIMEOUT: Final = 5.0
@@ -78,11 +87,22 @@ class Announcer:
             for payload in notices(keys):
                 await tx.execute("SELECT pg_notify(?, ?)", CHANNEL, f"{self.origin}\n{payload}")
 
+    async def report(self, db: Database, staleness: Callable[[], float]) -> None:
+        """Say how stale the index is (`staleness()` seconds) every `STATUS_INTERVAL`, until
+        cancelled."""
+        while True:
+            try:
+                payload = f"{self.origin}\n{STATUS}{staleness():.3f}"
+                await db.execute("SELECT pg_notify(?, ?)", CHANNEL, payload)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log_event(log, "staleness report failed", logging.WARNING, error=str(exc))
+            await asyncio.sleep(STATUS_INTERVAL)
+
 
 def apply_notice(cache: HotCache, origin: str, payload: str) -> None:
     """Drop what one notification names, unless it comes from `origin` (this process)."""
     sender, _, keys = payload.partition("\n")
-    if sender == origin or not keys:
+    if sender == origin or not keys or keys.startswith(STATUS):
         return
     if keys == EVERYTHING:
         cache.clear()
@@ -101,6 +121,8 @@ class CacheFollower:
         self.task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
         """Set while notifications arrive (and the cache is in use)."""
+        self._reported = (0.0, time.monotonic())
+        """The indexing worker's last staleness report, and when it arrived."""
 
     def start(self) -> None:
         self.cache.pause()
@@ -155,5 +177,15 @@ class CacheFollower:
         self.cache.pause()
         lost.set()
 
+    def staleness(self) -> float:
+        """Seconds the index may have gone without a relay: as last reported, and since."""
+        reported, at = self._reported
+        return reported + max(0.0, time.monotonic() - at - STATUS_INTERVAL)
+
     def _notified(self, payload: str) -> None:
+        _, _, body = payload.partition("\n")
+        if body.startswith(STATUS):
+            with contextlib.suppress(ValueError):
+                self._reported = (float(body[1:]), time.monotonic())
+            return
         apply_notice(self.cache, self.origin, payload)

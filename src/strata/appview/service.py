@@ -93,6 +93,7 @@ class IndexingThread:
         self.label_subscribers: list[LabelSubscriber] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
+        self._reporting: asyncio.Task[None] | None = None
         self._started = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="appview-indexer", daemon=True)
@@ -143,6 +144,10 @@ class IndexingThread:
                     self.indexer.handle_batch,
                 )
                 self.subscriber.start()
+                if self.announce.shared:
+                    self._reporting = asyncio.create_task(
+                        self.announce.report(db, self.subscriber.staleness)
+                    )
             self.label_subscribers = [
                 LabelSubscriber(labeler, db, resolver, session, self.cache, self.announce)
                 for labeler in self.config.labelers
@@ -156,6 +161,8 @@ class IndexingThread:
             if self._error is None:
                 await self._stopping.wait()
         finally:
+            if self._reporting is not None:
+                self._reporting.cancel()
             if self.subscriber is not None:
                 await self.subscriber.stop()
             for labels in self.label_subscribers:
@@ -252,8 +259,13 @@ class AppView:
             await self.db.close()
 
     def index_staleness(self) -> float:
-        """Seconds the index has gone without any relay (0 while one is connected)."""
-        return self.subscriber.staleness() if self.subscriber is not None else 0.0
+        """Seconds the index has gone without any relay (0 while one is connected), as the
+        indexing worker tells when another worker indexes."""
+        if self.subscriber is not None:
+            return self.subscriber.staleness()
+        if self.follower is not None and not self.config.indexing and self.config.relays:
+            return self.follower.staleness()
+        return 0.0
 
     def did_document(self) -> dict[str, Any]:
         """The did:web document: where clients and PDSes reach this AppView, also as the
