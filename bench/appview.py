@@ -29,6 +29,10 @@ baseline / strata for latencies and strata / baseline for rates (above 1: strata
       (2,000): the events indexed per second over each run and the backlog at its end are
       reported. Answers other than 200 (503 when the AppView sheds load) are counted apart
       and included in the latencies.
+   c) On Postgres, getTimeline at 50 clients again with `strata appview --workers 1` and with
+      `--workers 2`, each on its own copy of the index as migrated (one untimed request per
+      viewer first), with the firehose paused: what a second worker adds to reads. On a
+      2-core machine the workers compete for the same two cores with the clients and Postgres.
    Client, relay, directory, AppView and Postgres share the machine's cores.
 
 Run from the repository root: `python bench/appview.py [--baseline REV] [--backend
@@ -45,6 +49,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import shutil
 import string
@@ -113,6 +118,8 @@ PROLIFIC = 200
 """getAuthorFeed asks for the feeds of the accounts with the most posts."""
 SYNTHETIC_ACCOUNTS = 400
 SYNTHETIC_COMMITS = 50
+WORKER_COUNTS = (1, 2)
+"""`--workers` of the AppViews whose getTimeline is compared on Postgres."""
 """The firehose's new accounts per round, and the commits each writes in it."""
 TARGET_P99_MS = 100.0
 TARGET_EVENTS = 2_000.0
@@ -664,6 +671,8 @@ async def drive(
     """`total` requests from `concurrency` closed-loop clients, or as many as are sent in
     `max_seconds`; latency from sending the request to having read the whole answer."""
     latencies: list[float] = []
+    answered: list[float] = []
+    """Latencies of the answers with 200 (a 503 from admission control comes back fast)."""
     statuses: Counter[int] = Counter()
     failures: list[str] = []
     sizes: list[int] = []
@@ -685,6 +694,8 @@ async def drive(
                 body = await resp.read()
                 status = resp.status
             latencies.append(time.perf_counter() - start)
+            if status == 200:
+                answered.append(latencies[-1])
             statuses[status] += 1
             if status != 200 and len(failures) < 3:
                 failures.append(f"{status} {body[:160]!r}")
@@ -701,6 +712,7 @@ async def drive(
     await asyncio.gather(*(client() for _ in range(concurrency)))
     wall = time.perf_counter() - began
     ordered = sorted(latencies)
+    ok = sorted(answered)
     return {
         "requests": len(latencies),
         "ok": statuses[200],
@@ -708,6 +720,8 @@ async def drive(
         "failures": failures,
         "p50_ms": percentile(ordered, 0.50) * 1000 if ordered else None,
         "p99_ms": percentile(ordered, 0.99) * 1000 if ordered else None,
+        "ok_p50_ms": percentile(ok, 0.50) * 1000 if ok else None,
+        "ok_p99_ms": percentile(ok, 0.99) * 1000 if ok else None,
         "per_s": len(latencies) / wall if wall else 0.0,
         "seconds": wall,
         "mean_items": sum(sizes) / len(sizes) if sizes else None,
@@ -797,6 +811,30 @@ async def measure(
     return results
 
 
+async def measure_workers(
+    shared: Shared, data_dir: Path, database_url: str, workers: int
+) -> dict[str, Any]:
+    """getTimeline at `CONCURRENCY` clients from `strata appview --workers N` (one untimed
+    request per viewer first), the firehose paused."""
+    relay = Relay(shared.frames)
+    port = free_port()
+    args = ["--dev", "--plc-url", shared.plc_url, "--relay", f"http://127.0.0.1:{port}"]
+    args += ["--database-url", database_url, "--workers", str(workers)]
+    timeline = endpoints(shared.network)[0]
+    async with (
+        listening(relay.app(), "127.0.0.1", port),
+        strata_service("appview", data_dir, *args) as (url, _proc),
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.get(f"{url}/.well-known/did.json") as resp:
+            audience = (await resp.json())["id"]
+        await drive(http, url, audience, timeline, shared.viewers, VIEWERS, 10, 30.0)
+        return await drive(
+            http, url, audience, timeline, shared.viewers, shared.requests, CONCURRENCY,
+            shared.max_seconds,
+        )  # fmt: skip
+
+
 @contextlib.asynccontextmanager
 async def opened(database_url: str | None, path: Path) -> AsyncIterator[Database]:
     db = await open_database(database_url, path)
@@ -836,8 +874,18 @@ async def run_backend(
     results["load"]["migration"] = time.perf_counter() - started
     if database_url is None:
         results["database_mib"] = sqlite_path.stat().st_size / (1 << 20)
+    # Each worker count reads its own copy of the index as migrated, as the first run did.
+    copies = {}
+    if database_url is not None:
+        copies = {n: cluster.new_database(template=database_url) for n in WORKER_COUNTS}
     note("  strata appview:")
     results["strata"] = await measure(shared, ours_dir, database_url, None)
+    if copies:
+        results["workers"] = {}
+        for n, url in copies.items():
+            note(f"  strata appview --workers {n}: getTimeline ...")
+            workers_dir = shared.work / f"{backend}-workers-{n}"
+            results["workers"][str(n)] = await measure_workers(shared, workers_dir, url, n)
     if baseline is not None:
         note("  baseline appview:")
         results["baseline"] = await measure(shared, base_dir, base_url, baseline)
@@ -957,6 +1005,31 @@ def build_rows(results: dict[str, Any]) -> list[TableRow]:
         ))  # fmt: skip
         for endpoint in ("getTimeline", "getPostThread", "getAuthorFeed", "searchPosts"):
             rows += read_rows(f"{name}: {endpoint}", ours[endpoint], (theirs or {}).get(endpoint))
+        rows += worker_rows(name, results[backend].get("workers", {}))
+    return rows
+
+
+def worker_rows(name: str, runs: dict[str, Any]) -> list[TableRow]:
+    """getTimeline at `CONCURRENCY` clients by `--workers`, each beside one worker's."""
+    rows: list[TableRow] = []
+    single = runs.get("1")
+    for workers, run in runs.items():
+        for q in ("p50", "p99"):
+            key = f"{q}_ms"
+            versus = ""
+            if single is not None and workers != "1" and run[key] and single[key]:
+                versus = f"1 worker / {workers} workers: {single[key] / run[key]:.2f}"
+            rows.append((
+                f"{name}: getTimeline {q}, {CONCURRENCY} clients, --workers {workers}, "
+                "firehose paused",
+                ms(run[key]), "n/a", "", versus,
+            ))  # fmt: skip
+        rows.append((
+            "   answered 200 / sent; requests/s; p50, p99 of the 200s",
+            f"{run['ok']:,}/{run['requests']:,}; {run['per_s']:,.0f}/s; "
+            f"{ms(run['ok_p50_ms'])}, {ms(run['ok_p99_ms'])}",
+            "n/a", "", "",
+        ))  # fmt: skip
     return rows
 
 
@@ -969,6 +1042,9 @@ def print_table(rows: list[TableRow], baseline: str | None) -> None:
         print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     print("(ratio: baseline / strata for latencies, strata / baseline for rates; above 1: strata")
     print(" is better)")
+    if any("--workers" in row[0] for row in rows):
+        print(f"(--workers: on this machine's {os.cpu_count()} cores, shared by the workers, the")
+        print(" clients, the relay and Postgres)")
 
 
 def print_notes(results: dict[str, Any], network: Network, shared: Shared) -> None:

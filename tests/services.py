@@ -300,3 +300,19 @@ async def start_strata(
                 await asyncio.sleep(0.1)
     proc.kill()
     raise AssertionError(f"strata {command} did not start")
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The processes `parent` started (the workers of a `--workers N` service)."""
+    with open(f"/proc/{parent}/task/{parent}/children") as children:
+        return [int(pid) for pid in children.read().split()]
+
+
+async def metric(http: aiohttp.ClientSession, url: str, series: str) -> float:
+    """The value of one series (name and labels) of `url`'s /metrics (0 when absent)."""
+    async with http.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+    return next(
+        (float(line.split()[-1]) for line in text.splitlines() if line.startswith(series + " ")),
+        0.0,
+    )

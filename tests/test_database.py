@@ -216,17 +216,24 @@ async def test_notifications_arrive_once_committed(postgres_cluster: PostgresClu
     db = await open_database(postgres_cluster.new_database(), Path("unused"))
     assert isinstance(db, PostgresDatabase)
     heard = asyncio.Event()
-    listener = await db.listen("things", heard.set)
+    payloads: list[str] = []
+
+    def notified(payload: str) -> None:
+        payloads.append(payload)
+        heard.set()
+
+    listener = await db.listen("things", notified)
     try:
         with pytest.raises(RuntimeError):
             async with db.transaction() as tx:
-                await tx.execute("SELECT pg_notify('things', '')")
+                await tx.execute("SELECT pg_notify('things', 'rolled back')")
                 raise RuntimeError
         await asyncio.sleep(0.3)
         assert not heard.is_set()
         async with db.transaction() as tx:
-            await tx.execute("SELECT pg_notify('things', '')")
+            await tx.execute("SELECT pg_notify(?, ?)", "things", "committed")
         await asyncio.wait_for(heard.wait(), 5)
+        assert payloads == ["committed"]
     finally:
         await listener.close()
         await db.close()

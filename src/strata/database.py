@@ -330,6 +330,14 @@ class Listener(Protocol):
 
     def is_closed(self) -> bool: ...
 
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
+        """Run a statement on the listening connection (to check that it still answers)."""
+        ...
+
+    def add_termination_listener(self, callback: Callable[[Any], None]) -> None:
+        """Call `callback(connection)` as soon as the connection closes or is lost."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -352,14 +360,14 @@ class PostgresDatabase(_PostgresExecutor):
         )
         return cls(pool, url)
 
-    async def listen(self, channel: str, notified: Callable[[], None]) -> Listener:
-        """Call `notified` on this loop whenever a transaction that ran `NOTIFY channel` (or
-        `pg_notify`) commits, in any process; on a connection of its own, outside the pool,
-        because a listening connection stays open between notifications."""
+    async def listen(self, channel: str, notified: Callable[[str], None]) -> Listener:
+        """Call `notified(payload)` on this loop whenever a transaction that ran
+        `NOTIFY channel` (or `pg_notify`) commits, in any process; on a connection of its own,
+        outside the pool, because a listening connection stays open between notifications."""
         import asyncpg
 
         conn = await asyncpg.connect(self.url)
-        await conn.add_listener(channel, lambda *_: notified())
+        await conn.add_listener(channel, lambda _conn, _pid, _channel, payload: notified(payload))
         listener: Listener = conn
         return listener
 

@@ -16,9 +16,11 @@ import multiprocessing.connection
 import multiprocessing.process
 import multiprocessing.synchronize
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,7 +34,8 @@ from aiohttp import web
 from strata.database import WrongDatabase
 from strata.net.firehose import WINDOW_BYTES
 from strata.net.logs import configure_logging, log_event
-from strata.net.server import ADMISSION_KEY, DEFAULT_MAX_IN_FLIGHT
+from strata.net.server import ADMISSION_KEY, DEFAULT_MAX_IN_FLIGHT, WORKER_KEY
+from strata.net.worker_metrics import share_metrics, worker_exited
 
 log = logging.getLogger("strata.serve")
 
@@ -271,6 +274,8 @@ async def _serve(
         built = app()
         application = await built if inspect.isawaitable(built) else built
         application[ADMISSION_KEY].policy.capacity = options.max_in_flight
+        if worker is not None:
+            application[WORKER_KEY] = worker
         async with listening(
             application, options.host, options.port, reuse_port=worker is not None
         ) as port:
@@ -327,7 +332,9 @@ def run_workers(
     """Serve the service in `workers` processes on one port until SIGINT or SIGTERM. Each
     builds its own app with `app(number)`, numbered from 0: whatever must run once per service
     (following a firehose, mirroring) runs where the number is 0. A worker that exits after it
-    started listening is restarted; one that fails before stops them all."""
+    started listening is restarted; one that fails before stops them all. `/metrics` reports
+    the whole service whichever worker answers, through a directory of shared samples made
+    for this run and removed with it."""
     if workers == 1:
         run_service(name, options, app(0))
         return
@@ -344,7 +351,13 @@ def run_workers(
                 f"{name} cannot listen on {options.host}:{options.port}: {exc.strerror}. "
                 "Choose another port with --port or STRATA_PORT."
             ) from exc
-        code = _supervise(name, replace(options, port=reserved.getsockname()[1]), app, workers)
+        metrics = Path(tempfile.mkdtemp(prefix=f"strata-{name}-metrics-"))
+        try:
+            code = _supervise(
+                name, replace(options, port=reserved.getsockname()[1]), app, workers, metrics
+            )
+        finally:
+            shutil.rmtree(metrics, ignore_errors=True)
     if code:
         raise click.ClickException(f"{name}: a worker failed to start (exit status {code})")
 
@@ -356,7 +369,11 @@ class _Worker:
 
 
 def _supervise(
-    name: str, options: ServiceOptions, app: Callable[[int], AppFactory], workers: int
+    name: str,
+    options: ServiceOptions,
+    app: Callable[[int], AppFactory],
+    workers: int,
+    metrics: Path,
 ) -> int:
     """Run the workers until SIGINT or SIGTERM; returns 0, or the exit status of a worker that
     failed to start."""
@@ -372,7 +389,9 @@ def _supervise(
     def start(number: int) -> _Worker:
         listening = context.Event()
         process = context.Process(
-            target=_worker, args=(name, options, app, number, listening), name=f"{name}-{number}"
+            target=_worker,
+            args=(name, options, app, number, listening, metrics),
+            name=f"{name}-{number}",
         )
         process.start()
         return _Worker(process, listening)
@@ -387,6 +406,8 @@ def _supervise(
                 if stopping.is_set() or worker.process.is_alive():
                     continue
                 code = worker.process.exitcode or 0
+                if worker.process.pid is not None:
+                    worker_exited(metrics, worker.process.pid)
                 if not worker.listening.is_set():
                     # A bad option, database or port, which starting again would not mend.
                     return code or 1
@@ -416,9 +437,11 @@ def _worker(
     app: Callable[[int], AppFactory],
     number: int,
     listening: multiprocessing.synchronize.Event,
+    metrics: Path,
 ) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
+    share_metrics(metrics)
     try:
         asyncio.run(_serve(name, options, app(number), worker=number, on_listening=listening.set))
     except click.ClickException as exc:

@@ -58,3 +58,24 @@ def test_bounded_by_size_least_recently_used_first() -> None:
     assert set(cache.get_many("post", ["p0", "p1", "p2", "p3"])) == {"p0", "p2", "p3"}
     assert cache.size <= cache.max_bytes
     assert HotCache(max_bytes=0).get_many("post", ["p0"]) == {}
+
+
+def test_cleared_and_paused() -> None:
+    cache = HotCache()
+    before = cache.epoch
+    cache.put_many("post", {"at://a/p/1": "old"}, before)
+    cache.clear()  # a change too large to name key by key
+    assert cache.get_many("post", ["at://a/p/1"]) == {}
+    assert cache.size == 0
+    cache.put_many("post", {"at://a/p/2": "read before the clear"}, before)
+    assert cache.get_many("post", ["at://a/p/2"]) == {}
+
+    cache.pause()  # drops may be missed from here
+    paused = cache.epoch
+    cache.put_many("post", {"at://a/p/3": "maybe stale"}, paused)
+    assert cache.get_many("post", ["at://a/p/3"]) == {}
+    cache.resume()  # drops arrive again; what was read while paused is refused
+    cache.put_many("post", {"at://a/p/3": "maybe stale"}, paused)
+    assert cache.get_many("post", ["at://a/p/3"]) == {}
+    cache.put_many("post", {"at://a/p/3": "fresh"}, cache.epoch)
+    assert cache.get_many("post", ["at://a/p/3"]) == {"at://a/p/3": "fresh"}

@@ -10,6 +10,10 @@ The indexer names the keys its transaction changed (record URIs, account DIDs) o
 transaction has committed, and the cache drops them. A reader that loaded an entry from the
 index while the indexer was changing it could put an old value back after the drop: each
 reader takes `epoch` before reading, and `put_many` refuses the entries dropped since.
+
+In a worker that serves the index another worker keeps (`--workers`), the drops arrive as
+notifications (`strata.appview.invalidation`); while they cannot arrive, the cache is paused:
+empty, and keeping nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ from prometheus_client import Counter, Gauge
 LOOKUPS = Counter(
     "strata_appview_cache_lookups_total", "Hot-path cache lookups", ["kind", "outcome"]
 )
-SIZE = Gauge("strata_appview_cache_bytes", "Estimated size of the hot-path cache")
+SIZE = Gauge(
+    "strata_appview_cache_bytes", "Estimated size of the hot-path cache (of every worker)",
+    multiprocess_mode="livesum",
+)  # fmt: skip
 
 DEFAULT_MIB: Final = 128
 DROPS_KEPT: Final = 65_536
@@ -51,6 +58,8 @@ class HotCache:
         """The epoch of each key's last drop, for the latest `DROPS_KEPT` keys dropped."""
         self._horizon = 0
         """Drops up to this epoch are no longer remembered by key."""
+        self._paused = False
+        """Keeps nothing while set: the drops of changes might not arrive."""
         self._lock = threading.Lock()
         self._hits = {kind: LOOKUPS.labels(kind, "hit") for kind in KINDS}
         self._misses = {kind: LOOKUPS.labels(kind, "miss") for kind in KINDS}
@@ -81,7 +90,7 @@ class HotCache:
         self._misses[kind].inc(len(values))
         entries = self._by_kind[kind]
         with self._lock:
-            if epoch < self._horizon:
+            if epoch < self._horizon or self._paused:
                 return  # too old to tell which of these the indexer changed since
             for key, value in values.items():
                 if self._dropped.get(key, 0) > epoch:
@@ -109,6 +118,41 @@ class HotCache:
             while len(self._dropped) > DROPS_KEPT:
                 _, self._horizon = self._dropped.popitem(last=False)
         SIZE.set(self.size)
+
+    def clear(self) -> None:
+        """Drop every entry (for a change too large to name key by key); readers that started
+        before may put nothing."""
+        with self._lock:
+            self._clear()
+        SIZE.set(self.size)
+
+    def pause(self) -> None:
+        """Drop every entry and keep none until `resume`: drops may be missed meanwhile."""
+        with self._lock:
+            self._paused = True
+            self._clear()
+        SIZE.set(self.size)
+
+    def resume(self) -> None:
+        """Keep entries again, once drops arrive again; what readers read while paused
+        (perhaps changed since, unannounced) is refused."""
+        with self._lock:
+            self._paused = False
+            self._clear()
+        SIZE.set(self.size)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def _clear(self) -> None:
+        self.epoch += 1
+        self._horizon = self.epoch
+        self._dropped.clear()
+        self._entries.clear()
+        for entries in self._by_kind.values():
+            entries.clear()
+        self.size = 0
 
     def _forget(self, kind: str, key: str) -> None:
         old = self._entries.pop((kind, key), None)

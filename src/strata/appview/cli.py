@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -15,11 +16,14 @@ from strata.serve import (
     PLC_URLS,
     RELAYS,
     SERVE_STALE_FOR,
+    WORKERS,
+    AppFactory,
+    check_workers,
     http_urls,
     options_from,
     public_url,
     relay_urls,
-    run_service,
+    run_workers,
     service_options,
 )
 
@@ -50,6 +54,7 @@ def _fallbacks(
 @PLC_URLS
 @RELAYS
 @DATABASE_URL
+@WORKERS
 @click.option(
     "--feed-fallback",
     "feed_fallbacks",
@@ -89,6 +94,7 @@ def appview_command(
     plc_urls: tuple[str, ...],
     relays: tuple[str, ...],
     database_url: str | None,
+    workers: int,
     feed_fallbacks: tuple[tuple[str, str], ...],
     serve_stale_for: float,
     database_pool_size: int | None,
@@ -98,6 +104,7 @@ def appview_command(
 ) -> None:
     """Run an AppView: index the network from relays and serve the app.bsky API."""
     options = options_from(kwargs)
+    check_workers(workers, database_url)
     config = AppViewConfig(
         plc_urls=http_urls("--plc-url", plc_urls),
         relays=relay_urls(relays),
@@ -109,7 +116,13 @@ def appview_command(
         database_pool_size=database_pool_size,
         cache_mib=cache_mib,
         labelers=labelers,
+        workers=workers,
     )
-    appview = AppView(config, options.data_dir)
     click.echo(f"AppView DID: {config.did} (give PDSes --appview {config.public_url}#{config.did})")
-    run_service("appview", options, lambda: create_appview_app(appview))
+
+    def factory(worker: int) -> AppFactory:
+        # The first worker indexes; the others serve what it indexes.
+        appview = AppView(replace(config, indexing=worker == 0), options.data_dir)
+        return lambda: create_appview_app(appview)
+
+    run_workers("appview", options, factory, workers)

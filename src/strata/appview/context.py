@@ -11,6 +11,7 @@ from aiohttp import web
 
 from strata.appview.cache import HotCache
 from strata.appview.feedgen_client import Feedgens
+from strata.appview.invalidation import Announcer
 from strata.appview.labels import parse_accepted
 from strata.appview.views import Views
 from strata.core.errors import InvalidSyntax
@@ -45,6 +46,8 @@ class AppContext:
     """How old a remembered skeleton may be when it is served for a failing generator."""
     cache: HotCache = field(default_factory=HotCache)
     """Views' parts that every timeline repeats; the indexer drops what it changes."""
+    announce: Announcer = field(default_factory=lambda: Announcer(shared=False))
+    """Tells the other workers' caches what a transaction changed."""
     labelers: tuple[str, ...] = ()
     """The labelers whose labels views carry when a request names none."""
     feedgens: Feedgens = field(init=False)

@@ -19,6 +19,7 @@ import aiohttp
 from prometheus_client import Counter
 
 from strata.appview.cache import HotCache
+from strata.appview.invalidation import Announcer
 from strata.appview.records import INDEXED, delete_record, index_record
 from strata.core import cbor
 from strata.core.car import CarReader
@@ -67,10 +68,13 @@ class Indexer:
         catalog: Catalog | None = None,
         dev: bool = False,
         cache: HotCache | None = None,
+        announce: Announcer | None = None,
     ) -> None:
         self.db = db
         self.cache = cache or HotCache()
         """Told, after each transaction, which views the transaction changed."""
+        self.announce = announce or Announcer(shared=False)
+        """Tells other processes serving this index what each transaction changed."""
         self.resolver = resolver
         self.session = session
         self.catalog = catalog or Catalog.bundled()
@@ -122,6 +126,7 @@ class Indexer:
                     "ON CONFLICT (relay) DO UPDATE SET seq = excluded.seq",
                     relay, batch[-1][0],
                 )  # fmt: skip
+                await self.announce(tx, changed)
         except BaseException:
             # The cached states may hold changes that were rolled back.
             self.states.clear()
@@ -318,6 +323,7 @@ class Indexer:
             return
         async with self.db.transaction() as tx:
             await tx.execute("UPDATE actor SET handle = ?, pds = ? WHERE did = ?", handle, pds, did)
+            await self.announce(tx, [did])
         self.cache.invalidate([did])
 
     async def _handle_from_pds(self, pds: str, handle: str, did: str) -> str:
@@ -391,6 +397,7 @@ class Indexer:
                 "handle = excluded.handle, pds = excluded.pds, rev = excluded.rev",
                 did, handle, pds, repo.rev, indexed_at,
             )  # fmt: skip
+            await self.announce(tx, changed)
         self.cache.invalidate(changed)
         state = self.states.setdefault(did, ActorState(None, "active"))
         state.rev = repo.rev
@@ -410,4 +417,5 @@ class Indexer:
                     state.rev = rev
             if state is not None:
                 await tx.execute("UPDATE actor SET rev = ? WHERE did = ?", state.rev, did)
+            await self.announce(tx, changed)
         self.cache.invalidate(changed)

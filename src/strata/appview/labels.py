@@ -18,6 +18,7 @@ import aiohttp
 from prometheus_client import Counter
 
 from strata.appview.cache import HotCache
+from strata.appview.invalidation import Announcer
 from strata.core.crypto import PublicKey
 from strata.core.errors import CoreError
 from strata.core.frames import decode_frame
@@ -95,12 +96,15 @@ class LabelSubscriber:
         resolver: IdentityResolver,
         session: aiohttp.ClientSession,
         cache: HotCache,
+        announce: Announcer | None = None,
     ) -> None:
         self.labeler = labeler
         self.db = db
         self.resolver = resolver
         self.session = session
         self.cache = cache
+        self.announce = announce or Announcer(shared=False)
+        """Tells other processes' caches what each transaction changed."""
         self.connected = False
         self.task: asyncio.Task[None] | None = None
 
@@ -201,6 +205,7 @@ class LabelSubscriber:
                 "ON CONFLICT (src) DO UPDATE SET seq = excluded.seq",
                 self.labeler, seq,
             )  # fmt: skip
+            await self.announce(tx, {label["uri"] for label in kept})
         if kept:
             self.cache.invalidate({label["uri"] for label in kept})
             LABELS.labels(self.labeler).inc(len(kept))

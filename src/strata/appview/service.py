@@ -5,6 +5,10 @@ threads on SQLite, connections on Postgres). The indexer runs on a thread and ev
 own, with its own connections: a batch of events is written in one transaction, and neither the
 transaction nor the work of decoding and checking the events ever holds up a request. It tells
 the hot-path cache what each transaction changed.
+
+With several worker processes over one Postgres database (`--workers`), only the first indexes,
+and all serve reads; each tells the others' caches what its transactions changed
+(`strata.appview.invalidation`).
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ import aiohttp
 from strata.appview.cache import DEFAULT_MIB, HotCache
 from strata.appview.context import AppContext
 from strata.appview.indexer import Indexer
+from strata.appview.invalidation import Announcer, CacheFollower
 from strata.appview.labels import LabelSubscriber
 from strata.appview.schema import MIGRATIONS
-from strata.database import Database, migrate, open_database
+from strata.database import Database, PostgresDatabase, migrate, open_database
 from strata.identity import IdentityResolver
 from strata.identity.service_did import service_did, service_document
 from strata.net.logs import log_event
@@ -56,6 +61,10 @@ class AppViewConfig:
     """The hot-path cache's bound."""
     labelers: tuple[str, ...] = ()
     """Labelers (DIDs) whose labels are read and carried by default."""
+    workers: int = 1
+    """Processes serving this index (more than one only on Postgres)."""
+    indexing: bool = True
+    """Whether this process follows the relays and labelers (one of the workers does)."""
 
     @property
     def did(self) -> str:
@@ -72,15 +81,19 @@ class IndexingThread:
     """The relay subscription, the labelers' streams and the indexer, on a thread and event
     loop of their own."""
 
-    def __init__(self, config: AppViewConfig, data_dir: Path, cache: HotCache) -> None:
+    def __init__(
+        self, config: AppViewConfig, data_dir: Path, cache: HotCache, announce: Announcer
+    ) -> None:
         self.config = config
         self.data_dir = data_dir
         self.cache = cache
+        self.announce = announce
         self.indexer: Indexer | None = None
         self.subscriber: RelaySubscriber | None = None
         self.label_subscribers: list[LabelSubscriber] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
+        self._reporting: asyncio.Task[None] | None = None
         self._started = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="appview-indexer", daemon=True)
@@ -118,7 +131,10 @@ class IndexingThread:
             resolver = IdentityResolver(
                 session, self.config.plc_urls, dev=self.config.dev, web_session=outward
             )
-            self.indexer = Indexer(db, resolver, outward, dev=self.config.dev, cache=self.cache)
+            self.indexer = Indexer(
+                db, resolver, outward, dev=self.config.dev, cache=self.cache,
+                announce=self.announce,
+            )  # fmt: skip
             if self.config.relays:
                 self.subscriber = RelaySubscriber(
                     "appview",
@@ -128,8 +144,12 @@ class IndexingThread:
                     self.indexer.handle_batch,
                 )
                 self.subscriber.start()
+                if self.announce.shared:
+                    self._reporting = asyncio.create_task(
+                        self.announce.report(db, self.subscriber.staleness)
+                    )
             self.label_subscribers = [
-                LabelSubscriber(labeler, db, resolver, session, self.cache)
+                LabelSubscriber(labeler, db, resolver, session, self.cache, self.announce)
                 for labeler in self.config.labelers
             ]
             for labels in self.label_subscribers:
@@ -141,6 +161,8 @@ class IndexingThread:
             if self._error is None:
                 await self._stopping.wait()
         finally:
+            if self._reporting is not None:
+                self._reporting.cancel()
             if self.subscriber is not None:
                 await self.subscriber.stop()
             for labels in self.label_subscribers:
@@ -165,6 +187,7 @@ class AppView:
         self.db: Database | None = None
         self.context: AppContext | None = None
         self.indexing: IndexingThread | None = None
+        self.follower: CacheFollower | None = None
         self.session: aiohttp.ClientSession | None = None
         self.outward: aiohttp.ClientSession | None = None
 
@@ -200,6 +223,7 @@ class AppView:
             feed_fallbacks=dict(self.config.feed_fallbacks),
             serve_stale_for=self.config.serve_stale_for,
             cache=HotCache(self.config.cache_mib << 20),
+            announce=Announcer(shared=self.config.workers > 1),
             labelers=self.config.labelers,
         )
         log_event(
@@ -209,12 +233,22 @@ class AppView:
         return self.context
 
     async def start(self) -> None:
-        assert self.context is not None
-        if self.config.relays or self.config.labelers:
-            self.indexing = IndexingThread(self.config, self.data_dir, self.context.cache)
+        context = self.context
+        assert context is not None
+        if self.config.workers > 1:
+            # Each worker's cache follows what the others change.
+            assert isinstance(self.db, PostgresDatabase)
+            self.follower = CacheFollower(self.db, context.cache, context.announce.origin)
+            self.follower.start()
+        if self.config.indexing and (self.config.relays or self.config.labelers):
+            self.indexing = IndexingThread(
+                self.config, self.data_dir, context.cache, context.announce
+            )
             await self.indexing.start()
 
     async def stop(self) -> None:
+        if self.follower is not None:
+            await self.follower.stop()
         if self.indexing is not None:
             await self.indexing.stop()
         if self.outward is not None:
@@ -225,8 +259,13 @@ class AppView:
             await self.db.close()
 
     def index_staleness(self) -> float:
-        """Seconds the index has gone without any relay (0 while one is connected)."""
-        return self.subscriber.staleness() if self.subscriber is not None else 0.0
+        """Seconds the index has gone without any relay (0 while one is connected), as the
+        indexing worker tells when another worker indexes."""
+        if self.subscriber is not None:
+            return self.subscriber.staleness()
+        if self.follower is not None and not self.config.indexing and self.config.relays:
+            return self.follower.staleness()
+        return 0.0
 
     def did_document(self) -> dict[str, Any]:
         """The did:web document: where clients and PDSes reach this AppView, also as the

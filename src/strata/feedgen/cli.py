@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -19,10 +20,13 @@ from strata.serve import (
     DATABASE_URL,
     PLC_URLS,
     RELAYS,
+    WORKERS,
+    AppFactory,
+    check_workers,
     http_urls,
     options_from,
     relay_urls,
-    run_service,
+    run_workers,
     service_options,
 )
 from strata.tools.account_cli import PDS_OPTION, call
@@ -47,6 +51,7 @@ def _did(option: str, value: str) -> str:
     "[default with --dev: http://localhost:<port>]",
 )
 @DATABASE_URL
+@WORKERS
 @click.option(
     "--publisher",
     envvar="STRATA_PUBLISHER",
@@ -77,6 +82,7 @@ def feedgen_command(
     relays: tuple[str, ...],
     public_url: str | None,
     database_url: str | None,
+    workers: int,
     publisher: str | None,
     languages: tuple[str, ...],
     algorithm_specs: tuple[str, ...],
@@ -89,6 +95,7 @@ def feedgen_command(
     options = options_from(kwargs)
     if not relays:
         raise click.UsageError("give at least one --relay to read the firehose from")
+    check_workers(workers, database_url)
     if public_url is None:
         if not options.dev:
             raise click.UsageError("--public-url is required (outside --dev)")
@@ -117,10 +124,17 @@ def feedgen_command(
         dev=options.dev,
     )
     try:
-        feedgen = Feedgen(config, options.data_dir, algorithms)
+        first = Feedgen(config, options.data_dir, algorithms)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--algorithm") from exc
-    run_service("feedgen", options, lambda: create_feedgen_app(feedgen))
+
+    def factory(worker: int) -> AppFactory:
+        # The first worker follows the firehose; the others serve what it indexes.
+        serving = replace(config, indexing=False)
+        feedgen = first if worker == 0 else Feedgen(serving, options.data_dir, algorithms)
+        return lambda: create_feedgen_app(feedgen)
+
+    run_workers("feedgen", options, factory, workers)
 
 
 @feedgen_command.command("publish")

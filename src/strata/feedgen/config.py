@@ -18,6 +18,9 @@ class FeedgenConfig:
     publisher: str | None = None
     """The DID whose repository holds the feeds' `app.bsky.feed.generator` records."""
     dev: bool = False
+    indexing: bool = True
+    """Whether this process follows the relays: with several workers, the first does, and
+    the others serve what it indexes."""
 
     @property
     def did(self) -> str:

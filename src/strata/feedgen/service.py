@@ -1,4 +1,10 @@
-"""The feed generator: its database, its firehose subscription, and the feeds it serves."""
+"""The feed generator: its database, its firehose subscription, and the feeds it serves.
+
+With several worker processes over one Postgres database (`--workers`), only the first follows
+the firehose. No worker keeps what the index says beyond a moment: the hot feed's rankings are
+remembered by the moment they rank (any worker computes the same ranking of a moment from the
+index), and a first page reuses a ranking for at most a second.
+"""
 
 from __future__ import annotations
 
@@ -58,7 +64,7 @@ class Feedgen:
         )
         self.auth = ServiceAuth(self.resolver, self.did, "feedgen")
         self.indexer = Indexer(self.db)
-        if self.config.relays:
+        if self.config.relays and self.config.indexing:
             self.subscriber = RelaySubscriber(
                 "feedgen",
                 self.config.relays,
@@ -70,6 +76,7 @@ class Feedgen:
         log_event(
             log, "feedgen started", did=self.did, feeds=sorted(self.algorithms),
             relays=list(self.config.relays), database=self.db.dialect,
+            indexing=self.config.indexing,
         )  # fmt: skip
         if self.config.publisher is None:
             log_event(

@@ -23,10 +23,14 @@ SHED = Counter(
     ["service", "lane"],
 )  # fmt: skip
 IN_FLIGHT = Gauge(
-    "strata_requests_in_flight", "Requests being handled, by lane", ["service", "lane"]
-)
+    "strata_requests_in_flight", "Requests being handled, by lane", ["service", "lane"],
+    multiprocess_mode="livesum",
+)  # fmt: skip
 REQUESTS = Counter("strata_requests_total", "Requests admitted, by lane", ["service", "lane"])
-LOOP_LAG = Gauge("strata_event_loop_lag_seconds", "How late the event loop runs", ["service"])
+LOOP_LAG = Gauge(
+    "strata_event_loop_lag_seconds", "How late the event loop runs (the worst of the workers')",
+    ["service"], multiprocess_mode="livemax",
+)  # fmt: skip
 
 UPSTREAMS_PATH: Final = "/xrpc/_upstreams"
 EXEMPT: Final = frozenset({"/xrpc/_health", "/_health", "/metrics", UPSTREAMS_PATH})

@@ -37,7 +37,10 @@ REPLAY_PAGE: Final = 500
 WRITE_BUFFER_HIGH: Final = 4 << 20
 """Bytes queued on one connection above which no more is written until it drains."""
 
-CONSUMERS = Gauge("strata_firehose_consumers", "Open event-stream connections", ["service"])
+CONSUMERS = Gauge(
+    "strata_firehose_consumers", "Open event-stream connections", ["service"],
+    multiprocess_mode="livesum",
+)  # fmt: skip
 SLOW_CONSUMERS = Counter(
     "strata_firehose_slow_consumers_total", "Consumers closed with ConsumerTooSlow", ["service"]
 )

@@ -9,13 +9,14 @@ from typing import Any, Final
 
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from strata import __version__
 from strata.net.admission import UPSTREAMS_PATH, AdmissionControl, LaneOf, default_lane
 from strata.net.body import client_gone, note_client_gone
 from strata.net.errors import XrpcError
 from strata.net.logs import log_event
+from strata.net.worker_metrics import service_registry
 
 log = logging.getLogger("strata.net")
 
@@ -49,6 +50,8 @@ staleness marks, which a client shows as a notice."""
 
 SERVICE_KEY = web.AppKey("strata_service", str)
 ADMISSION_KEY = web.AppKey("strata_admission", AdmissionControl)
+WORKER_KEY = web.AppKey("strata_worker", int)
+"""The number of the worker process serving the app, when the service runs several."""
 DEFAULT_MAX_IN_FLIGHT = 512
 HEALTH_TIMEOUT: Final = 2.0
 """Seconds a health check may take before the service answers 503."""
@@ -180,11 +183,14 @@ def create_app(
                 return json_response(
                     {"version": __version__, "error": "Service Unavailable"}, status=503
                 )
-        return json_response({"version": __version__})
+        answer: dict[str, Any] = {"version": __version__}
+        if WORKER_KEY in request.app:
+            answer["worker"] = request.app[WORKER_KEY]
+        return json_response(answer)
 
     async def metrics_handler(request: web.Request) -> web.Response:
         return web.Response(
-            body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            body=generate_latest(service_registry()), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
     for path in health_paths:

@@ -42,17 +42,20 @@ CONNECTED_TO = Gauge(
     "strata_subscriber_relay_index",
     "Position in the relay list of the relay being read (-1 when none)",
     ["service"],
+    multiprocess_mode="livemax",
 )
 
 LAG = Gauge(
     "strata_firehose_lag_seconds",
     "Age of the newest event stored, when it was stored (how far behind the network it runs)",
     ["service"],
+    multiprocess_mode="livemax",
 )
 DISCONNECTED = Gauge(
     "strata_firehose_disconnected_seconds",
     "Seconds since the consumer last had a relay connection (0 while connected)",
     ["service"],
+    multiprocess_mode="livemax",
 )
 
 LoadCursor = Callable[[str], Awaitable[int | None]]

@@ -49,6 +49,7 @@ BREAKER = Gauge(
     "strata_upstream_breaker_state",
     "Circuit breaker per upstream endpoint: 0 closed, 1 half-open, 2 open",
     ["pool", "endpoint"],
+    multiprocess_mode="livemax",
 )
 STALE_ANSWERS = Counter(
     "strata_stale_answers_total", "Remembered answers served because upstreams failed",

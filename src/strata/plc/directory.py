@@ -54,7 +54,10 @@ OPERATIONS = Counter(
     "Operations submitted, by source and outcome",
     ["source", "outcome"],
 )
-SUBSCRIBERS = Gauge("strata_plc_stream_subscribers", "Open /export/stream connections")
+SUBSCRIBERS = Gauge(
+    "strata_plc_stream_subscribers", "Open /export/stream connections",
+    multiprocess_mode="livesum",
+)  # fmt: skip
 
 
 @dataclass

@@ -43,6 +43,7 @@ LAST_CREATED = Gauge(
     "strata_plc_mirror_last_created_timestamp_seconds",
     "createdAt of the newest operation copied from a source",
     ["source"],
+    multiprocess_mode="livemax",
 )
 
 

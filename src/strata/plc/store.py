@@ -183,7 +183,7 @@ class PlcStore:
     async def listen(self, notified: Callable[[], None]) -> Listener:
         """Call `notified` whenever any process commits operations (Postgres only)."""
         assert isinstance(self.db, PostgresDatabase)
-        return await self.db.listen(CHANNEL, notified)
+        return await self.db.listen(CHANNEL, lambda _payload: notified())
 
     # The methods below run inside the writer's transaction `tx`.
 

@@ -15,7 +15,6 @@ from strata.appview.context import (
     page_cursor,
     read_cursor,
     viewer_verifier,
-    write,
 )
 from strata.appview.records import did_of
 from strata.appview.views import Views, maybe_post
@@ -44,7 +43,9 @@ def register(router: XrpcRouter, context: AppContext) -> None:
     required = viewer_verifier(context, required=True)
 
     async def change(uri: str, sql: str, *args: Any) -> web.Response:
-        await write(db, sql, *args)
+        async with db.transaction() as tx:
+            await tx.execute(sql, *args)
+            await context.announce(tx, [uri])
         # The post's bookmark count is in the hot-path cache with its other counts.
         context.cache.invalidate([uri])
         return web.Response(status=200)
