@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,11 @@ async def post(
         return r.status, (await r.json()) if text else None
 
 
-async def test_sync_methods_hosts_and_admin(tmp_path: Path) -> None:
+async def test_sync_methods_hosts_and_admin(tmp_path: Path, database_url: str | None) -> None:
     async with (
         running_plc(tmp_path / "plc") as plc,
         running_pds(tmp_path / "pds", plc.url) as pds,
-        running_relay(tmp_path / "relay", plc.url) as relay,
+        running_relay(tmp_path / "relay", plc.url, database_url=database_url) as relay,
         aiohttp.ClientSession() as http,
     ):
         xrpc = f"{relay.url}/xrpc"
@@ -136,11 +137,13 @@ async def test_sync_methods_hosts_and_admin(tmp_path: Path) -> None:
         assert relay.relay.streams
 
 
-async def test_cursors_future_and_outdated(tmp_path: Path) -> None:
+async def test_cursors_future_and_outdated(tmp_path: Path, database_url: str | None) -> None:
     async with (
         running_plc(tmp_path / "plc") as plc,
         running_pds(tmp_path / "pds", plc.url) as pds,
-        running_relay(tmp_path / "relay", plc.url, crawl=(pds.url,)) as relay,
+        running_relay(
+            tmp_path / "relay", plc.url, crawl=(pds.url,), database_url=database_url
+        ) as relay,
         aiohttp.ClientSession() as http,
     ):
         stream = next(iter(relay.relay.streams.values()))
@@ -158,26 +161,28 @@ async def test_cursors_future_and_outdated(tmp_path: Path) -> None:
         # Everything is older than a cutoff in the future: pruning leaves the newest event
         # range empty, and an old cursor starts at the oldest event left, after #info.
         store = relay.relay.store
-        cutoff = store.conn.execute("SELECT sequenced_at FROM relay_seq WHERE seq = 4").fetchone()[
-            0
-        ]
-        assert store.prune_events(cutoff + 1) >= 3
-        relay.relay.flush()
-        oldest = store.oldest_seq()
+        row = await store.db.fetchrow("SELECT sequenced_at FROM relay_seq WHERE seq = 4")
+        assert row is not None
+        assert await relay.relay.prune(row[0] + 1)
+        oldest = await store.oldest_seq()
         assert oldest is not None and oldest > 1
         frames = await read_frames(http, relay.url, 0, 2, timeout=5)
         assert frames[0].t == "#info" and frames[0].body["name"] == "OutdatedCursor"
         assert frames[1].body["seq"] == oldest
 
 
-async def test_a_pds_asks_to_be_crawled_and_siblings_hear_of_it(tmp_path: Path) -> None:
+async def test_a_pds_asks_to_be_crawled_and_siblings_hear_of_it(
+    tmp_path: Path, new_database: Callable[[], str | None]
+) -> None:
     async with (
         running_plc(tmp_path / "plc") as plc,
-        running_relay(tmp_path / "b", plc.url) as sibling,
-        running_relay(tmp_path / "a", plc.url, siblings=(sibling.url,)) as relay,
+        running_relay(tmp_path / "b", plc.url, database_url=new_database()) as sibling,
+        running_relay(
+            tmp_path / "a", plc.url, siblings=(sibling.url,), database_url=new_database()
+        ) as relay,
         running_pds(tmp_path / "pds", plc.url, relays=(relay.url,)) as pds,
     ):
         host = f"localhost:{pds.url.rsplit(':', 1)[1]}"
         async with asyncio.timeout(10):
-            while relay.relay.host(host) is None or sibling.relay.host(host) is None:
+            while await relay.relay.host(host) is None or await sibling.relay.host(host) is None:
                 await asyncio.sleep(0.02)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -22,7 +23,9 @@ async def wait_for(condition, timeout: float = 20.0) -> None:  # type: ignore[no
             await asyncio.sleep(0.02)
 
 
-async def test_broken_chain_is_resynchronised_from_the_pds(tmp_path: Path) -> None:
+async def test_broken_chain_is_resynchronised_from_the_pds(
+    tmp_path: Path, database_url: str | None
+) -> None:
     host = ForgedHost()
     async with running_plc(tmp_path / "plc") as plc, aiohttp.ClientSession() as http:
         alice = await ForgedAccount.register(http, plc.url, "alice.test", host.url)
@@ -34,10 +37,13 @@ async def test_broken_chain_is_resynchronised_from_the_pds(tmp_path: Path) -> No
         host.add(alice.event(third))
         async with (
             host.serving(),
-            running_relay(tmp_path / "relay", plc.url, crawl=(host.url,)) as relay,
+            running_relay(
+                tmp_path / "relay", plc.url, crawl=(host.url,), database_url=database_url
+            ) as relay,
         ):
-            await wait_for(lambda: relay.relay.account(alice.did) is not None)
-            account = relay.relay.account(alice.did)
+            async with asyncio.timeout(20):
+                while (account := await relay.relay.account(alice.did)) is None:
+                    await asyncio.sleep(0.02)
             assert account is not None
             await wait_for(lambda: account.rev == third.commit.rev)
             assert account.status == "active"
@@ -57,7 +63,9 @@ def duplicates() -> float:
     )
 
 
-async def test_relays_following_each_other_give_one_stream(tmp_path: Path) -> None:
+async def test_relays_following_each_other_give_one_stream(
+    tmp_path: Path, new_database: Callable[[], str | None]
+) -> None:
     port_a, port_b = free_port(), free_port()
     url_a, url_b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
     async with (
@@ -65,14 +73,24 @@ async def test_relays_following_each_other_give_one_stream(tmp_path: Path) -> No
         running_pds(tmp_path / "pds", plc.url) as pds,
         aiohttp.ClientSession() as http,
         running_relay(
-            tmp_path / "b", plc.url, port=port_b, crawl=(pds.url,), upstreams=(url_a,)
+            tmp_path / "b",
+            plc.url,
+            port=port_b,
+            crawl=(pds.url,),
+            upstreams=(url_a,),
+            database_url=new_database(),
         ) as relay_b,
     ):
         before = duplicates()
         async with contextlib.AsyncExitStack() as stack:
             relay_a = await stack.enter_async_context(
                 running_relay(
-                    tmp_path / "a", plc.url, port=port_a, crawl=(pds.url,), upstreams=(url_b,)
+                    tmp_path / "a",
+                    plc.url,
+                    port=port_a,
+                    crawl=(pds.url,),
+                    upstreams=(url_b,),
+                    database_url=new_database(),
                 )
             )
             for relay in (relay_a, relay_b):

@@ -15,7 +15,9 @@ from tests.relay.xrpc import PdsUser, read_frames
 from tests.services import running_pds, running_plc, running_relay
 
 
-async def test_forged_frames_are_rejected_and_counted(tmp_path: Path) -> None:
+async def test_forged_frames_are_rejected_and_counted(
+    tmp_path: Path, database_url: str | None
+) -> None:
     evil = ForgedHost()
     async with (
         running_plc(tmp_path / "plc") as plc,
@@ -57,7 +59,9 @@ async def test_forged_frames_are_rejected_and_counted(tmp_path: Path) -> None:
         before = rejections()
         async with (
             evil.serving(),
-            running_relay(tmp_path / "relay", plc.url, crawl=(pds.url, evil.url)) as relay,
+            running_relay(
+                tmp_path / "relay", plc.url, crawl=(pds.url, evil.url), database_url=database_url
+            ) as relay,
         ):
             streams = relay.relay.streams.values()
             async with asyncio.timeout(20):

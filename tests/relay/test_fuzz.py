@@ -21,6 +21,7 @@ from strata.identity.errors import ResolutionFailed
 from strata.pds.sequencer import commit_body
 from strata.relay.events import RelayEvents
 from strata.relay.ingest import Ingest, UpstreamError
+from strata.relay.replay import SqliteReplay
 from strata.relay.store import RelayStore
 from strata.relay.verify import Checked, Rejected, check_commit, check_sync
 
@@ -64,21 +65,22 @@ def test_any_changed_field_gets_a_verdict(changes: dict[str, Any], strict: bool)
 
 
 async def _handle_all(tmp: Path, frames: list[bytes]) -> int:
-    store = RelayStore(tmp / "relay.sqlite")
+    store = await RelayStore.open(None, tmp / "relay.sqlite")
     try:
-        events = RelayEvents(store)
+        events = RelayEvents(store, SqliteReplay(tmp / "relay.sqlite"), 0)
         async with aiohttp.ClientSession() as http:
             # Nothing listens on the discard port: any lookup fails at once, on loopback.
             resolver = IdentityResolver(http, ["http://127.0.0.1:9"], dev=True, timeout=0.5)
-            host = store.add_host("localhost:1", True, "pds", 100, 0)
+            host = await store.add_host("localhost:1", True, "pds", 100, 0)
             ingest = Ingest(store, events, resolver, {host.id: host}, True, lambda _d: None)
             for frame in frames:
                 with contextlib.suppress(ResolutionFailed, UpstreamError):
                     await ingest.handle(host, frame)
-        events.commit()
+        await events.commit()
+        events.reader.close()
         return events.last_seq
     finally:
-        store.close()
+        await store.close()
 
 
 @settings(

@@ -15,7 +15,9 @@ from tests.services import running_pds, running_plc, running_relay
 FLOOD = 150
 
 
-async def test_a_flooding_host_is_slowed_without_starving_others(tmp_path: Path) -> None:
+async def test_a_flooding_host_is_slowed_without_starving_others(
+    tmp_path: Path, database_url: str | None
+) -> None:
     flood = ForgedHost()
     async with (
         running_plc(tmp_path / "plc") as plc,
@@ -27,7 +29,9 @@ async def test_a_flooding_host_is_slowed_without_starving_others(tmp_path: Path)
             flood.add(loud.event(loud.post(f"flood {i}")))
         async with (
             flood.serving(),
-            running_relay(tmp_path / "relay", plc.url, crawl=(pds.url, flood.url)) as relay,
+            running_relay(
+                tmp_path / "relay", plc.url, crawl=(pds.url, flood.url), database_url=database_url
+            ) as relay,
         ):
             streams = {s.host.hostname: s for s in relay.relay.streams.values()}
             flooding = streams[f"localhost:{flood.port}"]
@@ -38,7 +42,7 @@ async def test_a_flooding_host_is_slowed_without_starving_others(tmp_path: Path)
             posted = await quiet.post("still heard")
             start = time.monotonic()
             async with asyncio.timeout(5):
-                while (account := relay.relay.account(quiet.did)) is None or (
+                while (account := await relay.relay.account(quiet.did)) is None or (
                     account.rev != posted["commit"]["rev"]
                 ):
                     await asyncio.sleep(0.01)
@@ -50,4 +54,4 @@ async def test_a_flooding_host_is_slowed_without_starving_others(tmp_path: Path)
             async with asyncio.timeout(10):
                 while flooding.host.last_seq < FLOOD:
                     await asyncio.sleep(0.05)
-            assert relay.relay.account(loud.did).rev == loud.repo.rev  # type: ignore[union-attr]
+            assert (await relay.relay.account(loud.did)).rev == loud.repo.rev  # type: ignore[union-attr]

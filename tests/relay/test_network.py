@@ -55,7 +55,9 @@ async def caught_up(
     return expected
 
 
-async def test_relay_delivers_every_commit_across_a_crash(tmp_path: Path) -> None:
+async def test_relay_delivers_every_commit_across_a_crash(
+    tmp_path: Path, database_url: str | None
+) -> None:
     received: list[tuple[int, str, str]] = []
     async with (
         official_network(tmp_path) as official,
@@ -66,6 +68,8 @@ async def test_relay_delivers_every_commit_across_a_crash(tmp_path: Path) -> Non
         port = free_port()
         relay_dir = tmp_path / "relay"
         args = ["--plc-url", official.plc_url, "--dev"]
+        if database_url is not None:
+            args += ["--database-url", database_url]
         for pds in (pds1.url, pds2.url, official.pds_url):
             args += ["--crawl", pds]
         relay_url = f"http://127.0.0.1:{port}"

@@ -37,9 +37,9 @@ async def test_identity_events_for_accounts_of_another_host_are_dropped(tmp_path
             async with asyncio.timeout(20):
                 while host.last_seq < len(evil.frames):
                     await asyncio.sleep(0.02)
-            relay.relay.flush()
+            await relay.relay.flush()
             frames = await read_frames(http, relay.url, 0, 3, timeout=3)
-            assert relay.relay.account(bob.did) is None
+            assert await relay.relay.account(bob.did) is None
     assert [(f.t, f.body["did"], f.body.get("handle")) for f in frames] == [
         ("#identity", mallory.did, "mallory.test")
     ]

@@ -38,14 +38,14 @@ async def _json(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _host(relay: Relay, value: Any) -> Host:
+async def _host(relay: Relay, value: Any) -> Host:
     if not isinstance(value, str):
         raise XrpcError(400, "InvalidRequest", "host is required")
     try:
         name = HostAddress.parse(value, dev=True).name
     except InvalidHost as exc:
         raise XrpcError(400, "InvalidRequest", str(exc)) from None
-    host = relay.host(name)
+    host = await relay.host(name)
     if host is None:
         raise XrpcError(404, "HostNotFound", f"no host {name}")
     return host
@@ -70,7 +70,7 @@ def register(app: web.Application, relay: Relay) -> None:
 
     async def list_hosts(request: web.Request) -> web.Response:
         rows = []
-        for host in relay.store.hosts(0, 100_000):
+        for host in await relay.store.hosts(0, 100_000):
             live = relay.hosts.get(host.id, host)
             stream = relay.streams.get(host.id)
             rows.append(
@@ -91,29 +91,29 @@ def register(app: web.Application, relay: Relay) -> None:
 
     async def change_limits(request: web.Request) -> web.Response:
         body = await _json(request)
-        host = _host(relay, body.get("host"))
+        host = await _host(relay, body.get("host"))
         limit = _optional(body, "repo_limit", int)
         if limit is not None and limit < 0:
             raise XrpcError(400, "InvalidRequest", "repo_limit must not be negative")
-        relay.change_limits(
+        await relay.change_limits(
             host, limit, _optional(body, "trusted", bool), _optional(body, "lenient", bool)
         )
         return json_response({})
 
     async def block(request: web.Request) -> web.Response:
-        await relay.ban_host(_host(relay, request.query.get("host")), banned=True)
+        await relay.ban_host(await _host(relay, request.query.get("host")), banned=True)
         return json_response({})
 
     async def unblock(request: web.Request) -> web.Response:
-        await relay.ban_host(_host(relay, request.query.get("host")), banned=False)
+        await relay.ban_host(await _host(relay, request.query.get("host")), banned=False)
         return json_response({})
 
     async def takedown(request: web.Request, down: bool) -> web.Response:
         did = (await _json(request)).get("did")
-        account = relay.account(did) if isinstance(did, str) else None
+        account = await relay.account(did) if isinstance(did, str) else None
         if account is None:
             raise XrpcError(404, "RepoNotFound", "account not found")
-        relay.set_takedown(account, down)
+        await relay.set_takedown(account, down)
         return json_response({})
 
     async def take_down(request: web.Request) -> web.Response:

@@ -25,8 +25,8 @@ RELAY_VIA: Final = "1.1 strata atproto-relay"
 """Marks a forwarded requestCrawl so that sibling relays do not forward it again."""
 
 
-def _known(relay: Relay, did: str) -> Account:
-    account = relay.store.account_committed(did)
+async def _known(relay: Relay, did: str) -> Account:
+    account = await relay.store.account_committed(did)
     if account is None:
         raise XrpcError(404, "RepoNotFound", "account not found")
     return account
@@ -50,7 +50,7 @@ def register(router: XrpcRouter, relay: Relay) -> None:
     @router.query("com.atproto.sync.listRepos")
     async def list_repos(call: Call[None]) -> web.Response:
         limit, after = call.params.get("limit", 500), _cursor(call)
-        accounts = relay.store.list_accounts(after, limit)
+        accounts = await relay.store.list_accounts(after, limit)
         repos = []
         for account in accounts:
             repo: dict[str, Any] = {
@@ -69,7 +69,7 @@ def register(router: XrpcRouter, relay: Relay) -> None:
 
     @router.query("com.atproto.sync.getRepoStatus")
     async def get_repo_status(call: Call[None]) -> web.Response:
-        account = _known(relay, call.params["did"])
+        account = await _known(relay, call.params["did"])
         out: dict[str, Any] = {"did": account.did, "active": account.active}
         if account.status_field is not None:
             out["status"] = account.status_field
@@ -79,7 +79,7 @@ def register(router: XrpcRouter, relay: Relay) -> None:
 
     @router.query("com.atproto.sync.getLatestCommit")
     async def get_latest_commit(call: Call[None]) -> web.Response:
-        account = _known(relay, call.params["did"])
+        account = await _known(relay, call.params["did"])
         status = account.status_field
         if status in ("takendown", "suspended"):
             raise XrpcError(403, "RepoTakendown", "account not active (takendown)")
@@ -96,7 +96,7 @@ def register(router: XrpcRouter, relay: Relay) -> None:
     @router.query("com.atproto.sync.getRepo")
     async def get_repo(call: Call[None]) -> web.StreamResponse:
         did = call.params["did"]
-        _known(relay, did)
+        await _known(relay, did)
         document = (await relay.resolver.resolve_did(did)).value
         endpoint = document.pds_endpoint
         if endpoint is None:
@@ -107,7 +107,7 @@ def register(router: XrpcRouter, relay: Relay) -> None:
     @router.query("com.atproto.sync.listHosts")
     async def list_hosts(call: Call[None]) -> web.Response:
         limit, after = call.params.get("limit", 200), _cursor(call)
-        hosts = [relay.hosts.get(h.id, h) for h in relay.store.hosts(after, limit)]
+        hosts = [relay.hosts.get(h.id, h) for h in await relay.store.hosts(after, limit)]
         out: dict[str, Any] = {"hosts": [h.view() for h in hosts]}
         if len(hosts) == limit:
             out["cursor"] = str(hosts[-1].id)
@@ -119,7 +119,7 @@ def register(router: XrpcRouter, relay: Relay) -> None:
             name = HostAddress.parse(call.params["hostname"], dev=True).name
         except InvalidHost:
             raise XrpcError(400, "InvalidRequest", "hostname is not a host name") from None
-        host = relay.host(name)
+        host = await relay.host(name)
         if host is None:
             raise XrpcError(404, "HostNotFound", "host not found")
         return json_response(host.view())
@@ -139,10 +139,10 @@ async def crawl(relay: Relay, hostname: str, operator: bool) -> None:
         address = HostAddress.parse(hostname, relay.config.dev)
     except InvalidHost as exc:
         raise XrpcError(400, "BadRequest", f"hostname field empty or invalid: {exc}") from None
-    existing = relay.host(address.name)
+    existing = await relay.host(address.name)
     if existing is not None and existing.status == "banned":
         raise XrpcError(401, "DomainBan", "host is banned on this relay")
-    limited = relay.new_hosts_today() >= relay.config.new_hosts_per_day
+    limited = await relay.new_hosts_today() >= relay.config.new_hosts_per_day
     if existing is None and not operator and limited:
         raise XrpcError(429, "RateLimitExceeded", "too many new hosts today; try tomorrow")
     try:
@@ -161,7 +161,7 @@ async def crawl(relay: Relay, hostname: str, operator: bool) -> None:
         # One answer for every failure: what the host answered, or whether anything listens
         # there, is not told to the caller (a relay must not be a port scanner).
         raise XrpcError(400, "HostNotFound", "host server unreachable or not a PDS")
-    relay.add_host(address, "pds")
+    await relay.add_host(address, "pds")
 
 
 async def _forward(relay: Relay, sibling: str, hostname: str) -> None:

@@ -15,7 +15,7 @@ def create_relay_app(relay: Relay) -> web.Application:
     """The application serving `relay`; it starts and stops the relay with the server."""
 
     async def health() -> None:
-        relay.store.reader.execute("SELECT 1").fetchone()
+        await relay.store.db.fetchrow("SELECT 1")
 
     app = create_app("relay", health=health)
     router = XrpcRouter(Catalog.bundled())

@@ -10,6 +10,7 @@ from strata.relay.app import create_relay_app
 from strata.relay.config import HostAddress, InvalidHost, RelayConfig
 from strata.relay.service import Relay
 from strata.serve import (
+    DATABASE_URL,
     FIREHOSE_WINDOW,
     PLC_URLS,
     http_urls,
@@ -30,6 +31,7 @@ def _urls(option: str, values: tuple[str, ...], dev: bool) -> tuple[str, ...]:
 
 @click.command("relay")
 @service_options(default_port=2584, default_dir="relay")
+@DATABASE_URL
 @PLC_URLS
 @click.option(
     "--crawl",
@@ -95,6 +97,7 @@ def _urls(option: str, values: tuple[str, ...], dev: bool) -> tuple[str, ...]:
 )
 @FIREHOSE_WINDOW
 def relay_command(
+    database_url: str | None,
     plc_urls: tuple[str, ...],
     crawl: tuple[str, ...],
     upstreams: tuple[str, ...],
@@ -121,6 +124,7 @@ def relay_command(
         default_account_limit=default_account_limit,
         host_connections=host_connections,
         firehose_window_bytes=firehose_window_mib << 20,
+        database_url=database_url,
     )
     relay = Relay(config, options.data_dir)
     run_service("relay", options, lambda: create_relay_app(relay))

@@ -40,6 +40,8 @@ class RelayConfig:
     """Hosts' firehoses connected at once; hosts beyond wait for a connection."""
     firehose_window_bytes: int = WINDOW_BYTES
     """Bytes of recent firehose frames kept in memory for consumers that are behind."""
+    database_url: str | None = None
+    """Postgres for the relay's tables, instead of SQLite in its data directory."""
 
 
 class InvalidHost(ValueError):

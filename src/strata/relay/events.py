@@ -1,26 +1,42 @@
-"""The relay's own firehose: events numbered by the relay, stored in a replay window on disk,
+"""The relay's own firehose: events numbered by the database, stored in a replay window,
 published to consumers once durable.
 
-Events are written as they are accepted, into the store's open transaction; `commit` makes a
-batch durable in one fsync (group commit) and only then hands it to the broadcaster. So a
+Events are accepted into the store's batch; the relay's writer commits a batch in one
+transaction (group commit), which numbers its events, and only then are they published. So a
 consumer never sees an event that a crash could take back, and one fsync serves many events.
+On SQLite one process writes and publishes each batch it commits. On Postgres every process
+publishes what any process committed, by tailing the events table in `seq` order: woken by a
+notification at each commit, and polling as well, so a lost listening connection only delays
+publication.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
+import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Final
 
 from prometheus_client import Counter, Gauge
 
-from strata.core.frames import message_frame
+from strata.database import Listener
 from strata.net.firehose import WINDOW_BYTES, Broadcaster
+from strata.net.logs import log_event
+from strata.relay.replay import ReplayReader
 from strata.relay.store import RelayStore
+
+log = logging.getLogger("strata.relay.events")
 
 EMITTED = Counter("strata_relay_events_emitted_total", "Events sequenced by the relay", ["type"])
 LAST_SEQ = Gauge("strata_relay_last_seq", "The relay's newest published sequence number")
+
+TAIL_PAGE: Final = 1000
+POLL_INTERVAL: Final = 1.0
+"""Seconds between reads of the events table when no notification came (and between attempts
+to listen again when the listening connection is lost)."""
 
 
 class RelayEvents:
@@ -29,17 +45,17 @@ class RelayEvents:
     def __init__(
         self,
         store: RelayStore,
+        reader: ReplayReader,
+        last_seq: int,
         window_bytes: int = WINDOW_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        self.reader = reader
         self.clock = clock
         self.broadcaster = Broadcaster(window_bytes)
-        self._published = store.last_seq()
-        self._next = self._published + 1
-        self._pending: list[tuple[int, bytes]] = []
-        self._pending_types: list[str] = []
-        self.dirty = False
+        self._published = last_seq
+        self._wake = asyncio.Event()
         LAST_SEQ.set(self._published)
 
     @property
@@ -47,41 +63,77 @@ class RelayEvents:
         return self._published
 
     def oldest_seq(self) -> int | None:
-        return self.store.oldest_seq()
+        return self.reader.oldest_seq()
 
     def replay(self, after: int, limit: int) -> list[tuple[int, bytes]]:
-        return self.store.replay(after, limit)
+        return self.reader.replay(after, limit)
 
     @property
     def pending(self) -> int:
-        """Events accepted but not yet durable."""
-        return len(self._pending)
+        """Events accepted but not yet committed."""
+        return self.store.pending_events
 
-    def touch(self) -> None:
-        """Note that the open transaction has something to commit."""
-        self.dirty = True
+    def append(self, did: str, event_type: str, body: dict[str, Any]) -> None:
+        """Accept an event into the next batch (its `seq` is given when the batch commits)."""
+        self.store.append_event(did, event_type, body, int(self.clock() * 1000))
 
-    def append(self, did: str, event_type: str, body: dict[str, Any]) -> int:
-        """Sequence an event (its `seq` is set here) into the open transaction."""
-        seq = self._next
-        self._next += 1
-        frame = message_frame(event_type, {**body, "seq": seq})
-        self.store.append_event(seq, did, event_type, frame, int(self.clock() * 1000))
-        self._pending.append((seq, frame))
-        self._pending_types.append(event_type)
-        self.dirty = True
-        return seq
-
-    def commit(self) -> None:
-        """Make everything written so far durable, then publish the new events."""
-        self.store.commit()
-        self.dirty = False
-        if not self._pending:
+    async def commit(self) -> None:
+        """Commit the store's batch in one transaction, which numbers its events; then publish
+        them (on Postgres, through the table, as every process does)."""
+        store = self.store
+        if not store.dirty:
             return
-        batch, types = self._pending, self._pending_types
-        self._pending, self._pending_types = [], []
-        self._published = batch[-1][0]
-        LAST_SEQ.set(self._published)
-        for event_type, count in collections.Counter(types).items():
+        batch = store.take_batch()
+        try:
+            frames = await store.db.run_transaction(lambda tx: store.write(tx, batch, notify=True))
+        except BaseException:
+            store.dropped()
+            raise
+        store.committed()
+        for event_type, count in collections.Counter(e.event_type for e in batch.events).items():
             EMITTED.labels(event_type).inc(count)
-        self.broadcaster.publish(batch)
+        if store.shared:
+            self.wake()
+        else:
+            self.publish(frames)
+
+    def publish(self, frames: Sequence[tuple[int, bytes]]) -> None:
+        """Hand committed events, in seq order, to the consumers (those already published are
+        skipped)."""
+        fresh = [f for f in frames if f[0] > self._published]
+        if not fresh:
+            return
+        self._published = fresh[-1][0]
+        LAST_SEQ.set(self._published)
+        self.broadcaster.publish(fresh)
+
+    def wake(self) -> None:
+        """Read the events table now: a batch was committed (here or in another process)."""
+        self._wake.set()
+
+    async def follow(self) -> None:
+        """Publish, forever, what any process commits (Postgres)."""
+        listener: Listener | None = None
+        try:
+            while True:
+                if listener is None or listener.is_closed():
+                    listener = await self._listen()
+                try:
+                    while page := await self.store.events_after(self._published, TAIL_PAGE):
+                        self.publish(page)
+                except Exception as exc:
+                    # The database is away: the next round reads again.
+                    log_event(log, "cannot read events", logging.WARNING, error=str(exc))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
+                self._wake.clear()
+        finally:
+            if listener is not None and not listener.is_closed():
+                await listener.close()
+
+    async def _listen(self) -> Listener | None:
+        try:
+            return await self.store.listen(self.wake)
+        except (OSError, ConnectionError) as exc:
+            log_event(log, "cannot listen for events; polling", logging.WARNING, error=str(exc))
+            return None

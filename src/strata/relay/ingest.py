@@ -6,10 +6,10 @@ account is active, and for commits the signature, rev order, sizes and sync 1.1 
 (`strata.relay.verify`). A commit whose `prevData` is not the tree the relay last saw breaks the
 account's chain: the account is marked `desynchronized` and fetched again from its PDS.
 
-Everything between reading the account's state and writing its new state runs without an
-await, so events for one account from two upstreams cannot interleave there; the newer rev wins
-and the other copy is a duplicate. That is how two relays that follow each other and the same
-PDSes give one stream.
+Everything between reading the account's state (from the store's batch, or the database
+before it) and writing its new state runs without an await, so events for one account from two
+upstreams cannot interleave there; the newer rev wins and the other copy is a duplicate. That
+is how two relays that follow each other and the same PDSes give one stream.
 """
 
 from __future__ import annotations
@@ -120,7 +120,6 @@ class Ingest:
             self._reject(host, exc)
         host.last_seq = seq
         self.dirty_hosts.add(host.id)
-        self.events.touch()
 
     def _reject(self, host: Host, exc: Rejected) -> None:
         REJECTED.labels(exc.reason).inc()
@@ -163,7 +162,7 @@ class Ingest:
             validate_did(did)
         except (InvalidSyntax, TypeError) as exc:
             raise Rejected("invalid-did", f"not a DID: {did!r}") from exc
-        account = self.store.account(did)
+        account = await self.store.account(did)
         if account is not None and (account.host_id == host.id or host.kind == "relay"):
             return account
         document = await self._document(did)
@@ -173,7 +172,7 @@ class Ingest:
             document = await self._document(did)
             if not self._names_host(document, host):
                 raise Rejected("wrong-host", f"{host.hostname} is not the PDS of {did}")
-        account = self.store.account(did)
+        account = await self.store.account(did)
         if account is None:
             throttled = host.kind != "relay" and host.account_count >= host.account_limit
             account = self.store.add_account(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import aiohttp
@@ -47,7 +47,7 @@ class Resyncer:
         ingest: Ingest,
         resolver: IdentityResolver,
         session: aiohttp.ClientSession,
-        after_sync: Callable[[], None],
+        after_sync: Callable[[], Awaitable[None]],
     ) -> None:
         self.ingest = ingest
         self.resolver = resolver
@@ -73,7 +73,7 @@ class Resyncer:
                 await self.resync(did)
                 RESYNCS.labels("synced").inc()
                 log_event(log, "account resynchronized", did=did, attempt=attempt)
-                self.after_sync()
+                await self.after_sync()
                 return
             except (ResyncFailed, ResolutionFailed, IdentityNotFound) as exc:
                 log_event(
@@ -99,7 +99,7 @@ class Resyncer:
             raise ResyncFailed(f"repository does not verify: {exc}") from exc
         if not repo.commit.verify(key):
             raise ResyncFailed("repository commit is not signed by the account's key")
-        account = self.ingest.store.account(did)
+        account = await self.ingest.store.account(did)
         if account is None:
             raise ResyncFailed(f"{did} is not known to the relay")
         commit_cid, commit_block = repo.commit.encode()

@@ -1,8 +1,8 @@
 """The relay: its upstreams, the ingest pipeline, the event log, and what an operator changes.
 
-Writes from every upstream go into one open transaction; a flusher commits it every few
-milliseconds (or sooner under load), which also records each host's cursor, then publishes the
-batch. Old events leave the replay window in the background.
+Changes from every upstream gather in the store's batch; a flusher commits it every few
+milliseconds (or sooner under load) in one transaction, which also records each host's cursor,
+then the batch is published. Old events leave the replay window in the background.
 """
 
 from __future__ import annotations
@@ -21,13 +21,15 @@ from strata.net.public_fetch import guarded_session
 from strata.relay.config import HostAddress, RelayConfig, load_admin_password
 from strata.relay.events import RelayEvents
 from strata.relay.ingest import Ingest
+from strata.relay.replay import replay_reader
 from strata.relay.resync import Resyncer
-from strata.relay.store import Account, Host, RelayStore
+from strata.relay.store import Account, Host, RelayStore, prune
 from strata.relay.upstream import UpstreamStream
 
 log = logging.getLogger("strata.relay")
 
 FLUSH_INTERVAL: Final = 0.01
+ALL_HOSTS: Final = 10_000_000
 FLUSH_AT: Final = 500
 """Events pending after which the writer commits at once instead of waiting for the tick."""
 PRUNE_INTERVAL: Final = 60.0
@@ -48,14 +50,21 @@ class Relay:
 
     def __init__(self, config: RelayConfig, data_dir: Path) -> None:
         self.config = config
+        self.data_dir = data_dir
         self.admin_password = load_admin_password(data_dir)
-        self.store = RelayStore(data_dir / "relay.sqlite")
-        self.events = RelayEvents(self.store, config.firehose_window_bytes)
-        self.hosts: dict[int, Host] = {h.id: h for h in self.store.hosts()}
+        self.hosts: dict[int, Host] = {}
         self.streams: dict[int, UpstreamStream] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        sqlite_path = self.data_dir / "relay.sqlite"
+        self.store = await RelayStore.open(self.config.database_url, sqlite_path)
+        reader = replay_reader(self.config.database_url, sqlite_path)
+        self.events = RelayEvents(
+            self.store, reader, await self.store.last_seq(), self.config.firehose_window_bytes
+        )
+        self._flushing = asyncio.Lock()
+        self.hosts = {h.id: h for h in await self.store.hosts(0, ALL_HOSTS)}
         # One pool per use, so that a use that fills its pool (hundreds of hosts' firehoses, a
         # burst of resyncs) never makes another wait: identity lookups above all. What a host
         # or a crawl request names is reached only at public addresses, and no redirect is
@@ -93,18 +102,20 @@ class Relay:
         )
         self.resyncer = Resyncer(self.ingest, self.resolver, self.fetch_http, self.flush)
         for url in self.config.crawl:
-            self.add_host(HostAddress.parse(url, self.config.dev), "pds")
+            await self.add_host(HostAddress.parse(url, self.config.dev), "pds")
         for url in self.config.upstreams:
-            self.add_host(HostAddress.parse(url, self.config.dev), "relay")
+            await self.add_host(HostAddress.parse(url, self.config.dev), "relay")
         for host in list(self.hosts.values()):
             self._apply_config(host)
             if host.status != "banned" and host.id not in self.streams:
                 self._subscribe(host)
-        self.flush()
+        await self.flush()
         self._tasks = [
             asyncio.create_task(self._flusher(), name="relay flusher"),
             asyncio.create_task(self._pruner(), name="relay pruner"),
         ]
+        if self.store.shared:
+            self._tasks.append(asyncio.create_task(self.events.follow(), name="relay tail"))
         log_event(log, "relay started", hosts=len(self.hosts), last_seq=self.events.last_seq)
 
     async def stop(self) -> None:
@@ -115,7 +126,7 @@ class Relay:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.flush()
+        await self.flush()
         for session in (
             self.identity_http,
             self.web_identity_http,
@@ -124,38 +135,48 @@ class Relay:
             self.peer_http,
         ):
             await session.close()
-        self.store.close()
+        self.events.reader.close()
+        await self.store.close()
 
     # Writing
 
-    def flush(self) -> None:
-        """Record host cursors and counts with the pending events, commit, publish."""
-        for host_id in self.ingest.dirty_hosts:
-            host = self.hosts.get(host_id)
-            if host is not None:
-                self.store.update_host(host)
-        self.ingest.dirty_hosts.clear()
-        self.events.commit()
+    async def flush(self) -> None:
+        """Record host cursors and counts with the pending changes, commit, publish."""
+        async with self._flushing:
+            for host_id in self.ingest.dirty_hosts:
+                host = self.hosts.get(host_id)
+                if host is not None:
+                    self.store.update_host(host)
+            self.ingest.dirty_hosts.clear()
+            await self.events.commit()
 
     async def _flusher(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
-            if self.events.dirty or self.ingest.dirty_hosts:
-                self.flush()
+            if self.store.dirty or self.ingest.dirty_hosts:
+                await self.flush()
+
+    async def prune(self, before_ms: int) -> bool:
+        """Drop a batch of the events sequenced before `before_ms`; whether any was."""
+        boundary = await self.store.prune_boundary(before_ms)
+        if boundary is None:
+            return False
+        await self.store.db.run_transaction(lambda tx: prune(tx, boundary))
+        return True
 
     async def _pruner(self) -> None:
         while True:
             cutoff = _now_ms() - int(self.config.replay_hours * 3_600_000)
-            while (pruned := self.store.prune_events(cutoff)) > 0:
-                self.flush()
-                log_event(log, "pruned events", count=pruned, oldest=self.events.oldest_seq())
+            while await self.prune(cutoff):
+                log_event(log, "pruned events", oldest=self.events.oldest_seq())
                 await asyncio.sleep(0)
             await asyncio.sleep(PRUNE_INTERVAL)
 
-    def flush_if_full(self) -> None:
-        """Commit at once when many events wait, so a burst costs few, large transactions."""
+    async def flush_if_full(self) -> None:
+        """Commit at once when many events wait, so a burst costs few, large transactions (and
+        the readers wait for it)."""
         if self.events.pending >= FLUSH_AT:
-            self.flush()
+            await self.flush()
 
     # Hosts
 
@@ -170,18 +191,18 @@ class Relay:
         self.ingest.dirty_hosts.add(host.id)
         log_event(log, "host status", host=host.hostname, status=host.status)
 
-    def add_host(self, address: HostAddress, kind: str = "pds") -> Host:
+    async def add_host(self, address: HostAddress, kind: str = "pds") -> Host:
         """Follow a host (idempotent); a banned host stays banned."""
-        existing = self.store.host(address.name)
+        existing = await self.store.host(address.name)
         if existing is not None:
             host = self.hosts.setdefault(existing.id, existing)
         else:
-            host = self.store.add_host(
+            host = await self.store.add_host(
                 address.name, address.no_ssl, kind, self.config.default_account_limit, _now_ms()
             )
-            self._apply_config(host)
-            self.flush()
             self.hosts[host.id] = host
+            self._apply_config(host)
+            await self.flush()
             log_event(log, "host added", host=host.hostname, kind=kind)
         if host.status != "banned" and host.id not in self.streams:
             self._subscribe(host)
@@ -198,18 +219,18 @@ class Relay:
             host.lenient = True
             self.store.update_host(host)
 
-    def host(self, hostname: str) -> Host | None:
-        found = self.store.host(hostname)
+    async def host(self, hostname: str) -> Host | None:
+        found = await self.store.host(hostname)
         return None if found is None else self.hosts.get(found.id, found)
 
-    def new_hosts_today(self) -> int:
-        return self.store.new_hosts_since(_now_ms() - 86_400_000)
+    async def new_hosts_today(self) -> int:
+        return await self.store.new_hosts_since(_now_ms() - 86_400_000)
 
     async def ban_host(self, host: Host, banned: bool) -> None:
         """Stop following a host (and refuse its requestCrawl), or follow it again."""
         host.status = "banned" if banned else "active"
         self.store.update_host(host)
-        self.flush()
+        await self.flush()
         stream = self.streams.pop(host.id, None)
         if stream is not None:
             await stream.stop()
@@ -217,7 +238,7 @@ class Relay:
             self._subscribe(host)
         log_event(log, "host banned" if banned else "host unbanned", host=host.hostname)
 
-    def change_limits(
+    async def change_limits(
         self,
         host: Host,
         account_limit: int | None = None,
@@ -232,7 +253,7 @@ class Relay:
         if lenient is not None:
             host.lenient = lenient
         self.store.update_host(host)
-        self.flush()
+        await self.flush()
         stream = self.streams.get(host.id)
         if stream is not None:
             stream.set_limits()
@@ -243,13 +264,13 @@ class Relay:
 
     # Accounts
 
-    def account(self, did: str) -> Account | None:
-        return self.store.account(did)
+    async def account(self, did: str) -> Account | None:
+        return await self.store.account(did)
 
-    def set_takedown(self, account: Account, takedown: bool) -> None:
+    async def set_takedown(self, account: Account, takedown: bool) -> None:
         """Take an account down (its events are no longer relayed) or restore it."""
         self.ingest.local_status(account, "takendown" if takedown else "active")
-        self.flush()
+        await self.flush()
         log_event(log, "account takedown" if takedown else "takedown reversed", did=account.did)
 
 

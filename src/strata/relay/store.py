@@ -1,52 +1,39 @@
-"""The relay's database: hosts, accounts with their latest commit, and the sequenced events.
+"""The relay's database: hosts, accounts with their latest commit, and the sequenced events,
+in SQLite (one relay process) or Postgres (several processes on one database).
 
 Everything the relay learns from one upstream event (the event, the account's new state, the
 host's cursor) is written in the same transaction, so after a crash the relay resumes each host
-exactly where its stored events end: no gap and no duplicate.
+exactly where its stored events end: no gap and no duplicate. Accepted changes wait in memory
+(where ingest reads them back at once) until `commit` writes the whole batch in one
+transaction: one fsync for many events. Sequence numbers are given inside that transaction,
+under a lock held until it commits, so they follow commit order and a process that tails the
+events by `seq` never passes over an event that commits late.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from strata.storage import connect_sqlite
+from strata.core.frames import message_frame
+from strata.database import (
+    Database,
+    Executor,
+    Listener,
+    PostgresDatabase,
+    Row,
+    migrate,
+    open_database,
+)
+from strata.relay.schema import MIGRATIONS
 
-SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS host (
-    id INTEGER PRIMARY KEY,
-    hostname TEXT NOT NULL UNIQUE,
-    no_ssl INTEGER NOT NULL DEFAULT 0,
-    kind TEXT NOT NULL DEFAULT 'pds',
-    status TEXT NOT NULL DEFAULT 'active',
-    account_limit INTEGER NOT NULL,
-    trusted INTEGER NOT NULL DEFAULT 0,
-    lenient INTEGER NOT NULL DEFAULT 0,
-    last_seq INTEGER NOT NULL DEFAULT -1,
-    account_count INTEGER NOT NULL DEFAULT 0,
-    created_at INTEGER NOT NULL
-) STRICT;
-CREATE TABLE IF NOT EXISTS account (
-    uid INTEGER PRIMARY KEY,
-    did TEXT NOT NULL UNIQUE,
-    host_id INTEGER NOT NULL,
-    status TEXT NOT NULL DEFAULT 'active',
-    upstream_status TEXT NOT NULL DEFAULT 'active',
-    rev TEXT,
-    commit_cid TEXT,
-    data_cid TEXT
-) STRICT;
-CREATE TABLE IF NOT EXISTS relay_seq (
-    seq INTEGER PRIMARY KEY,
-    did TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    frame BLOB NOT NULL,
-    sequenced_at INTEGER NOT NULL
-) STRICT;
-"""
+CHANNEL: Final = "strata_relay_events"
+"""Notified by every Postgres transaction that adds events or that an operator's change needs
+the ingesting process to see."""
+SEQUENCING_LOCK: Final = (0x52454C, 1)
+"""The advisory lock (two-key form) held from a batch's first event insert to its commit."""
 
 HOST_STATUSES: Final = ("active", "idle", "offline", "throttled", "banned")
 ACCOUNT_CACHE: Final = 20_000
@@ -119,93 +106,137 @@ def _host(row: Any) -> Host:
     )  # fmt: skip
 
 
+def _account(row: Row) -> Account:
+    return Account(int(row[0]), row[1], int(row[2]), row[3], row[4], row[5], row[6], row[7])
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An accepted event, numbered when its batch commits."""
+
+    did: str
+    event_type: str
+    body: dict[str, Any]
+    sequenced_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one commit writes: accounts and hosts as they were when it began, and events."""
+
+    accounts: list[tuple[Any, ...]]
+    hosts: list[tuple[Any, ...]]
+    events: list[NewEvent]
+
+
 class RelayStore:
-    """The relay's SQLite file.
+    """The relay's tables on SQLite or Postgres, with the batch of changes not yet committed."""
 
-    Writes go into one open transaction that `commit` ends (the event log batches them); reads
-    on the same connection see them at once, while `reader` sees only what is committed.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.conn = connect_sqlite(path)
-        self.conn.executescript(SCHEMA)
-        self.reader = connect_sqlite(path)
+    def __init__(self, db: Database) -> None:
+        self.db = db
         self._accounts: OrderedDict[str, Account] = OrderedDict()
+        # Accounts changed since the last commit began, and those of the commit under way:
+        # what ingest reads before the database has it.
+        self._dirty: dict[str, Account] = {}
+        self._committing: dict[str, Account] = {}
+        self._hosts: dict[int, Host] = {}
+        self._events: list[NewEvent] = []
+        self._commits = 0
 
-    def close(self) -> None:
-        self.conn.close()
-        self.reader.close()
+    @classmethod
+    async def open(cls, database_url: str | None, sqlite_path: Path) -> RelayStore:
+        """The store in Postgres at `database_url`, or else in SQLite at `sqlite_path`, with its
+        migrations applied."""
+        db = await open_database(database_url, sqlite_path)
+        try:
+            await migrate(db, MIGRATIONS, "relay")
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db)
 
-    def write(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
-        """Run a statement inside the open write transaction (opening one if needed)."""
-        if not self.conn.in_transaction:
-            self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn.execute(sql, args)
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may use these tables too."""
+        return isinstance(self.db, PostgresDatabase)
 
-    def commit(self) -> None:
-        """Make every write so far durable."""
-        if self.conn.in_transaction:
-            self.conn.execute("COMMIT")
+    async def close(self) -> None:
+        """Close the database (changes not committed are dropped)."""
+        await self.db.close()
 
-    # Hosts
+    async def listen(self, notified: Any) -> Listener:
+        """Call `notified` whenever any process commits events or an operator's change
+        (Postgres only)."""
+        assert isinstance(self.db, PostgresDatabase)
+        return await self.db.listen(CHANNEL, notified)
 
-    def hosts(self, after_id: int = 0, limit: int = 1000) -> list[Host]:
-        rows = self.conn.execute(
-            f"SELECT {_HOST_COLUMNS} FROM host WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
-        ).fetchall()
+    # Hosts (read as committed)
+
+    async def hosts(self, after_id: int = 0, limit: int = 1000) -> list[Host]:
+        rows = await self.db.fetch(
+            f"SELECT {_HOST_COLUMNS} FROM host WHERE id > ? ORDER BY id LIMIT ?", after_id, limit
+        )
         return [_host(r) for r in rows]
 
-    def host(self, hostname: str) -> Host | None:
-        row = self.conn.execute(
-            f"SELECT {_HOST_COLUMNS} FROM host WHERE hostname = ?", (hostname,)
-        ).fetchone()
+    async def host(self, hostname: str) -> Host | None:
+        row = await self.db.fetchrow(
+            f"SELECT {_HOST_COLUMNS} FROM host WHERE hostname = ?", hostname
+        )
         return None if row is None else _host(row)
 
-    def host_by_id(self, host_id: int) -> Host | None:
-        row = self.conn.execute(f"SELECT {_HOST_COLUMNS} FROM host WHERE id = ?", (host_id,))
-        found = row.fetchone()
-        return None if found is None else _host(found)
+    async def host_by_id(self, host_id: int) -> Host | None:
+        row = await self.db.fetchrow(f"SELECT {_HOST_COLUMNS} FROM host WHERE id = ?", host_id)
+        return None if row is None else _host(row)
 
-    def add_host(
+    async def add_host(
         self, hostname: str, no_ssl: bool, kind: str, account_limit: int, now_ms: int
     ) -> Host:
-        self.write(
+        """Store a host at once (idempotent by name); the stored row."""
+        await self.db.execute(
             "INSERT INTO host (hostname, no_ssl, kind, account_limit, created_at)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (hostname) DO NOTHING",
-            (hostname, int(no_ssl), kind, account_limit, now_ms),
-        )
-        host = self.host(hostname)
+            hostname, int(no_ssl), kind, account_limit, now_ms,
+        )  # fmt: skip
+        host = await self.host(hostname)
         assert host is not None
         return host
 
     def update_host(self, host: Host) -> None:
-        self.write(
-            "UPDATE host SET status = ?, account_limit = ?, trusted = ?, lenient = ?,"
-            " last_seq = ?, account_count = ? WHERE id = ?",
-            (
-                host.status, host.account_limit, int(host.trusted), int(host.lenient),
-                host.last_seq, host.account_count, host.id,
-            ),
-        )  # fmt: skip
+        """Write the host's state with the next commit."""
+        self._hosts[host.id] = host
 
-    def new_hosts_since(self, since_ms: int) -> int:
-        row = self.conn.execute("SELECT count(*) FROM host WHERE created_at >= ?", (since_ms,))
-        return int(row.fetchone()[0])
+    async def new_hosts_since(self, since_ms: int) -> int:
+        row = await self.db.fetchrow("SELECT count(*) FROM host WHERE created_at >= ?", since_ms)
+        return int(row[0]) if row is not None else 0
 
     # Accounts
 
-    def account(self, did: str) -> Account | None:
-        cached = self._accounts.get(did)
-        if cached is not None:
-            self._accounts.move_to_end(did)
-            return cached
-        row = self.conn.execute(
-            f"SELECT {_ACCOUNT_COLUMNS} FROM account WHERE did = ?", (did,)
-        ).fetchone()
-        if row is None:
-            return None
-        found = Account(*row)
-        self._remember(found)
+    def _pending(self, did: str) -> Account | None:
+        found = self._dirty.get(did) or self._committing.get(did)
+        if found is None:
+            found = self._accounts.get(did)
+            if found is not None:
+                self._accounts.move_to_end(did)
+        return found
+
+    async def account(self, did: str) -> Account | None:
+        """The account with the changes not yet committed (what ingest decides on)."""
+        while (found := self._pending(did)) is None:
+            commits = self._commits
+            row = await self.db.fetchrow(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM account WHERE did = ?", did
+            )
+            found = self._pending(did)
+            if found is not None:
+                break
+            # A commit that ended during the read may have written this account after the
+            # read saw it: read again.
+            if commits == self._commits:
+                if row is None:
+                    return None
+                found = _account(row)
+                self._remember(found)
+                break
         return found
 
     def _remember(self, account: Account) -> None:
@@ -213,85 +244,157 @@ class RelayStore:
         if len(self._accounts) > ACCOUNT_CACHE:
             self._accounts.popitem(last=False)
 
+    def forget_accounts(self) -> None:
+        """Drop every account read so far (another process may have changed them)."""
+        self._accounts.clear()
+
     def add_account(self, did: str, host_id: int, status: str) -> Account:
-        cursor = self.write(
-            "INSERT INTO account (did, host_id, status) VALUES (?, ?, ?)", (did, host_id, status)
-        )
-        account = Account(
-            int(cursor.lastrowid or 0), did, host_id, status, "active", None, None, None
-        )
+        """A new account, written with the next commit."""
+        account = Account(0, did, host_id, status, "active", None, None, None)
         self._remember(account)
+        self._dirty[did] = account
         return account
 
     def save_account(self, account: Account) -> None:
-        self.write(
-            "UPDATE account SET host_id = ?, status = ?, upstream_status = ?, rev = ?,"
-            " commit_cid = ?, data_cid = ? WHERE uid = ?",
-            (
-                account.host_id, account.status, account.upstream_status, account.rev,
-                account.commit_cid, account.data_cid, account.uid,
-            ),
-        )  # fmt: skip
+        """Write the account's state with the next commit."""
+        self._dirty[account.did] = account
 
-    def list_accounts(self, after_uid: int, limit: int) -> list[Account]:
+    async def list_accounts(self, after_uid: int, limit: int) -> list[Account]:
         """Accounts with a known commit, in the order the relay first saw them."""
-        rows = self.reader.execute(
+        rows = await self.db.fetch(
             f"SELECT {_ACCOUNT_COLUMNS} FROM account WHERE uid > ? AND commit_cid IS NOT NULL"
             " ORDER BY uid LIMIT ?",
-            (after_uid, limit),
-        ).fetchall()
-        return [Account(*r) for r in rows]
+            after_uid,
+            limit,
+        )
+        return [_account(r) for r in rows]
 
-    def account_committed(self, did: str) -> Account | None:
+    async def account_committed(self, did: str) -> Account | None:
         """The account as last committed (what the API answers with)."""
-        row = self.reader.execute(
-            f"SELECT {_ACCOUNT_COLUMNS} FROM account WHERE did = ?", (did,)
-        ).fetchone()
-        return None if row is None else Account(*row)
+        row = await self.db.fetchrow(f"SELECT {_ACCOUNT_COLUMNS} FROM account WHERE did = ?", did)
+        return None if row is None else _account(row)
 
     # Events
 
-    def last_seq(self) -> int:
-        row = self.conn.execute("SELECT max(seq) FROM relay_seq").fetchone()
-        return int(row[0] or 0)
+    async def last_seq(self) -> int:
+        row = await self.db.fetchrow("SELECT max(seq) FROM relay_seq")
+        return int(row[0] or 0) if row is not None else 0
 
-    def append_event(self, seq: int, did: str, event_type: str, frame: bytes, now_ms: int) -> None:
-        self.write(
+    async def events_after(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        """Committed events with seq > after, in seq order."""
+        rows = await self.db.fetch(
+            "SELECT seq, frame FROM relay_seq WHERE seq > ? ORDER BY seq LIMIT ?", after, limit
+        )
+        return [(int(seq), bytes(frame)) for seq, frame in rows]
+
+    def append_event(self, did: str, event_type: str, body: dict[str, Any], now_ms: int) -> None:
+        """Add an event to the next commit, which numbers it."""
+        self._events.append(NewEvent(did, event_type, body, now_ms))
+
+    @property
+    def pending_events(self) -> int:
+        return len(self._events)
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._dirty or self._hosts or self._events)
+
+    def take_batch(self) -> Batch:
+        """Everything changed since the last batch, as it is now; `committed` or `dropped`
+        must follow."""
+        accounts = [
+            (a.did, a.host_id, a.status, a.upstream_status, a.rev, a.commit_cid, a.data_cid)
+            for a in self._dirty.values()
+        ]
+        hosts = [
+            (h.status, h.account_limit, int(h.trusted), int(h.lenient), h.last_seq,
+             h.account_count, h.id)
+            for h in self._hosts.values()
+        ]  # fmt: skip
+        batch = Batch(accounts, hosts, self._events)
+        self._committing, self._dirty, self._hosts, self._events = self._dirty, {}, {}, []
+        return batch
+
+    def committed(self) -> None:
+        """The batch taken last is durable."""
+        self._committing = {}
+        self._commits += 1
+
+    def dropped(self) -> None:
+        """The batch taken last did not commit: what was read of accounts since may be wrong."""
+        self._committing = {}
+        self._commits += 1
+        self._accounts.clear()
+
+    async def write(self, tx: Executor, batch: Batch, notify: bool) -> list[tuple[int, bytes]]:
+        """Write `batch` in the transaction `tx`; the events' sequence numbers and frames."""
+        if batch.accounts:
+            await tx.executemany(
+                "INSERT INTO account (did, host_id, status, upstream_status, rev, commit_cid,"
+                " data_cid) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (did) DO UPDATE SET"
+                " host_id = excluded.host_id, status = excluded.status,"
+                " upstream_status = excluded.upstream_status, rev = excluded.rev,"
+                " commit_cid = excluded.commit_cid, data_cid = excluded.data_cid",
+                batch.accounts,
+            )
+        if batch.hosts:
+            await tx.executemany(
+                "UPDATE host SET status = ?, account_limit = ?, trusted = ?, lenient = ?,"
+                " last_seq = ?, account_count = ? WHERE id = ?",
+                batch.hosts,
+            )
+        if not batch.events:
+            return []
+        if self.shared:
+            await tx.execute("SELECT pg_advisory_xact_lock(?, ?)", *SEQUENCING_LOCK)
+        row = await tx.fetchrow("SELECT coalesce(max(seq), 0) FROM relay_seq")
+        last = int(row[0]) if row is not None else 0
+        frames = [
+            (last + n, message_frame(e.event_type, {**e.body, "seq": last + n}))
+            for n, e in enumerate(batch.events, start=1)
+        ]
+        await tx.executemany(
             "INSERT INTO relay_seq (seq, did, event_type, frame, sequenced_at)"
             " VALUES (?, ?, ?, ?, ?)",
-            (seq, did, event_type, frame, now_ms),
+            [
+                (seq, e.did, e.event_type, frame, e.sequenced_at)
+                for (seq, frame), e in zip(frames, batch.events, strict=True)
+            ],
         )
+        if notify and self.shared:
+            await tx.execute(f"SELECT pg_notify('{CHANNEL}', '')")
+        return frames
 
-    def oldest_seq(self) -> int | None:
-        row = self.reader.execute("SELECT min(seq) FROM relay_seq").fetchone()
-        return None if row[0] is None else int(row[0])
+    async def oldest_seq(self) -> int | None:
+        row = await self.db.fetchrow("SELECT min(seq) FROM relay_seq")
+        return None if row is None or row[0] is None else int(row[0])
 
-    def replay(self, after: int, limit: int) -> list[tuple[int, bytes]]:
-        rows = self.reader.execute(
-            "SELECT seq, frame FROM relay_seq WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
-        ).fetchall()
-        return [(int(r[0]), bytes(r[1])) for r in rows]
-
-    def _sequenced_at(self, seq: int) -> tuple[int, int] | None:
-        row = self.conn.execute(
-            "SELECT seq, sequenced_at FROM relay_seq WHERE seq >= ? ORDER BY seq LIMIT 1", (seq,)
-        ).fetchone()
+    async def _sequenced_at(self, seq: int) -> tuple[int, int] | None:
+        row = await self.db.fetchrow(
+            "SELECT seq, sequenced_at FROM relay_seq WHERE seq >= ? ORDER BY seq LIMIT 1", seq
+        )
         return None if row is None else (int(row[0]), int(row[1]))
 
-    def prune_events(self, before_ms: int, batch: int = 10_000) -> int:
-        """Drop up to `batch` of the oldest events sequenced before `before_ms`; how many.
+    async def prune_boundary(self, before_ms: int, batch: int = 10_000) -> int | None:
+        """The seq before which up to `batch` of the oldest events were sequenced before
+        `before_ms`, or None when none was.
 
         Sequencing times grow with the sequence number, so the boundary is found by bisection
         on the primary key rather than by an index on the time."""
-        oldest = self._sequenced_at(0)
+        oldest = await self._sequenced_at(0)
         if oldest is None or oldest[1] >= before_ms:
-            return 0
-        low, high = oldest[0], min(oldest[0] + batch, self.last_seq() + 1)
+            return None
+        low, high = oldest[0], min(oldest[0] + batch, await self.last_seq() + 1)
         while low < high:
             middle = (low + high) // 2
-            found = self._sequenced_at(middle)
+            found = await self._sequenced_at(middle)
             if found is None or found[1] >= before_ms:
                 high = middle
             else:
                 low = found[0] + 1
-        return self.write("DELETE FROM relay_seq WHERE seq < ?", (low,)).rowcount
+        return low
+
+
+async def prune(tx: Executor, before_seq: int) -> None:
+    """Drop the events numbered below `before_seq`."""
+    await tx.execute("DELETE FROM relay_seq WHERE seq < ?", before_seq)

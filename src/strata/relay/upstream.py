@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import aiohttp
@@ -79,7 +79,7 @@ class UpstreamStream:
         ingest: Ingest,
         session: aiohttp.ClientSession,
         on_status: Callable[[Host], None],
-        on_event: Callable[[], None],
+        on_event: Callable[[], Awaitable[None]],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.host = host
@@ -155,7 +155,7 @@ class UpstreamStream:
                 if message.type == aiohttp.WSMsgType.BINARY:
                     await self._pace()
                     await self.ingest.handle(self.host, message.data)
-                    self.on_event()
+                    await self.on_event()
                     self.backoff.reset()
                 elif message.type == aiohttp.WSMsgType.ERROR:
                     if (
