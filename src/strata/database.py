@@ -341,6 +341,43 @@ class Listener(Protocol):
     async def close(self) -> None: ...
 
 
+class PostgresSession:
+    """One connection of its own, outside the pool, for what lives as long as the connection:
+    a session-level advisory lock, and the transactions that must run only while it is held
+    (they fail once the connection is lost, and with it the lock). Its statements run one at
+    a time."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self._turn = asyncio.Lock()
+
+    def is_closed(self) -> bool:
+        closed: bool = self.conn.is_closed()
+        return closed
+
+    async def try_lock(self, key: tuple[int, int]) -> bool:
+        """Take the advisory lock `key` (two-key form) for as long as this connection lives,
+        if no other session holds it."""
+        async with self._turn:
+            taken: bool = await self.conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *key)
+            return taken
+
+    async def ping(self) -> None:
+        """Raise if the connection no longer answers."""
+        async with self._turn:
+            await self.conn.fetchval("SELECT 1")
+
+    async def run_transaction(self, body: Callable[[Executor], Coroutine[Any, Any, T]]) -> T:
+        """`await body(tx)` in one write transaction on this connection."""
+        async with self._turn, self.conn.transaction():
+            return await body(_PostgresExecutor(self.conn))
+
+    async def close(self) -> None:
+        """Close the connection (which releases its session locks)."""
+        with contextlib.suppress(Exception):
+            await self.conn.close(timeout=5)
+
+
 class PostgresDatabase(_PostgresExecutor):
     """Postgres through an asyncpg pool; each transaction holds one pooled connection."""
 
@@ -370,6 +407,12 @@ class PostgresDatabase(_PostgresExecutor):
         await conn.add_listener(channel, lambda _conn, _pid, _channel, payload: notified(payload))
         listener: Listener = conn
         return listener
+
+    async def session(self) -> PostgresSession:
+        """A connection of its own, outside the pool (see `PostgresSession`)."""
+        import asyncpg
+
+        return PostgresSession(await asyncpg.connect(self.url))
 
     async def fetch_many(self, queries: Sequence[Query]) -> list[list[Row]]:
         """The rows of each query, asked on as many pooled connections at once."""

@@ -26,7 +26,7 @@ from strata.database import Listener
 from strata.net.firehose import WINDOW_BYTES, Broadcaster
 from strata.net.logs import log_event
 from strata.relay.replay import ReplayReader
-from strata.relay.store import RelayStore
+from strata.relay.store import CHANNEL, RelayStore
 
 log = logging.getLogger("strata.relay.events")
 
@@ -80,12 +80,12 @@ class RelayEvents:
     async def commit(self) -> None:
         """Commit the store's batch in one transaction, which numbers its events; then publish
         them (on Postgres, through the table, as every process does)."""
-        store = self.store
-        if not store.dirty:
+        store, writer = self.store, self.store.writer
+        if writer is None or not store.dirty:
             return
         batch = store.take_batch()
         try:
-            frames = await store.db.run_transaction(lambda tx: store.write(tx, batch, notify=True))
+            frames = await writer.run_transaction(lambda tx: store.write(tx, batch, notify=True))
         except BaseException:
             store.dropped()
             raise
@@ -133,7 +133,7 @@ class RelayEvents:
 
     async def _listen(self) -> Listener | None:
         try:
-            return await self.store.listen(self.wake)
+            return await self.store.listen(CHANNEL, self.wake)
         except (OSError, ConnectionError) as exc:
             log_event(log, "cannot listen for events; polling", logging.WARNING, error=str(exc))
             return None

@@ -84,6 +84,12 @@ class Ingest:
         # Bound once per host: a labelled lookup on every frame is measurable at this rate.
         self._received: dict[int, Counter] = {}
 
+    def reset(self) -> None:
+        """Forget what was seen but not committed (this process stops ingesting): another
+        process may relay it, or this one again from the committed cursors."""
+        self.dirty_hosts.clear()
+        self._seen.clear()
+
     async def handle(self, host: Host, data: bytes) -> None:
         """Process one frame from `host`. Raises `UpstreamError` for an error frame, and lets
         identity-resolution failures through so the stream retries from the same cursor."""

@@ -44,4 +44,15 @@ CREATE TABLE IF NOT EXISTS relay_seq (
 ) STRICT
 """
 
-MIGRATIONS: Final[list[Migration]] = [V1]
+V2: Final = """
+CREATE TABLE relay_command (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    args TEXT NOT NULL
+) STRICT
+"""
+"""What an operator or a crawl request asked of a process that does not ingest, kept until the
+ingesting process has carried it out (and deleted in the same transaction as its effect)."""
+
+MIGRATIONS: Final[list[Migration]] = [V1, V2]

@@ -13,9 +13,10 @@ events by `seq` never passes over an event that commits late.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol, TypeVar
 
 from strata.core.frames import message_frame
 from strata.database import (
@@ -30,13 +31,23 @@ from strata.database import (
 from strata.relay.schema import MIGRATIONS
 
 CHANNEL: Final = "strata_relay_events"
-"""Notified by every Postgres transaction that adds events or that an operator's change needs
-the ingesting process to see."""
+"""Notified by every Postgres transaction that adds events."""
+COMMANDS: Final = "strata_relay_commands"
+"""Notified by every Postgres transaction that stores a command for the ingesting process."""
 SEQUENCING_LOCK: Final = (0x52454C, 1)
 """The advisory lock (two-key form) held from a batch's first event insert to its commit."""
 
 HOST_STATUSES: Final = ("active", "idle", "offline", "throttled", "banned")
 ACCOUNT_CACHE: Final = 20_000
+
+T = TypeVar("T")
+
+
+class Writer(Protocol):
+    """Where the relay's batches are committed: the database, or on Postgres the connection
+    that holds the right to ingest."""
+
+    async def run_transaction(self, body: Callable[[Executor], Coroutine[Any, Any, T]]) -> T: ...
 
 
 @dataclass
@@ -127,6 +138,7 @@ class Batch:
     accounts: list[tuple[Any, ...]]
     hosts: list[tuple[Any, ...]]
     events: list[NewEvent]
+    commands_done: list[int] = field(default_factory=list)
 
 
 class RelayStore:
@@ -134,6 +146,8 @@ class RelayStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.writer: Writer | None = db
+        """None while another process ingests (Postgres)."""
         self._accounts: OrderedDict[str, Account] = OrderedDict()
         # Accounts changed since the last commit began, and those of the commit under way:
         # what ingest reads before the database has it.
@@ -141,6 +155,7 @@ class RelayStore:
         self._committing: dict[str, Account] = {}
         self._hosts: dict[int, Host] = {}
         self._events: list[NewEvent] = []
+        self._commands_done: list[int] = []
         self._commits = 0
 
     @classmethod
@@ -164,11 +179,37 @@ class RelayStore:
         """Close the database (changes not committed are dropped)."""
         await self.db.close()
 
-    async def listen(self, notified: Any) -> Listener:
-        """Call `notified` whenever any process commits events or an operator's change
+    async def listen(self, channel: str, notified: Callable[[], None]) -> Listener:
+        """Call `notified` whenever any process commits a transaction that notifies `channel`
         (Postgres only)."""
         assert isinstance(self.db, PostgresDatabase)
-        return await self.db.listen(CHANNEL, notified)
+        return await self.db.listen(channel, notified)
+
+    # Commands for the ingesting process
+
+    async def add_command(self, action: str, subject: str, args: str) -> None:
+        """Store a command for the ingesting process, and wake it."""
+
+        async def body(tx: Executor) -> None:
+            await tx.execute(
+                "INSERT INTO relay_command (action, subject, args) VALUES (?, ?, ?)",
+                action, subject, args,
+            )  # fmt: skip
+            if self.shared:
+                await tx.execute(f"SELECT pg_notify('{COMMANDS}', '')")
+
+        await self.db.run_transaction(body)
+
+    async def commands(self) -> list[tuple[int, str, str, str]]:
+        """The stored commands, oldest first."""
+        rows = await self.db.fetch(
+            "SELECT id, action, subject, args FROM relay_command ORDER BY id"
+        )
+        return [(int(r[0]), r[1], r[2], r[3]) for r in rows]
+
+    def command_done(self, command_id: int) -> None:
+        """Delete a command with the next commit (which carries out its effect)."""
+        self._commands_done.append(command_id)
 
     # Hosts (read as committed)
 
@@ -297,7 +338,7 @@ class RelayStore:
 
     @property
     def dirty(self) -> bool:
-        return bool(self._dirty or self._hosts or self._events)
+        return bool(self._dirty or self._hosts or self._events or self._commands_done)
 
     def take_batch(self) -> Batch:
         """Everything changed since the last batch, as it is now; `committed` or `dropped`
@@ -311,8 +352,9 @@ class RelayStore:
              h.account_count, h.id)
             for h in self._hosts.values()
         ]  # fmt: skip
-        batch = Batch(accounts, hosts, self._events)
+        batch = Batch(accounts, hosts, self._events, self._commands_done)
         self._committing, self._dirty, self._hosts, self._events = self._dirty, {}, {}, []
+        self._commands_done = []
         return batch
 
     def committed(self) -> None:
@@ -343,6 +385,8 @@ class RelayStore:
                 " last_seq = ?, account_count = ? WHERE id = ?",
                 batch.hosts,
             )
+        if batch.commands_done:
+            await tx.execute("DELETE FROM relay_command WHERE id = ANY(?)", batch.commands_done)
         if not batch.events:
             return []
         if self.shared:
