@@ -2,16 +2,19 @@
 
 1. Verified ingest on one core, in-process and without WebSockets: every frame recorded from the
    official PDS (`official-firehose.frames` in the corpus) goes through the relay's `Ingest`
-   (signature, rev order, sync 1.1 inversion, sequencing, a SQLite group commit every 500
-   events). The DID documents come from a `strata plc` mirror of the recorded directory export,
-   which this script serves as a paged `/export`; every DID is resolved once before timing (the
-   42 `#identity` frames still make the relay look their DID up again, as it does in service).
+   (signature, rev order, sync 1.1 inversion, sequencing, a group commit every 500 events), on
+   SQLite and then on Postgres (a throwaway cluster, `tests/postgres.py`, initdb defaults). The
+   DID documents come from a `strata plc` mirror of the recorded directory export, which this
+   script serves as a paged `/export`; every DID is resolved once before timing (the 42
+   `#identity` frames still make the relay look their DID up again, as it does in service).
    Peer: the `atproto` SDK parsing the same frames (frame, message model, CAR) in the same
    process, with no verification at all.
 2. End-to-end lag: a real `strata relay` process follows a synthetic PDS (served by this script)
-   that sends prebuilt signed `#commit` frames at 2,000/s; 50 consumers in another process
+   that sends prebuilt signed `#commit` frames at 2,000/s; 100 consumers in another process
    count what the relay forwards. The relay keeps per-host order, so the k-th commit a consumer
-   receives is the k-th the source sent: lag = arrival - when the source sent frame k.
+   receives is the k-th the source sent: lag = arrival - when the source sent frame k. Measured
+   with the relay on SQLite, then again with a fresh relay on Postgres (`--database-url`, the
+   same cluster as in 1).
 3. Memory: the relay's RSS before, halfway and after it has seen the first commit of each of N
    more accounts (100,000 x scale), spread over a few synthetic PDSes and sent as fast as it
    takes them. This runs before 2, on the same relay process.
@@ -50,7 +53,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -70,9 +73,13 @@ from strata.plc.directory import Directory
 from strata.plc.store import PlcStore, parse_created_at
 from strata.relay.events import RelayEvents
 from strata.relay.ingest import REJECTED, Ingest
+from strata.relay.replay import replay_reader
 from strata.relay.service import FLUSH_AT
 from strata.relay.store import RelayStore
 from strata.serve import listening
+
+if TYPE_CHECKING:
+    from tests.postgres import PostgresCluster
 
 COLLECTION = "app.bsky.feed.post"
 RECORDED_PDS = "localhost:2583"
@@ -202,38 +209,40 @@ def rejected_by_reason() -> Counter[str]:
 
 
 async def ingest_once(
-    frames: list[bytes], resolver: IdentityResolver, path: Path
+    frames: list[bytes], resolver: IdentityResolver, database_url: str | None, path: Path
 ) -> dict[str, Any]:
-    """One timed pass of every frame through a fresh relay store."""
-    store = RelayStore(path)
+    """One timed pass of every frame through a fresh relay store (in Postgres at
+    `database_url`, else SQLite at `path`)."""
+    store = await RelayStore.open(database_url, path)
+    reader = replay_reader(database_url, path)
     try:
-        events = RelayEvents(store)
-        host = store.add_host(RECORDED_PDS, True, "pds", 1_000_000, int(time.time() * 1000))
+        events = RelayEvents(store, reader, 0)
+        host = await store.add_host(RECORDED_PDS, True, "pds", 1_000_000, int(time.time() * 1000))
         host.trusted = True
         store.update_host(host)
-        store.commit()
+        await events.commit()
         desynced: list[str] = []
         ingest = Ingest(store, events, resolver, {host.id: host}, True, desynced.append)
 
-        def flush() -> None:
+        async def flush() -> None:
             store.update_host(host)
             ingest.dirty_hosts.clear()
-            events.commit()
+            await events.commit()
 
         before = rejected_by_reason()
         start = time.perf_counter()
         for frame in frames:
             await ingest.handle(host, frame)
             if events.pending >= FLUSH_AT:
-                flush()
-        flush()
+                await flush()
+        await flush()
         elapsed = time.perf_counter() - start
         rejected = rejected_by_reason() - before
-        emitted = Counter(
-            dict(store.conn.execute("SELECT event_type, count(*) FROM relay_seq GROUP BY 1"))
-        )
+        rows = await store.db.fetch("SELECT event_type, count(*) FROM relay_seq GROUP BY 1")
+        emitted = Counter({row[0]: int(row[1]) for row in rows})
     finally:
-        store.close()
+        reader.close()
+        await store.close()
     return {
         "seconds": elapsed,
         "commits": emitted["#commit"],
@@ -262,7 +271,7 @@ def sdk_parse_once(frames: list[bytes]) -> tuple[float, int]:
     return time.perf_counter() - start, commits
 
 
-async def measure_ingest(corpus: Path, work: Path) -> dict[str, Any]:
+async def measure_ingest(corpus: Path, work: Path, cluster: PostgresCluster) -> dict[str, Any]:
     frames = read_frames(corpus / "official-firehose.frames")
     lines = [json.loads(x) for x in (corpus / "official-plc-export.jsonl").read_text().splitlines()]
     dids = sorted({line["did"] for line in lines})
@@ -286,11 +295,16 @@ async def measure_ingest(corpus: Path, work: Path) -> dict[str, Any]:
         resolver = IdentityResolver(http, [mirror_url], dev=True)
         for did in dids:
             await resolver.resolve_did(did)
-        runs = []
+        runs, postgres_runs = [], []
         for run in range(INGEST_RUNS):
-            runs.append(await ingest_once(frames, resolver, work / f"ingest-{run}.sqlite"))
+            runs.append(await ingest_once(frames, resolver, None, work / f"ingest-{run}.sqlite"))
+        for _ in range(INGEST_RUNS):
+            postgres_runs.append(
+                await ingest_once(frames, resolver, cluster.new_database(), work / "unused")
+            )
     peer_runs = [sdk_parse_once(frames) for _ in range(INGEST_RUNS)]
     best = min(runs, key=lambda r: r["seconds"])
+    postgres_best = min(postgres_runs, key=lambda r: r["seconds"])
     peer_best = min(s for s, _ in peer_runs)
     peer_commits = peer_runs[0][1]
     return {
@@ -302,6 +316,11 @@ async def measure_ingest(corpus: Path, work: Path) -> dict[str, Any]:
         "commits_accepted": best["commits"],
         "commits_per_s": best["commits"] / best["seconds"],
         "frames_per_s": len(frames) / best["seconds"],
+        "postgres_runs_seconds": [r["seconds"] for r in postgres_runs],
+        "postgres_commits_accepted": postgres_best["commits"],
+        "postgres_commits_per_s": postgres_best["commits"] / postgres_best["seconds"],
+        "postgres_frames_per_s": len(frames) / postgres_best["seconds"],
+        "postgres_rejected": postgres_best["rejected"],
         "emitted": best["emitted"],
         "rejected": best["rejected"],
         "rejected_all_runs": [r["rejected"] for r in runs],
@@ -312,14 +331,15 @@ async def measure_ingest(corpus: Path, work: Path) -> dict[str, Any]:
     }
 
 
-def run_ingest(corpus: Path, work: Path) -> dict[str, Any]:
-    """Section 1 on one core: this process (and the threads it starts) pinned to one CPU."""
+def run_ingest(corpus: Path, work: Path, cluster: PostgresCluster) -> dict[str, Any]:
+    """Section 1 on one core: this process (and the threads it starts) pinned to one CPU (the
+    Postgres server, started before, is not)."""
     pinned = hasattr(os, "sched_setaffinity")
     if pinned:
         allowed = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {min(allowed)})
     try:
-        return asyncio.run(measure_ingest(corpus, work))
+        return asyncio.run(measure_ingest(corpus, work, cluster))
     finally:
         if pinned:
             os.sched_setaffinity(0, allowed)
@@ -415,13 +435,16 @@ class Pds:
 
 @contextlib.asynccontextmanager
 async def relay_process(
-    work: Path, plc_url: str, pdses: list[Pds]
+    work: Path, plc_url: str, pdses: list[Pds], database_url: str | None
 ) -> AsyncIterator[tuple[str, subprocess.Popen[bytes], Path]]:
-    """`strata relay` as its own process on 127.0.0.1, following and trusting every `pdses`;
-    yields its URL, the process and its log."""
+    """`strata relay` as its own process on 127.0.0.1, following and trusting every `pdses`,
+    its tables in Postgres at `database_url` or else in SQLite; yields its URL, the process
+    and its log."""
     follow: list[str] = []
     for pds in pdses:
         follow += ["--crawl", pds.endpoint, "--trusted", pds.hostname]
+    if database_url is not None:
+        follow += ["--database-url", database_url]
     args = ("--dev", "--plc-url", plc_url, *follow)
     async with strata_service("relay", work / "relay", *args) as (url, proc):
         yield url, proc, work / "relay.log"
@@ -963,7 +986,9 @@ async def measure_chain(
     return lag
 
 
-async def measure_relay(sizes: Sizes, work: Path, sections: str) -> dict[str, Any]:
+async def measure_relay(
+    sizes: Sizes, work: Path, sections: str, database_url: str | None = None
+) -> dict[str, Any]:
     results: dict[str, Any] = {}
     lag_pds = Pds(0)
     memory_pdses = [Pds(0) for _ in range(MEMORY_HOSTS)]
@@ -982,7 +1007,7 @@ async def measure_relay(sizes: Sizes, work: Path, sections: str) -> dict[str, An
         }
         note(f"  prepared in {prepared.generate_seconds:.1f} s; starting strata relay ...")
         url, proc, log_path = await stack.enter_async_context(
-            relay_process(work, plc_url, [lag_pds, *memory_pdses])
+            relay_process(work, plc_url, [lag_pds, *memory_pdses], database_url)
         )
         http = await stack.enter_async_context(aiohttp.ClientSession())
 
@@ -1054,6 +1079,24 @@ def build_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 "",
             )
         )
+        rows.append(
+            (
+                "   on Postgres: commits accepted/s",
+                f"{ingest['postgres_commits_per_s']:,.0f}/s",
+                f"{ingest['commits_per_s']:,.0f}/s on SQLite (above)",
+                f"{ingest['postgres_commits_per_s'] / ingest['commits_per_s']:.2f}",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "   on Postgres: frames/s (every type)",
+                f"{ingest['postgres_frames_per_s']:,.0f}/s",
+                f"{ingest['frames_per_s']:,.0f}/s on SQLite",
+                f"{ingest['postgres_frames_per_s'] / ingest['frames_per_s']:.2f}",
+                "",
+            )
+        )
         rejected = sum(ingest["rejected"].values())
         rows.append(
             (
@@ -1089,6 +1132,43 @@ def build_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             )
         )
         rows.append(("   source send rate achieved", f"{lag['send_rate']:,.0f}/s", "", "", ""))
+    postgres_lag = results.get("relay_postgres", {}).get("lag")
+    if postgres_lag:
+        sqlite_p99 = lag["p99_ms"] if lag else None
+        ratio = (
+            postgres_lag["p99_ms"] / sqlite_p99
+            if sqlite_p99 and postgres_lag["p99_ms"] is not None
+            else None
+        )
+        met = postgres_lag["p99_ms"] is not None and postgres_lag["p99_ms"] < 500
+        rows.append(
+            (
+                "   on Postgres: lag p99",
+                fmt(postgres_lag["p99_ms"], "{:,.1f} ms"),
+                f"{fmt(sqlite_p99, '{:,.1f} ms')} on SQLite (above)",
+                fmt(ratio, "{:.2f}"),
+                f"< 500 ms: {'met' if met else 'NOT met'}",
+            )
+        )
+        rows.append(
+            (
+                "   on Postgres: lag p50",
+                fmt(postgres_lag["p50_ms"], "{:,.1f} ms"),
+                f"{fmt(lag['p50_ms'] if lag else None, '{:,.1f} ms')} on SQLite",
+                "",
+                "",
+            )
+        )
+        expected = postgres_lag["sent"] * postgres_lag["consumers"]
+        rows.append(
+            (
+                "   on Postgres: frames delivered / sent x consumers",
+                f"{postgres_lag['delivered_total']:,} / {expected:,}",
+                "",
+                "",
+                "all: " + ("met" if postgres_lag["delivered_total"] == expected else "NOT met"),
+            )
+        )
     memory = results.get("relay", {}).get("memory")
     if memory:
         rows.append(
@@ -1192,7 +1272,13 @@ def print_notes(results: dict[str, Any]) -> None:
             )
         runs = ", ".join(f"{s:.2f}" for s in ingest["runs_seconds"])
         peer = ", ".join(f"{s:.2f}" for s in ingest["peer_runs_seconds"])
+        postgres = ", ".join(f"{s:.2f}" for s in ingest["postgres_runs_seconds"])
         print(f"1: strata runs {runs} s; SDK runs {peer} s; events emitted {ingest['emitted']}")
+        print(
+            f"1: on Postgres, runs {postgres} s; commits accepted"
+            f" {ingest['postgres_commits_accepted']:,}; rejected"
+            f" {ingest['postgres_rejected'] or 'none'}"
+        )
         if ingest["rejected"]:
             print(f"1: REJECTED by reason: {ingest['rejected']}")
         if ingest["desynced"]:
@@ -1234,6 +1320,16 @@ def print_notes(results: dict[str, Any]) -> None:
                 f"4: {replay['bytes'] / 1e6:,.1f} MB in {replay['seconds']:.2f} s"
                 + (f"; errors {replay['errors']}" if replay["errors"] else "")
             )
+        postgres_lag = results.get("relay_postgres", {}).get("lag")
+        if postgres_lag:
+            print(
+                f"2: on Postgres, {postgres_lag['complete_consumers']} of"
+                f" {postgres_lag['consumers']} consumers got every frame (fewest"
+                f" {postgres_lag['delivered_min']:,}); CPU while sending: relay"
+                f" {postgres_lag['relay_cpu'][0]:.0%} of a core (the Postgres server apart)"
+            )
+            for error in postgres_lag["consumer_errors"]:
+                print(f"2: on Postgres, consumer error: {error}")
         prep = relay["prepare"]
         print(
             f"setup: accounts, DIDs and frames prepared in {prep['seconds']:.1f} s"
@@ -1267,6 +1363,9 @@ def main() -> None:
     sizes = Sizes(args.scale)
     began = time.perf_counter()
     results: dict[str, Any] = {"scale": args.scale, "sizes": sizes.__dict__}
+    from tests.postgres import PostgresCluster
+
+    cluster = PostgresCluster()
     with tempfile.TemporaryDirectory(prefix="strata-bench-relay-") as tmp:
         work = Path(tmp)
         if "1" in args.sections:
@@ -1274,9 +1373,16 @@ def main() -> None:
             if corpus is None or not (corpus / "official-firehose.frames").exists():
                 parser.error("no corpus: pass --corpus DIR or set STRATA_CONFORMANCE_DIR")
             note("1. verified ingest of the recorded frames ...")
-            results["ingest"] = run_ingest(corpus, work)
+            results["ingest"] = run_ingest(corpus, work, cluster)
         if set(args.sections) & set("2345"):
             results["relay"] = asyncio.run(measure_relay(sizes, work, args.sections))
+        if "2" in args.sections:
+            note("2. end-to-end lag, the relay on Postgres ...")
+            (work / "postgres").mkdir()
+            results["relay_postgres"] = asyncio.run(
+                measure_relay(sizes, work / "postgres", "2", cluster.new_database())
+            )
+    cluster.stop()
     results["seconds"] = time.perf_counter() - began
 
     print()
