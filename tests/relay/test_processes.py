@@ -11,6 +11,7 @@ import signal
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 
 from strata.core.frames import decode_frame
@@ -185,3 +186,55 @@ async def test_what_the_other_process_is_asked_reaches_the_ingesting_one(
         async with asyncio.timeout(10):
             while await ingesting.relay.store.commands():
                 await asyncio.sleep(0.02)
+
+
+async def test_a_process_that_loses_its_connection_stops_ingesting(
+    tmp_path: Path, postgres_cluster: PostgresCluster
+) -> None:
+    database_url = postgres_cluster.new_database()
+    async with (
+        running_plc(tmp_path / "plc") as plc,
+        running_pds(tmp_path / "pds", plc.url) as pds,
+        running_relay(
+            tmp_path / "a", plc.url, crawl=(pds.url,), database_url=database_url
+        ) as first,
+        running_relay(
+            tmp_path / "b", plc.url, crawl=(pds.url,), database_url=database_url
+        ) as second,
+        aiohttp.ClientSession() as http,
+    ):
+        assert first.relay.leading and not second.relay.leading
+        async with asyncio.timeout(10):
+            while not any(s.connected for s in first.relay.streams.values()):
+                await asyncio.sleep(0.02)
+        alice = await PdsUser.create(http, pds.url, "alice.test")
+        for i in range(5):
+            await alice.post(f"before {i}")
+        # A host is followed from its live tail until a cursor of it is committed.
+        assert len(await read_frames(http, first.url, 0, 9, timeout=10)) == 9
+        # The connection holding the right to ingest is cut (as a network fault would): the
+        # first process stops, the second takes over from the committed cursor.
+        session = first.relay._session
+        assert session is not None
+        terminator = await asyncpg.connect(database_url)
+        try:
+            await terminator.execute(
+                "SELECT pg_terminate_backend($1)", session.conn.get_server_pid()
+            )
+        finally:
+            await terminator.close()
+        for i in range(5):
+            await alice.post(f"during {i}")
+        async with asyncio.timeout(20):
+            while first.relay.leading or not second.relay.leading:
+                await asyncio.sleep(0.05)
+        assert not first.relay.streams
+        for i in range(5):
+            await alice.post(f"after {i}")
+
+        own = [f.body["rev"] for f in await read_frames(http, pds.url, 0, 100, timeout=2)
+               if f.t == "#commit"]  # fmt: skip
+        for url in (first.url, second.url):
+            frames = await read_frames(http, url, 0, len(own) + 3, timeout=10)
+            assert [f.body["seq"] for f in frames] == list(range(1, len(frames) + 1))
+            assert [f.body["rev"] for f in frames if f.t == "#commit"] == own
