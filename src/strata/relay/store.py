@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
@@ -133,12 +133,13 @@ class NewEvent:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """What one commit writes: accounts and hosts as they were when it began, and events."""
+    """What one commit writes: accounts and hosts as they were when it began, events, and the
+    commands it carries out."""
 
     accounts: list[tuple[Any, ...]]
     hosts: list[tuple[Any, ...]]
     events: list[NewEvent]
-    commands_done: list[int] = field(default_factory=list)
+    commands_done: list[int]
 
 
 class RelayStore:
