@@ -118,6 +118,7 @@ class RelayEvents:
             while True:
                 if listener is None or listener.is_closed():
                     listener = await self._listen()
+                self._wake.clear()
                 try:
                     while page := await self.store.events_after(self._published, TAIL_PAGE):
                         self.publish(page)
@@ -125,8 +126,8 @@ class RelayEvents:
                     # The database is away: the next round reads again.
                     log_event(log, "cannot read events", logging.WARNING, error=str(exc))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
-                self._wake.clear()
+                    async with asyncio.timeout(POLL_INTERVAL):
+                        await self._wake.wait()
         finally:
             if listener is not None and not listener.is_closed():
                 await listener.close()
@@ -134,6 +135,6 @@ class RelayEvents:
     async def _listen(self) -> Listener | None:
         try:
             return await self.store.listen(CHANNEL, self.wake)
-        except (OSError, ConnectionError) as exc:
+        except Exception as exc:
             log_event(log, "cannot listen for events; polling", logging.WARNING, error=str(exc))
             return None

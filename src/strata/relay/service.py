@@ -193,7 +193,10 @@ class Relay:
         self.streams.clear()
         await self.resyncer.stop()
         if commit:
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception as exc:
+                log_event(log, "commit failed", logging.ERROR, error=str(exc) or repr(exc))
         async with self._flushing:
             self.leading = False
             self.store.take_batch()
@@ -235,10 +238,13 @@ class Relay:
         try:
             while True:
                 if self.store.shared and (listener is None or listener.is_closed()):
-                    with contextlib.suppress(OSError, ConnectionError):
+                    try:
                         listener = await self.store.listen(COMMANDS, self._commands.set)
+                    except Exception as exc:
+                        log_event(log, "cannot listen for commands; polling", error=str(exc))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._commands.wait(), COMMAND_POLL)
+                    async with asyncio.timeout(COMMAND_POLL):
+                        await self._commands.wait()
                 self._commands.clear()
                 if self.leading:
                     try:
