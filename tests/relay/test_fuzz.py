@@ -21,7 +21,7 @@ from strata.identity.errors import ResolutionFailed
 from strata.pds.sequencer import commit_body
 from strata.relay.events import RelayEvents
 from strata.relay.ingest import Ingest, UpstreamError
-from strata.relay.replay import SqliteReplay
+from strata.relay.replay import replay_reader
 from strata.relay.store import RelayStore
 from strata.relay.verify import Checked, Rejected, check_commit, check_sync
 
@@ -64,10 +64,10 @@ def test_any_changed_field_gets_a_verdict(changes: dict[str, Any], strict: bool)
         check_sync(body, KEY.public_key, FIRST.commit.rev, NOW_US)
 
 
-async def _handle_all(tmp: Path, frames: list[bytes]) -> int:
-    store = await RelayStore.open(None, tmp / "relay.sqlite")
+async def _handle_all(tmp: Path, frames: list[bytes], database_url: str | None) -> int:
+    store = await RelayStore.open(database_url, tmp / "relay.sqlite")
     try:
-        events = RelayEvents(store, SqliteReplay(tmp / "relay.sqlite"), 0)
+        events = RelayEvents(store, replay_reader(database_url, tmp / "relay.sqlite"), 0)
         async with aiohttp.ClientSession() as http:
             # Nothing listens on the discard port: any lookup fails at once, on loopback.
             resolver = IdentityResolver(http, ["http://127.0.0.1:9"], dev=True, timeout=0.5)
@@ -78,7 +78,7 @@ async def _handle_all(tmp: Path, frames: list[bytes]) -> int:
                     await ingest.handle(host, frame)
         await events.commit()
         events.reader.close()
-        return events.last_seq
+        return await store.last_seq()
     finally:
         await store.close()
 
@@ -105,6 +105,8 @@ async def _handle_all(tmp: Path, frames: list[bytes]) -> int:
         max_size=5,
     )
 )
-def test_garbage_frames_change_nothing(tmp_path_factory: Any, frames: list[bytes]) -> None:
+def test_garbage_frames_change_nothing(
+    tmp_path_factory: Any, database_url: str | None, frames: list[bytes]
+) -> None:
     tmp = tmp_path_factory.mktemp("fuzz")
-    assert asyncio.run(_handle_all(tmp, frames)) == 0
+    assert asyncio.run(_handle_all(tmp, frames, database_url)) == 0
