@@ -184,7 +184,7 @@ class RelayStore:
         """Call `notified` whenever any process commits a transaction that notifies `channel`
         (Postgres only)."""
         assert isinstance(self.db, PostgresDatabase)
-        return await self.db.listen(channel, notified)
+        return await self.db.listen(channel, lambda _payload: notified())
 
     # Commands for the ingesting process
 
