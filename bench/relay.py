@@ -73,7 +73,6 @@ from strata.plc.directory import Directory
 from strata.plc.store import PlcStore, parse_created_at
 from strata.relay.events import RelayEvents
 from strata.relay.ingest import REJECTED, Ingest
-from strata.relay.replay import replay_reader
 from strata.relay.service import FLUSH_AT
 from strata.relay.store import RelayStore
 from strata.serve import listening
@@ -214,9 +213,8 @@ async def ingest_once(
     """One timed pass of every frame through a fresh relay store (in Postgres at
     `database_url`, else SQLite at `path`)."""
     store = await RelayStore.open(database_url, path)
-    reader = replay_reader(database_url, path)
     try:
-        events = RelayEvents(store, reader, 0)
+        events = RelayEvents(store, 0)
         host = await store.add_host(RECORDED_PDS, True, "pds", 1_000_000, int(time.time() * 1000))
         host.trusted = True
         store.update_host(host)
@@ -241,7 +239,6 @@ async def ingest_once(
         rows = await store.db.fetch("SELECT event_type, count(*) FROM relay_seq GROUP BY 1")
         emitted = Counter({row[0]: int(row[1]) for row in rows})
     finally:
-        reader.close()
         await store.close()
     return {
         "seconds": elapsed,

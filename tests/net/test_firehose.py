@@ -26,10 +26,10 @@ class MemoryLog:
     def last_seq(self) -> int:
         return self.frames[-1][0] if self.frames else 0
 
-    def oldest_seq(self) -> int | None:
+    async def oldest_seq(self) -> int | None:
         return self.frames[0][0] if self.frames else None
 
-    def replay(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+    async def replay(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         return [f for f in self.frames if f[0] > after][:limit]
 
     def add(self, count: int, size: int = 10) -> None:
@@ -158,6 +158,25 @@ async def test_frames_stored_before_they_are_published_are_not_sent_twice() -> N
         log.broadcaster.publish([*pending, (6, message_frame("#commit", {"seq": 6}))])
         log.frames.append((6, b""))
         assert await seqs_received(ws, 1) == [6]
+        await ws.close()
+
+
+async def test_frames_published_while_a_replay_page_is_read_are_sent() -> None:
+    class SlowLog(MemoryLog):
+        async def replay(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+            page = [f for f in self.frames if f[0] > after][:limit]
+            if not page and self.last_seq < 3:
+                # Stored and published while the empty last page is on its way back.
+                self.add(2)
+            await asyncio.sleep(0.05)
+            return page
+
+    log = SlowLog(window_bytes=1 << 20)
+    log.frames.append((1, message_frame("#commit", {"seq": 1})))
+    async with serving(stream_app(log)) as url, aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(url.replace("http", "ws") + "/sub?cursor=0")
+        # The second page is empty, and 2 and 3 are published meanwhile: they come live.
+        assert await seqs_received(ws, 3) == [1, 2, 3]
         await ws.close()
 
 

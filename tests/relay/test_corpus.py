@@ -11,7 +11,6 @@ import pytest
 from strata.identity import IdentityResolver
 from strata.relay.events import RelayEvents
 from strata.relay.ingest import REJECTED, Ingest
-from strata.relay.replay import replay_reader
 from strata.relay.store import RelayStore
 from tests.corpus import corpus_dir, frames, load_directory, raw_frames
 from tests.services import running_plc
@@ -28,8 +27,7 @@ async def test_every_recorded_frame_is_accepted(tmp_path: Path, database_url: st
     async with running_plc(tmp_path / "plc") as plc, aiohttp.ClientSession() as http:
         await load_directory(plc.directory, corpus)
         store = await RelayStore.open(database_url, tmp_path / "relay.sqlite")
-        reader = replay_reader(database_url, tmp_path / "relay.sqlite")
-        events = RelayEvents(store, reader, 0)
+        events = RelayEvents(store, 0)
         resolver = IdentityResolver(http, [plc.url], dev=True)
         # The recorded DID documents name the official PDS at http://localhost:2583.
         host = await store.add_host("localhost:2583", True, "pds", 1000, 0)
@@ -51,5 +49,4 @@ async def test_every_recorded_frame_is_accepted(tmp_path: Path, database_url: st
         assert emitted["#commit"] == expected["#commit"] == 5627
         assert emitted == expected
         assert host.last_seq == 5763
-        reader.close()
         await store.close()

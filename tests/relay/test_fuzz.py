@@ -21,7 +21,6 @@ from strata.identity.errors import ResolutionFailed
 from strata.pds.sequencer import commit_body
 from strata.relay.events import RelayEvents
 from strata.relay.ingest import Ingest, UpstreamError
-from strata.relay.replay import replay_reader
 from strata.relay.store import RelayStore
 from strata.relay.verify import Checked, Rejected, check_commit, check_sync
 
@@ -67,7 +66,7 @@ def test_any_changed_field_gets_a_verdict(changes: dict[str, Any], strict: bool)
 async def _handle_all(tmp: Path, frames: list[bytes], database_url: str | None) -> int:
     store = await RelayStore.open(database_url, tmp / "relay.sqlite")
     try:
-        events = RelayEvents(store, replay_reader(database_url, tmp / "relay.sqlite"), 0)
+        events = RelayEvents(store, 0)
         async with aiohttp.ClientSession() as http:
             # Nothing listens on the discard port: any lookup fails at once, on loopback.
             resolver = IdentityResolver(http, ["http://127.0.0.1:9"], dev=True, timeout=0.5)
@@ -77,7 +76,6 @@ async def _handle_all(tmp: Path, frames: list[bytes], database_url: str | None) 
                 with contextlib.suppress(ResolutionFailed, UpstreamError):
                     await ingest.handle(host, frame)
         await events.commit()
-        events.reader.close()
         return await store.last_seq()
     finally:
         await store.close()

@@ -64,10 +64,10 @@ class Labeler:
     def last_seq(self) -> int:
         return self._last_seq
 
-    def oldest_seq(self) -> int | None:
+    async def oldest_seq(self) -> int | None:
         return self.store.oldest_seq()
 
-    def replay(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+    async def replay(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         return self.store.replay(after, limit)
 
     def label(

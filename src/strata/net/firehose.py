@@ -182,10 +182,10 @@ class EventLog(Protocol):
     def last_seq(self) -> int:
         """The newest sequence number published."""
 
-    def oldest_seq(self) -> int | None:
+    async def oldest_seq(self) -> int | None:
         """The oldest sequence number still stored, if any."""
 
-    def replay(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+    async def replay(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         """Stored frames with a sequence number above `after`, oldest first."""
 
 
@@ -212,10 +212,11 @@ async def serve_event_stream(
 ) -> web.WebSocketResponse:
     """Serve a subscription: replay from `cursor`, then live frames, until either side stops.
 
-    Replay reads stored frames page by page; the switch to live frames takes the broadcaster's
-    position with no await after the last (empty) page, so nothing falls in between, and frames
-    already replayed are skipped by sequence number. Live, the consumer is attached to the
-    broadcaster while it keeps up, and reads from its window while it catches up.
+    Replay reads stored frames page by page. The broadcaster's position is taken before each
+    page is asked for, so when the last (empty) page comes back, whatever was published while
+    it was read is still ahead of that position, and frames both replayed and published are
+    skipped by sequence number. Live, the consumer is attached to the broadcaster while it
+    keeps up, and reads from its window while it catches up.
     """
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=1 << 16, compress=False)
     await ws.prepare(request)
@@ -232,7 +233,7 @@ async def serve_event_stream(
             if cursor > events.last_seq:
                 await ws.send_bytes(error_frame("FutureCursor", "Cursor in the future."))
                 return ws
-            oldest = events.oldest_seq()
+            oldest = await events.oldest_seq()
             if oldest is not None and cursor + 1 < oldest:
                 await ws.send_bytes(
                     info_frame(
@@ -240,9 +241,10 @@ async def serve_event_stream(
                     )
                 )
         while True:
-            page = events.replay(sent, REPLAY_PAGE)
+            # Published frames were stored first: any the page misses are from here on.
+            position = events.broadcaster.end
+            page = await events.replay(sent, REPLAY_PAGE)
             if not page:
-                position = events.broadcaster.end
                 break
             if not await _written(transport, [websocket_message(frame) for _, frame in page]):
                 return ws

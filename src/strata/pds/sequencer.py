@@ -73,7 +73,7 @@ class Sequencer:
     def last_seq(self) -> int:
         return self._last
 
-    def oldest_seq(self) -> int | None:
+    async def oldest_seq(self) -> int | None:
         row = self.accounts.conn.execute("SELECT min(seq) FROM repo_seq").fetchone()
         return int(row[0]) if row[0] is not None else None
 
@@ -139,7 +139,7 @@ class Sequencer:
             body["status"] = status
         return self._sequence(did, "#account", body)
 
-    def replay(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+    async def replay(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         """Stored frames with a sequence number above `after`, oldest first."""
         rows = self.accounts.conn.execute(
             "SELECT seq, frame FROM repo_seq WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)

@@ -25,7 +25,6 @@ from prometheus_client import Counter, Gauge
 from strata.database import Listener
 from strata.net.firehose import WINDOW_BYTES, Broadcaster
 from strata.net.logs import log_event
-from strata.relay.replay import ReplayReader
 from strata.relay.store import CHANNEL, RelayStore
 
 log = logging.getLogger("strata.relay.events")
@@ -45,13 +44,11 @@ class RelayEvents:
     def __init__(
         self,
         store: RelayStore,
-        reader: ReplayReader,
         last_seq: int,
         window_bytes: int = WINDOW_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.reader = reader
         self.clock = clock
         self.broadcaster = Broadcaster(window_bytes)
         self._published = last_seq
@@ -62,11 +59,11 @@ class RelayEvents:
     def last_seq(self) -> int:
         return self._published
 
-    def oldest_seq(self) -> int | None:
-        return self.reader.oldest_seq()
+    async def oldest_seq(self) -> int | None:
+        return await self.store.oldest_seq()
 
-    def replay(self, after: int, limit: int) -> list[tuple[int, bytes]]:
-        return self.reader.replay(after, limit)
+    async def replay(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        return await self.store.events_after(after, limit)
 
     @property
     def pending(self) -> int:

@@ -33,7 +33,6 @@ from strata.net.public_fetch import guarded_session
 from strata.relay.config import HostAddress, RelayConfig, load_admin_password
 from strata.relay.events import RelayEvents
 from strata.relay.ingest import Ingest
-from strata.relay.replay import replay_reader
 from strata.relay.resync import Resyncer
 from strata.relay.store import COMMANDS, Account, Host, RelayStore, prune
 from strata.relay.upstream import UpstreamStream
@@ -81,9 +80,8 @@ class Relay:
         sqlite_path = self.data_dir / "relay.sqlite"
         self.store = await RelayStore.open(self.config.database_url, sqlite_path)
         self.store.writer = None
-        reader = replay_reader(self.config.database_url, sqlite_path)
         self.events = RelayEvents(
-            self.store, reader, await self.store.last_seq(), self.config.firehose_window_bytes
+            self.store, await self.store.last_seq(), self.config.firehose_window_bytes
         )
         self._flushing = asyncio.Lock()
         self._lost = asyncio.Event()
@@ -156,7 +154,6 @@ class Relay:
             self.peer_http,
         ):
             await session.close()
-        self.events.reader.close()
         await self.store.close()
 
     # Ingesting: in one process at a time
