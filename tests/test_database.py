@@ -237,3 +237,23 @@ async def test_notifications_arrive_once_committed(postgres_cluster: PostgresClu
     finally:
         await listener.close()
         await db.close()
+
+
+async def test_a_session_is_let_go_soon_after_its_client_falls_silent(
+    postgres_cluster: PostgresCluster,
+) -> None:
+    db = await open_database(postgres_cluster.new_database(), Path("unused"))
+    assert isinstance(db, PostgresDatabase)
+    session = await db.session()
+    try:
+        # Over TCP the server probes a silent client and ends its session (and its locks)
+        # within about 25 s, rather than the system's two hours.
+        settings = [
+            await session.conn.fetchval(f"SHOW {name}")
+            for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")
+        ]
+        assert settings == ["10", "5", "3"]
+        await session.ping()
+    finally:
+        await session.close()
+        await db.close()

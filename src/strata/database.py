@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequen
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from strata.storage import connect_sqlite
 
@@ -341,6 +341,17 @@ class Listener(Protocol):
     async def close(self) -> None: ...
 
 
+SESSION_PING_TIMEOUT: Final = 5.0
+SESSION_KEEPALIVES: Final = {
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+}
+"""Asked of the server for a session's connection: it probes a silent client after 10 s and
+ends the session (releasing its locks) about 25 s after the client went away, instead of the
+system's two hours."""
+
+
 class PostgresSession:
     """One connection of its own, outside the pool, for what lives as long as the connection:
     a session-level advisory lock, and the transactions that must run only while it is held
@@ -362,10 +373,11 @@ class PostgresSession:
             taken: bool = await self.conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *key)
             return taken
 
-    async def ping(self) -> None:
-        """Raise if the connection no longer answers."""
+    async def ping(self, timeout: float = SESSION_PING_TIMEOUT) -> None:
+        """Raise if the connection no longer answers, within `timeout` seconds (a peer cut off
+        without a word would otherwise keep the wait going for as long as TCP retries)."""
         async with self._turn:
-            await self.conn.fetchval("SELECT 1")
+            await self.conn.fetchval("SELECT 1", timeout=timeout)
 
     async def run_transaction(self, body: Callable[[Executor], Coroutine[Any, Any, T]]) -> T:
         """`await body(tx)` in one write transaction on this connection."""
@@ -412,7 +424,7 @@ class PostgresDatabase(_PostgresExecutor):
         """A connection of its own, outside the pool (see `PostgresSession`)."""
         import asyncpg
 
-        return PostgresSession(await asyncpg.connect(self.url))
+        return PostgresSession(await asyncpg.connect(self.url, server_settings=SESSION_KEEPALIVES))
 
     async def fetch_many(self, queries: Sequence[Query]) -> list[list[Row]]:
         """The rows of each query, asked on as many pooled connections at once."""
