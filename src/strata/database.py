@@ -528,3 +528,31 @@ async def migrate(db: Database, migrations: Sequence[Migration], service: str) -
             )
         current = version
     return current
+
+
+async def highest_seq(tx: Executor, table: str, lock: tuple[int, int] | None) -> int:
+    """The highest `seq` of `table` (0 when empty), for a transaction about to number rows
+    above it. Where several processes write (Postgres), pass the advisory `lock` that all of
+    them take: held until the transaction ends, it makes numbers follow commit order, with
+    none given twice and no hole left by a rollback."""
+    if lock is not None:
+        await tx.execute("SELECT pg_advisory_xact_lock(?, ?)", *lock)
+    row = await tx.fetchrow(f"SELECT coalesce(max(seq), 0) FROM {table}")
+    return int(row[0]) if row is not None else 0
+
+
+async def open_migrated(
+    url: str | None,
+    sqlite_path: Path,
+    migrations: Sequence[Migration],
+    service: str,
+    checkpoint_pages: int = CHECKPOINT_PAGES,
+) -> Database:
+    """`open_database`, then `service`'s migrations applied; closed again if they fail."""
+    db = await open_database(url, sqlite_path, checkpoint_pages=checkpoint_pages)
+    try:
+        await migrate(db, migrations, service)
+    except BaseException:
+        await db.close()
+        raise
+    return db

@@ -16,7 +16,7 @@ import aiohttp
 
 from strata.core.errors import InvalidSyntax
 from strata.core.syntax import AtUri
-from strata.database import Database, migrate, open_database
+from strata.database import Database, open_migrated
 from strata.feedgen.algorithm import Algorithm
 from strata.feedgen.config import FeedgenConfig
 from strata.feedgen.indexer import Indexer
@@ -49,10 +49,9 @@ class Feedgen:
         self.subscriber: RelaySubscriber | None = None
 
     async def start(self) -> None:
-        self.db: Database = await open_database(
-            self.config.database_url, self.data_dir / "feedgen.sqlite"
+        self.db: Database = await open_migrated(
+            self.config.database_url, self.data_dir / "feedgen.sqlite", MIGRATIONS, "feedgen"
         )
-        await migrate(self.db, MIGRATIONS, "feedgen")
         self.session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=30), headers={"User-Agent": "strata-feedgen"}
         )

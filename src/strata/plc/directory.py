@@ -241,7 +241,6 @@ class Directory:
         outcomes = [self._outcome(item, plan) for item in batch]
         seqs: dict[NewOperation, int] = {}
         if plan.inserts:
-            await self.store.lock_sequence(tx)
             seqs = dict(zip(plan.inserts, await self.store.insert(tx, plan.inserts), strict=True))
             await self.store.announce(tx)
         for did, cids in plan.nullify.items():

@@ -28,8 +28,8 @@ from strata.database import (
     Listener,
     PostgresDatabase,
     Row,
-    migrate,
-    open_database,
+    highest_seq,
+    open_migrated,
 )
 from strata.plc.schema import MIGRATIONS
 
@@ -116,13 +116,11 @@ class PlcStore:
     async def open(cls, database_url: str | None, sqlite_path: Path) -> PlcStore:
         """The store in Postgres at `database_url`, or else in SQLite at `sqlite_path`, with its
         migrations applied."""
-        db = await open_database(database_url, sqlite_path, checkpoint_pages=CHECKPOINT_PAGES)
-        try:
-            await migrate(db, MIGRATIONS, "plc")
-        except BaseException:
-            await db.close()
-            raise
-        return cls(db)
+        return cls(
+            await open_migrated(
+                database_url, sqlite_path, MIGRATIONS, "plc", checkpoint_pages=CHECKPOINT_PAGES
+            )
+        )
 
     @property
     def shared(self) -> bool:
@@ -210,16 +208,10 @@ class PlcStore:
             logs[row[0]].append(_indexed(row))
         return logs
 
-    async def lock_sequence(self, tx: Executor) -> None:
-        """Hold the right to number operations until the transaction ends."""
-        if self.shared:
-            await tx.execute("SELECT pg_advisory_xact_lock(?, ?)", *SEQUENCING_LOCK)
-
     async def insert(self, tx: Executor, ops: Sequence[NewOperation]) -> list[int]:
         """Add operations, in order; return the seq the database gave each (one more than the
-        highest so far). Only under the sequencing lock (`lock_sequence`)."""
-        row = await tx.fetchrow("SELECT coalesce(max(seq), 0) FROM operations")
-        last = int(row[0]) if row is not None else 0
+        highest so far), holding the sequencing lock from here to the commit."""
+        last = await highest_seq(tx, "operations", SEQUENCING_LOCK if self.shared else None)
         await tx.executemany(
             "INSERT INTO operations (seq, did, cid, operation, nullified, created_at)"
             " VALUES ((SELECT coalesce(max(seq), 0) + 1 FROM operations), ?, ?, ?, ?, ?)",

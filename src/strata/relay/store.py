@@ -25,8 +25,8 @@ from strata.database import (
     Listener,
     PostgresDatabase,
     Row,
-    migrate,
-    open_database,
+    highest_seq,
+    open_migrated,
 )
 from strata.relay.schema import MIGRATIONS
 
@@ -163,13 +163,7 @@ class RelayStore:
     async def open(cls, database_url: str | None, sqlite_path: Path) -> RelayStore:
         """The store in Postgres at `database_url`, or else in SQLite at `sqlite_path`, with its
         migrations applied."""
-        db = await open_database(database_url, sqlite_path)
-        try:
-            await migrate(db, MIGRATIONS, "relay")
-        except BaseException:
-            await db.close()
-            raise
-        return cls(db)
+        return cls(await open_migrated(database_url, sqlite_path, MIGRATIONS, "relay"))
 
     @property
     def shared(self) -> bool:
@@ -390,10 +384,7 @@ class RelayStore:
             await tx.execute("DELETE FROM relay_command WHERE id = ANY(?)", batch.commands_done)
         if not batch.events:
             return []
-        if self.shared:
-            await tx.execute("SELECT pg_advisory_xact_lock(?, ?)", *SEQUENCING_LOCK)
-        row = await tx.fetchrow("SELECT coalesce(max(seq), 0) FROM relay_seq")
-        last = int(row[0]) if row is not None else 0
+        last = await highest_seq(tx, "relay_seq", SEQUENCING_LOCK if self.shared else None)
         frames = [
             (last + n, message_frame(e.event_type, {**e.body, "seq": last + n}))
             for n, e in enumerate(batch.events, start=1)
