@@ -308,6 +308,31 @@ def worker_pids(parent: int) -> list[int]:
         return [int(pid) for pid in children.read().split()]
 
 
+async def worker_replaced(parent: int, killed: int, timeout: float, workers: int = 2) -> None:
+    """Wait until `parent` runs its `workers` again, the `killed` one no longer among them."""
+
+    async def replaced() -> bool:
+        pids = worker_pids(parent)
+        return len(pids) == workers and killed not in pids
+
+    await eventually(replaced, timeout, "the killed worker is replaced")
+
+
+async def stop_workers(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM a `--workers` service: it exits cleanly, and none of its workers outlives it."""
+    remaining = worker_pids(proc.pid)
+    proc.terminate()
+    assert await asyncio.wait_for(proc.wait(), 15) == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in remaining)
+
+
+async def get_ok(http: aiohttp.ClientSession, url: str, **params: Any) -> Any:
+    """The JSON answer of a GET that must succeed."""
+    async with http.get(url, params=params) as resp:
+        assert resp.status == 200, (url, resp.status, await resp.text())
+        return await resp.json()
+
+
 async def metric(http: aiohttp.ClientSession, url: str, series: str) -> float:
     """The value of one series (name and labels) of `url`'s /metrics (0 when absent)."""
     async with http.get(f"{url}/metrics") as resp:

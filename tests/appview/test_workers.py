@@ -24,12 +24,15 @@ from tests.relay.xrpc import PdsUser
 from tests.services import (
     eventually,
     free_port,
+    get_ok,
     metric,
     running_pds,
     running_plc,
     running_relay,
     start_strata,
+    stop_workers,
     worker_pids,
+    worker_replaced,
 )
 
 pytestmark = pytest.mark.async_timeout(180)
@@ -37,18 +40,12 @@ pytestmark = pytest.mark.async_timeout(180)
 NOW = "2026-11-21T00:00:00.000Z"
 
 
-async def get(http: aiohttp.ClientSession, url: str, **params: Any) -> Any:
-    async with http.get(url, params=params) as resp:
-        assert resp.status == 200, (url, resp.status, await resp.text())
-        return await resp.json()
-
-
 @contextlib.asynccontextmanager
 async def pinned(url: str, worker: int) -> AsyncIterator[aiohttp.ClientSession]:
     """A session whose one kept-alive connection reaches worker `worker`."""
     for _ in range(50):
         http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))
-        if (await get(http, f"{url}/xrpc/_health"))["worker"] == worker:
+        if (await get_ok(http, f"{url}/xrpc/_health"))["worker"] == worker:
             try:
                 yield http
             finally:
@@ -104,7 +101,7 @@ async def appview_workers(tmp_path: Path, database: str) -> AsyncIterator[Worker
 
 
 async def post_seen(http: aiohttp.ClientSession, url: str, uri: str) -> dict[str, Any] | None:
-    posts = (await get(http, f"{url}/xrpc/app.bsky.feed.getPosts", uris=uri))["posts"]
+    posts = (await get_ok(http, f"{url}/xrpc/app.bsky.feed.getPosts", uris=uri))["posts"]
     return posts[0] if posts else None
 
 
@@ -125,7 +122,7 @@ async def test_two_workers_serve_one_index(
 
         # Fresh connections reach both workers, and every answer is the same.
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as h:
-            answering = {(await get(h, f"{url}/xrpc/_health"))["worker"] for _ in range(40)}
+            answering = {(await get_ok(h, f"{url}/xrpc/_health"))["worker"] for _ in range(40)}
             assert answering == {0, 1}
             answers = [await post_seen(h, url, post["uri"]) for _ in range(20)]
             assert all(answer == answers[0] for answer in answers)
@@ -138,7 +135,7 @@ async def test_two_workers_serve_one_index(
             # Each worker reads the post and the profile twice: cached from the second on.
             for session in (first, second) * 2:
                 assert (await post_seen(session, url, post["uri"]) or {})["likeCount"] == 0
-                profile = await get(
+                profile = await get_ok(
                     session, f"{url}/xrpc/app.bsky.actor.getProfile", actor=alice.did
                 )
                 assert profile["displayName"] == "Alice"
@@ -169,7 +166,7 @@ async def test_two_workers_serve_one_index(
                     return seen is not None and seen["likeCount"] == 1
 
                 async def renamed(session: aiohttp.ClientSession = session) -> bool:
-                    profile = await get(
+                    profile = await get_ok(
                         session, f"{url}/xrpc/app.bsky.actor.getProfile", actor=alice.did
                     )
                     return bool(profile["displayName"] == "Alice B.")
@@ -198,19 +195,12 @@ async def test_two_workers_serve_one_index(
         # The indexing worker dies: it is replaced, and indexing goes on.
         os.kill(workers[0], signal.SIGKILL)
 
-        async def replaced() -> bool:
-            pids = worker_pids(net.proc.pid)
-            return len(pids) == 2 and workers[0] not in pids
-
-        await eventually(replaced, 15.0, "the killed worker is replaced")
+        await worker_replaced(net.proc.pid, workers[0], 15.0)
         later = await alice.post("after the restart")
         await eventually(lambda: post_seen(http, url, later["uri"]), 20.0, "indexing goes on")
         assert await metric(http, net.relay, consumers) == 1.0
 
-        remaining = worker_pids(net.proc.pid)
-        net.proc.terminate()
-        assert await asyncio.wait_for(net.proc.wait(), 15) == 0
-        assert not any(Path(f"/proc/{pid}").exists() for pid in remaining)
+        await stop_workers(net.proc)
 
 
 def test_workers_need_postgres(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ and SIGTERM stops them all."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 from pathlib import Path
@@ -20,24 +19,21 @@ from tests.postgres import PostgresCluster
 from tests.services import (
     eventually,
     free_port,
+    get_ok,
     metric,
     running_pds,
     running_plc,
     running_relay,
     start_strata,
+    stop_workers,
     worker_pids,
+    worker_replaced,
 )
 
 pytestmark = pytest.mark.async_timeout(120)
 
 PUBLISHER = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"
 FEED = f"at://{PUBLISHER}/app.bsky.feed.generator/lang-en"
-
-
-async def get(http: aiohttp.ClientSession, url: str, **params: Any) -> Any:
-    async with http.get(url, params=params) as resp:
-        assert resp.status == 200, (url, resp.status, await resp.text())
-        return await resp.json()
 
 
 async def test_two_workers_serve_one_index(
@@ -63,7 +59,7 @@ async def test_two_workers_serve_one_index(
             first = await alice.say("hello", langs=["en"])
 
             async def skeleton(session: aiohttp.ClientSession = http) -> list[Any]:
-                body = await get(session, f"{url}/xrpc/app.bsky.feed.getFeedSkeleton", feed=FEED)
+                body = await get_ok(session, f"{url}/xrpc/app.bsky.feed.getFeedSkeleton", feed=FEED)
                 return [item["post"] for item in body["feed"]]
 
             await eventually(skeleton, 20.0, "the post is in the feed")
@@ -71,7 +67,7 @@ async def test_two_workers_serve_one_index(
             before = await metric(http, url, ok)
             fresh = aiohttp.TCPConnector(force_close=True)
             async with aiohttp.ClientSession(connector=fresh) as h:
-                answering = {(await get(h, f"{url}/xrpc/_health"))["worker"] for _ in range(40)}
+                answering = {(await get_ok(h, f"{url}/xrpc/_health"))["worker"] for _ in range(40)}
                 assert answering == {0, 1}
                 answers = [await skeleton(h) for _ in range(30)]
                 assert all(answer == [first["uri"]] for answer in answers)
@@ -83,21 +79,14 @@ async def test_two_workers_serve_one_index(
 
             os.kill(workers[0], signal.SIGKILL)
 
-            async def replaced() -> bool:
-                pids = worker_pids(proc.pid)
-                return len(pids) == 2 and workers[0] not in pids
-
-            await eventually(replaced, 15.0, "the killed worker is replaced")
+            await worker_replaced(proc.pid, workers[0], 15.0)
             second = await alice.say("again", langs=["en"])
             await eventually(
                 skeleton, 20.0, "indexing goes on", lambda posts: second["uri"] in posts
             )
             assert await metric(http, relay.url, consumers) == 1.0
 
-            remaining = worker_pids(proc.pid)
-            proc.terminate()
-            assert await asyncio.wait_for(proc.wait(), 15) == 0
-            assert not any(Path(f"/proc/{pid}").exists() for pid in remaining)
+            await stop_workers(proc)
         finally:
             if proc.returncode is None:
                 proc.kill()

@@ -28,7 +28,9 @@ from tests.services import (
     metric,
     running_plc,
     start_strata,
+    stop_workers,
     worker_pids,
+    worker_replaced,
 )
 
 RECOVERY = K256Keypair.from_private_bytes(bytes(range(1, 33)))
@@ -239,16 +241,9 @@ async def test_workers_share_one_port(tmp_path: Path, postgres_cluster: Postgres
             os.kill(workers[0], signal.SIGKILL)
             assert (await get_json(http, f"{url}/{created[0][0]}/data"))["did"] == created[0][0]
 
-            async def replaced() -> bool:
-                pids = worker_pids(proc.pid)
-                return len(pids) == 2 and workers[0] not in pids
-
-            await eventually(replaced, 10.0, "the killed worker is replaced")
+            await worker_replaced(proc.pid, workers[0], 10.0)
             assert len(await export(http, url)) == 60
-        remaining = worker_pids(proc.pid)
-        proc.terminate()
-        assert await asyncio.wait_for(proc.wait(), 15) == 0
-        assert not any(Path(f"/proc/{pid}").exists() for pid in remaining)
+        await stop_workers(proc)
     finally:
         if proc.returncode is None:
             proc.kill()
